@@ -1,0 +1,89 @@
+//! # gradguard
+//!
+//! Fixed-size `f32` neural-network layers for `#![no_std]` targets — from microcontrollers
+//! to desktop CPUs — that train, with activation derivatives that do not silently round to
+//! zero.
+//!
+//! Backpropagation multiplies one activation derivative per layer. σ' is at most 1/4 and
+//! tanh' at most 1, so in a deep sigmoid or tanh network the gradient of the first layers
+//! shrinks geometrically (the vanishing gradient problem). In `f32` a shrinking gradient
+//! first becomes subnormal and then exactly zero, and learning stops without any error.
+//! Floating point adds false zeros of its own: the textbook `s * (1 - s)` is exactly 0 for
+//! x ≥ 16.64 although σ'(x) is a normal number there. gradguard computes every derivative
+//! from the pre-activation so it stays a normal float as long as the true value is one.
+//!
+//! ## Shape of the crate
+//! * [`math`]: scalar elementary functions (exp, expm1, σ, tanh and their derivatives) with
+//!   their measured error bounds, plus `f64` reference derivatives.
+//! * [`kernels`]: every loop over arrays (dense forward/backward, activations, softmax,
+//!   optimiser updates); the scalar reference today, per-ISA backends behind it later.
+//! * [`Activation`]s, [`Layer`]s ([`Dense`], [`ActivationLayer`], [`Chain`], [`Seq!`]),
+//!   [`Loss`]es, [`Optimizer`]s, [`init`] and [`train_step`].
+//! * Storage is plain arrays: parameters, gradients and caches have `const` zeroed values
+//!   ([`Zeroed`]) so a whole network can live in `static`s; [`training_bytes`] says how much.
+//!
+//! ## Example
+//! ```
+//! use gradguard::{argmax, init::Init, train_step, Dense, Layer, Relu, Seq, Sgd,
+//!                 SoftmaxCrossEntropy, Workspace, Zeroed};
+//! use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+//!
+//! type Net = Seq![Dense<2, 8, Relu>, Dense<8, 2>];
+//! let net = Net::default();
+//! let mut params = <Net as Layer>::Params::ZEROED;
+//! let mut grads = <Net as Layer>::Params::ZEROED;
+//! let mut workspace = Workspace::<Net, 4>::ZEROED;
+//! net.init(&mut params, Init::HeNormal, &mut Xoshiro256PlusPlus::seed_from_u64(3));
+//!
+//! // XOR as two classes.
+//! let x = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+//! let y = [0, 1, 1, 0];
+//! let mut sgd = Sgd::new(0.5)?;
+//! for _ in 0..500 {
+//!     train_step(&net, &mut params, &mut grads, &mut workspace, &mut sgd,
+//!                &SoftmaxCrossEntropy, &x, &y)?;
+//! }
+//! net.forward(&params, &x, &mut workspace.cache);
+//! let predicted: Vec<usize> = Net::output(&workspace.cache).iter().map(|r| argmax(r)).collect();
+//! assert_eq!(predicted, y);
+//! # Ok::<(), gradguard::Error>(())
+//! ```
+//!
+//! ## Bad input
+//! NaN and ±∞ propagate through every function (f'(NaN) = NaN for every activation) and are
+//! never turned into ordinary numbers; invalid parameters (a label out of range, a
+//! non-positive learning rate, …) return an [`Error`]; no function panics on any `f32`.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod activation;
+pub mod datasets;
+mod error;
+pub mod init;
+pub mod kernels;
+mod layer;
+mod loss;
+pub mod math;
+mod optim;
+mod storage;
+mod train;
+
+pub use activation::{
+    Activation, Elementwise, Elu, Identity, LeakyRelu, Relu, Sigmoid, Softmax, Softsign, Tanh,
+};
+pub use error::Error;
+pub use kernels::GradMode;
+pub use layer::{
+    ActivationCache, ActivationLayer, Chain, ChainCache, Dense, DenseCache, DenseParams, Layer,
+};
+pub use loss::{BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy};
+pub use optim::{Adam, Momentum, Optimizer, Sgd};
+pub use storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
+pub use train::{argmax, train_step, training_bytes, Workspace};
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,321 @@
+//! Scalar elementary functions with written-down error bounds.
+//!
+//! Everything here is pure `f32` arithmetic (no `f64`, no fused multiply-add, no table), so it
+//! runs unchanged on a soft-float Cortex-M0+, and a SIMD kernel that performs the same
+//! operations in the same order reproduces it bit for bit. The only exceptions are the
+//! `*_reference` functions, which evaluate in `f64` and round once; they are the yardstick for
+//! tests and for users who want the last half ulp, not the kernel path.
+//!
+//! Error bounds are in ulp (units in the last place of the `f32` result, counted as the
+//! distance between bit patterns, so they stay meaningful for subnormal results) and were
+//! measured exhaustively over every `f32` bit pattern by the `#[ignore]`d tests in
+//! `tests/exhaustive.rs` (`cargo test --release -- --ignored`).
+//!
+//! ```
+//! use gradguard::math;
+//! // The textbook from-output form returns a false zero where the true derivative
+//! // (about 6e-8) is a perfectly normal f32; the pre-activation form does not.
+//! let s = math::sigmoid(17.0);
+//! assert_eq!(math::sigmoid_derivative_from_output(s), 0.0);
+//! let d = math::sigmoid_derivative(17.0);
+//! assert!(d.is_normal() && (d - 4.14e-8).abs() < 1e-9);
+//! ```
+
+/// log2(e), rounded to f32.
+const LOG2E: f32 = core::f32::consts::LOG2_E;
+/// High part of ln 2 with 9 significant bits, so `n * LN2_HI` is exact for |n| ≤ 2^15.
+const LN2_HI: f32 = 0.693_359_4;
+/// ln 2 − `LN2_HI`.
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// 1.5·2^23: adding it rounds an f32 of magnitude < 2^22 to an integer (ties to even).
+const ROUND_MAGIC: f32 = 12_582_912.0;
+/// Below this, e^x < 2^-150 rounds to +0.
+const EXP_MIN_ARG: f32 = -104.0;
+/// Above this, e^x > f32::MAX rounds to +∞.
+const EXP_MAX_ARG: f32 = 89.0;
+/// Below this magnitude `expm1` uses its polynomial.
+const EXPM1_POLY_LIMIT: f32 = core::f32::consts::LN_2;
+
+/// e^x.
+///
+/// Cody–Waite reduction x = n·ln2 + r with |r| ≤ ln2/2, a degree-7 polynomial for e^r
+/// (Cephes `expf` coefficients) and a scale by 2^n done as two exact power-of-two products,
+/// so a subnormal result is rounded once, not twice. No branch on the value except the
+/// clamp of the argument, so the same steps vectorise.
+///
+/// * Error: **at most 1 ulp** against the correctly rounded e^x over every f32 for which the
+///   result is normal or subnormal (measured: `tests/exhaustive.rs`,
+///   `exp_is_within_its_bound_for_every_f32`).
+/// * e^0 = 1 exactly; e^-∞ = +0; e^+∞ = +∞; NaN in gives NaN out.
+///
+/// ```
+/// assert_eq!(gradguard::math::exp(0.0), 1.0);
+/// assert!((gradguard::math::exp(-1.0) - 0.367_879_44).abs() < 1e-7);
+/// assert!(gradguard::math::exp(-100.0) > 0.0); // subnormal, not a false zero
+/// ```
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    // `clamp` returns NaN for NaN, which then flows through the arithmetic below.
+    let x = x.clamp(EXP_MIN_ARG, EXP_MAX_ARG);
+    let t = x * LOG2E + ROUND_MAGIC;
+    let n_f = t - ROUND_MAGIC;
+    // n ∈ [-150, 129]: the low bits of `t` hold n + 2^22 (as two's complement offset).
+    let n = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
+    let r = x - n_f * LN2_HI;
+    let r = r - n_f * LN2_LO;
+    let r2 = r * r;
+    let q = 1.987_569_1e-4;
+    let q = q * r + 1.398_199_9e-3;
+    let q = q * r + 8.333_452e-3;
+    let q = q * r + 4.166_579_6e-2;
+    let q = q * r + 1.666_666_5e-1;
+    let q = q * r + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
+    let p = q * r2 + r + 1.0;
+    // 2^n = 2^n1 · 2^n2 with n1, n2 ∈ [-75, 65]: both normal, the first product is exact.
+    let n1 = n >> 1;
+    let n2 = n.wrapping_sub(n1);
+    p * pow2(n1) * pow2(n2)
+}
+
+/// 2^k for k ∈ [-126, 127], built from the exponent bits.
+#[inline(always)]
+fn pow2(k: i32) -> f32 {
+    f32::from_bits((k.wrapping_add(127) as u32) << 23)
+}
+
+/// e^x − 1 without cancellation near 0.
+///
+/// For |x| < ln 2 a degree-10 Taylor polynomial (truncation error below 2^-30 relative),
+/// otherwise [`exp`]`(x) − 1`: for x ≤ −ln 2 the subtraction is exact (Sterbenz) and the
+/// result is at least as large as e^x, so exp's error is not magnified.
+///
+/// * Error: **at most 2 ulp** over every f32 (measured exhaustively,
+///   `expm1_is_within_its_bound_for_every_f32`).
+/// * expm1(±0) = ±0, expm1(-∞) = −1, NaN in gives NaN out.
+///
+/// ```
+/// let x = 1e-10_f32;
+/// assert_eq!(gradguard::math::expm1(x), x); // exp(x) - 1.0 would give 0
+/// ```
+#[inline(always)]
+pub fn expm1(x: f32) -> f32 {
+    expm1_from_exp(x, exp(x))
+}
+
+/// [`expm1`] given `e` = [`exp`]`(x)`, for callers that need both.
+#[inline(always)]
+fn expm1_from_exp(x: f32, e: f32) -> f32 {
+    let small = {
+        // Horner in x: x + x²(1/2 + x(1/6 + x(1/24 + ...))), Taylor through x^10/10!.
+        let c = 1.0 / 3_628_800.0;
+        let c = c * x + 1.0 / 362_880.0;
+        let c = c * x + 1.0 / 40_320.0;
+        let c = c * x + 1.0 / 5_040.0;
+        let c = c * x + 1.0 / 720.0;
+        let c = c * x + 1.0 / 120.0;
+        let c = c * x + 1.0 / 24.0;
+        let c = c * x + 1.0 / 6.0;
+        let c = c * x + 0.5;
+        c * (x * x) + x
+    };
+    // NaN fails the comparison and takes `e - 1`, which is NaN.
+    if x.abs() < EXPM1_POLY_LIMIT {
+        small
+    } else {
+        e - 1.0
+    }
+}
+
+/// The logistic function σ(x) = 1 / (1 + e^-x), evaluated stably.
+///
+/// Uses e = e^-|x| ≤ 1 only (never the exponential of a large positive number):
+/// σ(x) = 1/(1+e) for x ≥ 0 and e/(1+e) for x < 0.
+///
+/// * Error: **at most 2 ulp** against f64 over every f32 (measured exhaustively,
+///   `sigmoid_and_tanh_are_within_their_bounds_for_every_f32`).
+/// * σ(0) = 0.5 exactly, σ(+∞) = 1, σ(−∞) = +0, NaN in gives NaN out.
+///
+/// ```
+/// assert_eq!(gradguard::math::sigmoid(0.0), 0.5);
+/// assert!(gradguard::math::sigmoid(-100.0) > 0.0); // 3.7e-44, subnormal but not zero
+/// ```
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    let e = exp(-x.abs());
+    // `x >= 0` is false for NaN, which then takes `e` = NaN.
+    let numerator = if x >= 0.0 { 1.0 } else { e };
+    numerator / (1.0 + e)
+}
+
+/// σ'(x) = σ(x)·(1 − σ(x)), computed from the **pre-activation** x (the fast form the kernels
+/// use).
+///
+/// Evaluates s = σ(−|x|) ≤ 1/2 and returns s·(1 − s). Because s ≤ 1/2, the exact product is
+/// at most 1/4, and rounding is monotone, so the result never exceeds 1/4; because it uses
+/// |x|, σ'(x) and σ'(−x) are the same bits; because s is computed directly (not as 1 − σ(x))
+/// the result is a normal f32 down to 1.2e-38, i.e. for every |x| ≤ 87.
+///
+/// * Error: **at most 3 ulp** against [`sigmoid_derivative_reference`] wherever the result is
+///   normal (measured exhaustively, `sigmoid_derivative_properties_hold_for_every_f32`).
+/// * σ'(0) = 0.25 exactly, σ'(±∞) = 0, NaN in gives NaN out.
+///
+/// ```
+/// use gradguard::math::sigmoid_derivative as d;
+/// assert_eq!(d(0.0), 0.25);
+/// assert_eq!(d(3.0).to_bits(), d(-3.0).to_bits());
+/// assert!(d(87.0).is_normal());
+/// ```
+#[inline(always)]
+pub fn sigmoid_derivative(x: f32) -> f32 {
+    let e = exp(-x.abs());
+    let s = e / (1.0 + e);
+    s * (1.0 - s)
+}
+
+/// tanh(x), odd-symmetric, without cancellation near 0 and accurately rounded near ±1.
+///
+/// With e = e^(−2|x|) computed once:
+/// * |x| < 2^-12: x itself (the next term, x³/3, is below a quarter ulp);
+/// * |x| < 0.55: −m / (2 + m) with m = e^(−2|x|) − 1 from the [`expm1`] polynomial (or
+///   e − 1 where that is exact enough), so small results keep their relative accuracy;
+/// * otherwise 1 − 2e/(1 + e): the subtracted term is small and accurate, so values near
+///   ±1 are rounded essentially once (tanh(9.0) is 0.99999994, not 1).
+///
+/// * Error: **at most 2 ulp** against f64 over every f32 (measured exhaustively,
+///   `sigmoid_and_tanh_are_within_their_bounds_for_every_f32`).
+/// * tanh(±0) = ±0, tanh(±∞) = ±1, NaN in gives NaN out.
+///
+/// ```
+/// assert_eq!(gradguard::math::tanh(0.0), 0.0);
+/// assert_eq!(gradguard::math::tanh(-20.0), -1.0);
+/// assert_eq!(gradguard::math::tanh(1e-30), 1e-30);
+/// assert!(gradguard::math::tanh(9.0) < 1.0);
+/// ```
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    let a = x.abs();
+    let e = exp(-2.0 * a);
+    let m = expm1_from_exp(-2.0 * a, e);
+    let near_zero = -m / (2.0 + m);
+    let near_one = 1.0 - 2.0 * e / (1.0 + e);
+    // NaN fails both comparisons and takes `near_one`, which is NaN.
+    let t = if a < 2.441_406_3e-4 {
+        a
+    } else if a < 0.55 {
+        near_zero
+    } else {
+        near_one
+    };
+    f32::from_bits(t.to_bits() | (x.to_bits() & 0x8000_0000))
+}
+
+/// tanh'(x) = 1 − tanh²(x), computed from the pre-activation as 4·σ'(2x) (an exact identity).
+///
+/// Inherits every property of [`sigmoid_derivative`]: the result is in [0, 1], symmetric bit for
+/// bit, tanh'(0) = 1 exactly, and a normal f32 for every |x| ≤ 43. The doubling and the
+/// factor 4 are exact, so the error is that of σ' at 2x.
+///
+/// * Error: **at most 3 ulp** against [`tanh_derivative_reference`] wherever the result is
+///   normal (measured exhaustively, `tanh_derivative_properties_hold_for_every_f32`).
+///
+/// ```
+/// use gradguard::math::tanh_derivative as d;
+/// assert_eq!(d(0.0), 1.0);
+/// assert!(d(10.0) > 0.0); // 1 - tanh(10)^2 would be exactly 0
+/// assert!(d(43.0).is_normal());
+/// ```
+#[inline(always)]
+pub fn tanh_derivative(x: f32) -> f32 {
+    4.0 * sigmoid_derivative(2.0 * x)
+}
+
+/// σ'(x) from the *output* s = σ(x) as `s * (1 - s)`: the cheap textbook form.
+///
+/// **Returns false zeros.** For x ≥ 16.64 (= 24·ln 2, where 1 + e^−x rounds to 1), σ(x)
+/// rounds to 1 in f32, so `1 - s` is 0 and this
+/// returns exactly 0 although the true σ'(x) ≈ 6e-8 (at x = 16.64) is a normal f32. For
+/// large negative x it is accurate. Kept for comparison and for code that only has the
+/// output; the layers use [`sigmoid_derivative`].
+///
+/// ```
+/// use gradguard::math::{sigmoid, sigmoid_derivative_from_output};
+/// assert_eq!(sigmoid_derivative_from_output(sigmoid(16.64)), 0.0);
+/// assert!(sigmoid_derivative_from_output(sigmoid(16.6)) > 0.0);
+/// ```
+#[inline(always)]
+pub fn sigmoid_derivative_from_output(s: f32) -> f32 {
+    s * (1.0 - s)
+}
+
+/// tanh'(x) from the *output* t = tanh(x) as `1 - t * t`: the cheap textbook form.
+///
+/// **Returns false zeros.** For |x| ≥ 9.011 (= 13·ln 2, where 1 − tanh(x) drops below half
+/// an ulp of 1), tanh(x) rounds to ±1 in f32, so this returns exactly 0 although the true
+/// derivative ≈ 6e-8 there is a normal f32. Use [`tanh_derivative`] instead.
+///
+/// ```
+/// use gradguard::math::{tanh, tanh_derivative_from_output};
+/// assert_eq!(tanh_derivative_from_output(tanh(9.02)), 0.0);
+/// assert!(gradguard::math::tanh_derivative(9.01) > 5e-8);
+/// ```
+#[inline(always)]
+pub fn tanh_derivative_from_output(t: f32) -> f32 {
+    1.0 - t * t
+}
+
+/// Reference σ'(x): e/(1+e)² with e = e^-|x| evaluated in `f64` and rounded to f32 once.
+///
+/// Within 0.5 ulp plus the f64 error (far below 0.01 ulp) of the true value, so it is the
+/// correctly rounded result in all but astronomically rare ties; non-increasing in |x| over
+/// all f32, symmetric, at most 1/4. Measured exhaustively in `tests/exhaustive.rs`. Uses
+/// software f64 on a Cortex-M: meant for tests and host tools, not for kernels.
+///
+/// ```
+/// use gradguard::math::sigmoid_derivative_reference as r;
+/// assert_eq!(r(0.0), 0.25);
+/// assert!(r(1.0) <= r(0.5));
+/// ```
+pub fn sigmoid_derivative_reference(x: f32) -> f32 {
+    let e = libm::exp(-libm::fabs(f64::from(x)));
+    let d = 1.0 + e;
+    (e / (d * d)) as f32
+}
+
+/// Reference tanh'(x): 4e/(1+e)² with e = e^-2|x| in `f64`, rounded once (see
+/// [`sigmoid_derivative_reference`] for its properties).
+///
+/// ```
+/// assert_eq!(gradguard::math::tanh_derivative_reference(0.0), 1.0);
+/// ```
+pub fn tanh_derivative_reference(x: f32) -> f32 {
+    let e = libm::exp(-2.0 * libm::fabs(f64::from(x)));
+    let d = 1.0 + e;
+    (4.0 * e / (d * d)) as f32
+}
+
+/// Distance in ulp between two f32 values: the number of representable f32 values between
+/// them (0 when equal, and between +0 and −0). `u32::MAX` when either is NaN.
+///
+/// ```
+/// use gradguard::math::ulp_distance;
+/// assert_eq!(ulp_distance(1.0, f32::from_bits(1.0f32.to_bits() + 3)), 3);
+/// assert_eq!(ulp_distance(-0.0, 0.0), 0);
+/// assert_eq!(ulp_distance(f32::from_bits(1), -f32::from_bits(1)), 2);
+/// ```
+pub fn ulp_distance(a: f32, b: f32) -> u32 {
+    if a.is_nan() || b.is_nan() {
+        return u32::MAX;
+    }
+    // Map the bit patterns to a monotone integer line, −0 and +0 both at 0.
+    fn ordered(v: f32) -> i64 {
+        let bits = v.to_bits();
+        let magnitude = i64::from(bits & 0x7fff_ffff);
+        if bits >> 31 == 1 {
+            -magnitude
+        } else {
+            magnitude
+        }
+    }
+    let d = (ordered(a) - ordered(b)).unsigned_abs();
+    u32::try_from(d).unwrap_or(u32::MAX)
+}
