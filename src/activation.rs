@@ -1,0 +1,332 @@
+//! Activation functions with derivatives computed from the pre-activation.
+//!
+//! Every activation is a small `Copy` value (most are zero-sized) implementing
+//! [`Activation`] (row forms: forward `a = f(z)`, backward `dz = dy ⊙ f'(z)` or, for
+//! softmax, the Jacobian-vector product). The elementwise ones also implement
+//! [`Elementwise`], which gives the scalar `f` and `f'`.
+//!
+//! Conventions shared by all of them:
+//! * the derivative at a kink is the left one: relu'(0) = 0, leaky'(0) = α, elu'(0) = α;
+//! * f'(NaN) = NaN, so a NaN pre-activation keeps poisoning the backward pass instead of
+//!   being silently turned into a 0 or 1 gradient;
+//! * no activation ever panics.
+//!
+//! ```
+//! use gradguard::{Activation, Elementwise, Sigmoid};
+//! let z = [-1.0_f32, 0.0, 40.0];
+//! let (mut a, mut dz) = ([0.0; 3], [0.0; 3]);
+//! Sigmoid.forward(&z, &mut a);
+//! Sigmoid.backward(&z, &a, &[1.0; 3], &mut dz);
+//! assert_eq!(dz[1], 0.25);
+//! assert!(dz[2] > 0.0 && dz[2] == Sigmoid.derivative(40.0)); // 4.2e-18, not a false zero
+//! ```
+
+use crate::kernels;
+use crate::math;
+
+/// A row-wise activation: what a [`crate::Dense`] layer applies to its pre-activations.
+///
+/// ```
+/// use gradguard::{Activation, Softmax};
+/// let mut a = [0.0; 2];
+/// Softmax.forward(&[0.0, 0.0], &mut a);
+/// assert_eq!(a, [0.5, 0.5]);
+/// ```
+pub trait Activation: Copy {
+    /// Short name for reports (`"sigmoid"`, `"relu"`, …).
+    const NAME: &'static str;
+
+    /// `a = f(z)` over one row (`min(len)` elements).
+    fn forward(&self, z: &[f32], a: &mut [f32]);
+
+    /// `dz = ∂L/∂z` given the row's pre-activation `z`, its output `a` and `dy = ∂L/∂a`.
+    fn backward(&self, z: &[f32], a: &[f32], dy: &[f32], dz: &mut [f32]);
+}
+
+/// An activation applied independently to every element.
+///
+/// ```
+/// use gradguard::{Elementwise, LeakyRelu};
+/// let leaky = LeakyRelu::new(0.2);
+/// assert_eq!((leaky.value(-1.0), leaky.derivative(0.0)), (-0.2, 0.2));
+/// ```
+pub trait Elementwise: Copy {
+    /// Short name for reports.
+    const NAME: &'static str;
+    /// f(x).
+    fn value(&self, x: f32) -> f32;
+    /// f'(x), from the pre-activation x.
+    fn derivative(&self, x: f32) -> f32;
+}
+
+impl<T: Elementwise> Activation for T {
+    const NAME: &'static str = <T as Elementwise>::NAME;
+
+    #[inline]
+    fn forward(&self, z: &[f32], a: &mut [f32]) {
+        kernels::map(z, a, |x| self.value(x));
+    }
+
+    #[inline]
+    fn backward(&self, z: &[f32], _a: &[f32], dy: &[f32], dz: &mut [f32]) {
+        kernels::map_backward(z, dy, dz, |x| self.derivative(x));
+    }
+}
+
+/// NaN for NaN, otherwise `v`: how every derivative keeps NaN alive.
+#[inline(always)]
+fn nan_or(x: f32, v: f32) -> f32 {
+    if x.is_nan() {
+        x
+    } else {
+        v
+    }
+}
+
+/// f(x) = x, f'(x) = 1.
+///
+/// ```
+/// use gradguard::{Elementwise, Identity};
+/// assert_eq!((Identity.value(3.0), Identity.derivative(-7.0)), (3.0, 1.0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Identity;
+
+impl Elementwise for Identity {
+    const NAME: &'static str = "identity";
+    #[inline(always)]
+    fn value(&self, x: f32) -> f32 {
+        x
+    }
+    #[inline(always)]
+    fn derivative(&self, x: f32) -> f32 {
+        nan_or(x, 1.0)
+    }
+}
+
+/// The logistic function σ; see [`math::sigmoid`] and [`math::sigmoid_derivative`] for the
+/// error bounds. σ' ∈ [0, 1/4], normal for |x| ≤ 87.
+///
+/// ```
+/// use gradguard::{Elementwise, Sigmoid};
+/// assert_eq!(Sigmoid.derivative(0.0), 0.25);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sigmoid;
+
+impl Elementwise for Sigmoid {
+    const NAME: &'static str = "sigmoid";
+    #[inline(always)]
+    fn value(&self, x: f32) -> f32 {
+        math::sigmoid(x)
+    }
+    #[inline(always)]
+    fn derivative(&self, x: f32) -> f32 {
+        math::sigmoid_derivative(x)
+    }
+}
+
+/// Hyperbolic tangent; tanh' = 4·σ'(2x) ∈ [0, 1], normal for |x| ≤ 43. See [`math::tanh`].
+///
+/// ```
+/// use gradguard::{Elementwise, Tanh};
+/// assert_eq!(Tanh.derivative(0.0), 1.0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tanh;
+
+impl Elementwise for Tanh {
+    const NAME: &'static str = "tanh";
+    #[inline(always)]
+    fn value(&self, x: f32) -> f32 {
+        math::tanh(x)
+    }
+    #[inline(always)]
+    fn derivative(&self, x: f32) -> f32 {
+        math::tanh_derivative(x)
+    }
+}
+
+/// Rectified linear unit: max(x, 0); relu' ∈ {0, 1} with relu'(0) = 0.
+///
+/// ```
+/// use gradguard::{Elementwise, Relu};
+/// assert_eq!((Relu.value(-2.0), Relu.derivative(0.0), Relu.derivative(1e-45)), (0.0, 0.0, 1.0));
+/// assert!(Relu.value(f32::NAN).is_nan());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Relu;
+
+impl Elementwise for Relu {
+    const NAME: &'static str = "relu";
+    #[inline(always)]
+    fn value(&self, x: f32) -> f32 {
+        // `x <= 0` is false for NaN, which passes through.
+        if x <= 0.0 {
+            0.0
+        } else {
+            x
+        }
+    }
+    #[inline(always)]
+    fn derivative(&self, x: f32) -> f32 {
+        nan_or(x, if x > 0.0 { 1.0 } else { 0.0 })
+    }
+}
+
+/// Leaky ReLU: x for x > 0, α·x otherwise; leaky' ∈ {α, 1} with leaky'(0) = α.
+///
+/// ```
+/// use gradguard::{Elementwise, LeakyRelu};
+/// let f = LeakyRelu::new(0.01);
+/// assert_eq!((f.value(-100.0), f.derivative(-3.0), f.derivative(2.0)), (-1.0, 0.01, 1.0));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LeakyRelu {
+    /// The slope α for x ≤ 0 (commonly 0.01, or 0.2–0.3).
+    pub alpha: f32,
+}
+
+impl LeakyRelu {
+    /// A leaky ReLU with slope `alpha` below zero.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::LeakyRelu::new(0.2).alpha, 0.2);
+    /// ```
+    pub const fn new(alpha: f32) -> Self {
+        LeakyRelu { alpha }
+    }
+}
+
+impl Default for LeakyRelu {
+    /// α = 0.01.
+    fn default() -> Self {
+        LeakyRelu::new(0.01)
+    }
+}
+
+impl Elementwise for LeakyRelu {
+    const NAME: &'static str = "leaky_relu";
+    #[inline(always)]
+    fn value(&self, x: f32) -> f32 {
+        if x > 0.0 {
+            x
+        } else {
+            self.alpha * x
+        }
+    }
+    #[inline(always)]
+    fn derivative(&self, x: f32) -> f32 {
+        nan_or(x, if x > 0.0 { 1.0 } else { self.alpha })
+    }
+}
+
+/// Exponential linear unit: x for x > 0, α·(e^x − 1) otherwise (via [`math::expm1`], no
+/// cancellation near 0); elu'(x) = α·e^x for x ≤ 0.
+///
+/// ```
+/// use gradguard::{Elu, Elementwise};
+/// let f = Elu::new(1.0);
+/// assert_eq!((f.value(2.0), f.derivative(0.0)), (2.0, 1.0));
+/// assert_eq!(f.value(-1e-20), -1e-20);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Elu {
+    /// The scale α of the negative part.
+    pub alpha: f32,
+}
+
+impl Elu {
+    /// An ELU with scale `alpha`.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::Elu::new(0.5).alpha, 0.5);
+    /// ```
+    pub const fn new(alpha: f32) -> Self {
+        Elu { alpha }
+    }
+}
+
+impl Default for Elu {
+    /// α = 1.
+    fn default() -> Self {
+        Elu::new(1.0)
+    }
+}
+
+impl Elementwise for Elu {
+    const NAME: &'static str = "elu";
+    #[inline(always)]
+    fn value(&self, x: f32) -> f32 {
+        if x > 0.0 {
+            x
+        } else {
+            self.alpha * math::expm1(x)
+        }
+    }
+    #[inline(always)]
+    fn derivative(&self, x: f32) -> f32 {
+        if x > 0.0 {
+            1.0
+        } else {
+            self.alpha * math::exp(x)
+        }
+    }
+}
+
+/// Softsign: x / (1 + |x|); softsign'(x) = 1/(1+|x|)², computed as r·r with r = 1/(1+|x|)
+/// so it never overflows to a false zero (it is subnormal, correctly, for |x| > 9.2e18).
+///
+/// ```
+/// use gradguard::{Elementwise, Softsign};
+/// assert_eq!((Softsign.value(1.0), Softsign.derivative(1.0)), (0.5, 0.25));
+/// assert!(Softsign.derivative(2e19) > 0.0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Softsign;
+
+impl Elementwise for Softsign {
+    const NAME: &'static str = "softsign";
+    #[inline(always)]
+    fn value(&self, x: f32) -> f32 {
+        let a = x.abs();
+        // For |x| = ∞ the quotient is NaN; the limit is ±1.
+        if a == f32::INFINITY {
+            f32::from_bits(1.0f32.to_bits() | (x.to_bits() & 0x8000_0000))
+        } else {
+            x / (1.0 + a)
+        }
+    }
+    #[inline(always)]
+    fn derivative(&self, x: f32) -> f32 {
+        let r = 1.0 / (1.0 + x.abs());
+        r * r
+    }
+}
+
+/// Row softmax, max-subtracted (see [`kernels::softmax_row`]); its backward is the
+/// Jacobian-vector product `a ⊙ (dy − ⟨dy, a⟩)`.
+///
+/// For classification use a [`crate::Dense`] with [`Identity`] output and
+/// [`crate::SoftmaxCrossEntropy`], which fuses both and is more accurate.
+///
+/// ```
+/// use gradguard::{Activation, Softmax};
+/// let mut a = [0.0; 3];
+/// Softmax.forward(&[1.0, 2.0, 3.0], &mut a);
+/// assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Softmax;
+
+impl Activation for Softmax {
+    const NAME: &'static str = "softmax";
+    #[inline]
+    fn forward(&self, z: &[f32], a: &mut [f32]) {
+        kernels::softmax_row(z, a);
+    }
+    #[inline]
+    fn backward(&self, _z: &[f32], a: &[f32], dy: &[f32], dz: &mut [f32]) {
+        kernels::softmax_backward_row(a, dy, dz);
+    }
+}

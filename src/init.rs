@@ -1,0 +1,146 @@
+//! Weight initialisation, generic over any [`rand_core::Rng`].
+//!
+//! Sampling uses only integer operations and libm's software `logf`/`sqrtf`/`cosf`, so a
+//! given seed produces the same weights, bit for bit, on every target (x86_64, Cortex-M4F,
+//! soft-float Cortex-M0+, RISC-V).
+//!
+//! ```
+//! use gradguard::init::{fill, Init};
+//! use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+//! let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+//! let mut w = [0.0_f32; 64 * 32];
+//! fill(&mut w, 64, 32, Init::HeNormal, &mut rng);
+//! let var = w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
+//! assert!((var - 2.0 / 64.0).abs() < 0.004);
+//! ```
+
+use rand_core::Rng;
+
+/// An initialisation scheme for weight matrices (biases always start at zero).
+///
+/// `fan_in` is the number of inputs of a unit, `fan_out` the number of units.
+///
+/// ```
+/// use gradguard::init::Init;
+/// assert_eq!(Init::HeNormal.standard_deviation(50, 10), 0.2);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// All weights 0 (useful for tests; a network initialised this way cannot break symmetry).
+    Zeros,
+    /// N(0, 1): the classic setting in which deep sigmoid nets were found hard to train.
+    StandardNormal,
+    /// Glorot & Bengio (2010): U(−a, a) with a = √(6 / (fan_in + fan_out)).
+    XavierUniform,
+    /// Glorot & Bengio (2010): N(0, 2 / (fan_in + fan_out)).
+    XavierNormal,
+    /// He et al. (2015): U(−a, a) with a = √(6 / fan_in).
+    HeUniform,
+    /// He et al. (2015): N(0, 2 / fan_in).
+    HeNormal,
+}
+
+impl Init {
+    /// The standard deviation of the weights this scheme draws.
+    ///
+    /// ```
+    /// use gradguard::init::Init;
+    /// let (u, n) = (Init::XavierUniform.standard_deviation(64, 32), Init::XavierNormal.standard_deviation(64, 32));
+    /// assert!((u - n).abs() < 1e-6); // same variance, different shape
+    /// ```
+    pub fn standard_deviation(self, fan_in: usize, fan_out: usize) -> f32 {
+        let (fan_in, fan_out) = (fan_in.max(1) as f32, fan_out.max(1) as f32);
+        match self {
+            Init::Zeros => 0.0,
+            Init::StandardNormal => 1.0,
+            Init::XavierUniform | Init::XavierNormal => libm::sqrtf(2.0 / (fan_in + fan_out)),
+            Init::HeUniform | Init::HeNormal => libm::sqrtf(2.0 / fan_in),
+        }
+    }
+}
+
+/// Fills `weights` (a flattened `fan_out × fan_in` matrix) in place according to `init`.
+///
+/// ```
+/// use gradguard::init::{fill, Init};
+/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+/// let mut w = [1.0; 6];
+/// fill(&mut w, 3, 2, Init::Zeros, &mut Xoshiro256PlusPlus::seed_from_u64(0));
+/// assert_eq!(w, [0.0; 6]);
+/// ```
+pub fn fill<R: Rng + ?Sized>(
+    weights: &mut [f32],
+    fan_in: usize,
+    fan_out: usize,
+    init: Init,
+    rng: &mut R,
+) {
+    let std = init.standard_deviation(fan_in, fan_out);
+    match init {
+        Init::Zeros => weights.iter_mut().for_each(|w| *w = 0.0),
+        Init::StandardNormal | Init::XavierNormal | Init::HeNormal => {
+            weights
+                .iter_mut()
+                .for_each(|w| *w = std * standard_normal(rng));
+        }
+        Init::XavierUniform | Init::HeUniform => {
+            // U(-a, a) has standard deviation a/√3.
+            let a = std * libm::sqrtf(3.0);
+            weights
+                .iter_mut()
+                .for_each(|w| *w = a * (2.0 * uniform(rng) - 1.0));
+        }
+    }
+}
+
+/// A uniform f32 in [0, 1) with 24 random bits.
+///
+/// ```
+/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+/// let u = gradguard::init::uniform(&mut Xoshiro256PlusPlus::seed_from_u64(1));
+/// assert!((0.0..1.0).contains(&u));
+/// ```
+pub fn uniform<R: Rng + ?Sized>(rng: &mut R) -> f32 {
+    (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// A standard normal f32 (Box–Muller, cosine branch).
+///
+/// ```
+/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+/// let z = gradguard::init::standard_normal(&mut Xoshiro256PlusPlus::seed_from_u64(1));
+/// assert!(z.is_finite());
+/// ```
+pub fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f32 {
+    // u1 in (0, 1] so the logarithm is finite.
+    let u1 = ((rng.next_u32() >> 8) + 1) as f32 * (1.0 / 16_777_216.0);
+    let u2 = uniform(rng);
+    libm::sqrtf(-2.0 * libm::logf(u1)) * libm::cosf(core::f32::consts::TAU * u2)
+}
+
+/// A uniform index in `0..n` (Lemire's multiply-shift; bias below n/2^32). Returns 0 for
+/// `n == 0`.
+///
+/// ```
+/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+/// assert!(gradguard::init::index(&mut Xoshiro256PlusPlus::seed_from_u64(3), 10) < 10);
+/// ```
+pub fn index<R: Rng + ?Sized>(rng: &mut R, n: usize) -> usize {
+    ((u64::from(rng.next_u32()) * n as u64) >> 32) as usize
+}
+
+/// Shuffles `items` in place (Fisher–Yates with [`index`]).
+///
+/// ```
+/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+/// let mut v = [1, 2, 3, 4, 5];
+/// gradguard::init::shuffle(&mut v, &mut Xoshiro256PlusPlus::seed_from_u64(3));
+/// v.sort();
+/// assert_eq!(v, [1, 2, 3, 4, 5]);
+/// ```
+pub fn shuffle<T, R: Rng + ?Sized>(items: &mut [T], rng: &mut R) {
+    for i in (1..items.len()).rev() {
+        let j = index(rng, i + 1);
+        items.swap(i, j);
+    }
+}

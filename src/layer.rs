@@ -1,0 +1,482 @@
+//! Layers with const-generic shapes and their composition.
+//!
+//! A [`Layer`] is a small configuration value (most are zero-sized); its parameters,
+//! gradients and forward cache are separate plain structs ([`Layer::Params`],
+//! [`Layer::Cache`]) so they can live in `static`s and be reused across steps. Two layers
+//! compose with [`Chain`] (or the [`Seq!`](crate::Seq) type macro) only if the output of the
+//! first is the input of the second — checked by the compiler:
+//!
+//! ```compile_fail,E0271
+//! use gradguard::{Chain, Dense};
+//! // 32 outputs cannot feed 16 inputs.
+//! type Broken = Chain<Dense<64, 32>, Dense<16, 10>>;
+//! let _ = core::mem::size_of::<Broken>();
+//! ```
+//!
+//! ```
+//! use gradguard::{Chain, Dense, Relu};
+//! type Fine = Chain<Dense<64, 32, Relu>, Dense<32, 10>>;
+//! let _ = core::mem::size_of::<Fine>();
+//! ```
+
+use crate::activation::{Activation, Identity};
+use crate::init::{self, Init};
+use crate::kernels::{self, GradMode};
+use crate::storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
+use rand_core::Rng;
+
+/// A differentiable layer mapping a batch of `Input` rows to a batch of `Output` rows.
+///
+/// The batch size `B` is a const generic of each call, so one network value serves training
+/// (e.g. `B = 32`) and inference (`B = 1`) with caches of the matching size.
+///
+/// Contract of [`Layer::backward`]: it must be given the same `params` and input `x` as the
+/// preceding [`Layer::forward`] on that cache. It writes the parameter gradients into
+/// `grads` (overwriting or accumulating, per [`GradMode`]) and, if `dx` is `Some`, the
+/// gradient with respect to the input (always overwritten).
+///
+/// ```
+/// use gradguard::{Dense, GradMode, Layer, Relu, Seq, Zeroed};
+/// type Net = Seq![Dense<2, 3, Relu>, Dense<3, 1>];
+/// let net = Net::default();
+/// let mut params = <Net as Layer>::Params::ZEROED;
+/// params.first.bias = [1.0; 3];
+/// params.second.weights = [[1.0, 2.0, 3.0]];
+/// let mut cache = <Net as Layer>::Cache::<1>::ZEROED;
+/// let x = [[0.0, 0.0]];
+/// net.forward(&params, &x, &mut cache);
+/// assert_eq!(Net::output(&cache), &[[6.0]]);
+/// let mut grads = <Net as Layer>::Params::ZEROED;
+/// net.backward(&params, &x, &mut cache, &[[1.0]], &mut grads, None, GradMode::Overwrite);
+/// assert_eq!(grads.first.bias, [1.0, 2.0, 3.0]);
+/// ```
+pub trait Layer {
+    /// One input row, `[f32; IN]`.
+    type Input: Copy + Zeroed;
+    /// One output row, `[f32; OUT]`.
+    type Output: Copy + Zeroed;
+    /// Parameters; gradients have the same type.
+    type Params: Parameters;
+    /// What forward keeps for backward (and the output), for a batch of `B`.
+    type Cache<const B: usize>: Zeroed;
+
+    /// Initialises `params` in place: weights by `init`, biases to zero.
+    fn init<R: Rng + ?Sized>(&self, params: &mut Self::Params, init: Init, rng: &mut R);
+
+    /// Runs the layer on a batch; the output is then [`Layer::output`]`(cache)`.
+    fn forward<const B: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[Self::Input; B],
+        cache: &mut Self::Cache<B>,
+    );
+
+    /// The output of the last forward on `cache`.
+    fn output<const B: usize>(cache: &Self::Cache<B>) -> &[Self::Output; B];
+
+    /// Backpropagates `dy = ∂L/∂output` (see the trait docs for the contract).
+    #[allow(clippy::too_many_arguments)]
+    fn backward<const B: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[Self::Input; B],
+        cache: &mut Self::Cache<B>,
+        dy: &[Self::Output; B],
+        grads: &mut Self::Params,
+        dx: Option<&mut [Self::Input; B]>,
+        mode: GradMode,
+    );
+
+    /// Composes `self` followed by `next` (shapes checked at compile time).
+    ///
+    /// ```
+    /// use gradguard::{Dense, Layer, Sigmoid};
+    /// let net = Dense::<4, 8, Sigmoid>::default().then(Dense::<8, 2>::default());
+    /// # let _ = net;
+    /// ```
+    fn then<N: Layer<Input = Self::Output>>(self, next: N) -> Chain<Self, N>
+    where
+        Self: Sized,
+    {
+        Chain::new(self, next)
+    }
+}
+
+/// Weights and bias of a [`Dense`] layer (also its gradients).
+///
+/// ```
+/// use gradguard::{DenseParams, Zeroed};
+/// static P: DenseParams<3, 2> = DenseParams::ZEROED;
+/// assert_eq!(P.weights.len(), 2);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DenseParams<const IN: usize, const OUT: usize> {
+    /// `OUT × IN`, row-major: `weights[o][i]` connects input `i` to unit `o`.
+    pub weights: [[f32; IN]; OUT],
+    /// One bias per unit.
+    pub bias: [f32; OUT],
+}
+
+impl<const IN: usize, const OUT: usize> Zeroed for DenseParams<IN, OUT> {
+    const ZEROED: Self = DenseParams {
+        weights: [[0.0; IN]; OUT],
+        bias: [0.0; OUT],
+    };
+}
+
+impl<const IN: usize, const OUT: usize> Parameters for DenseParams<IN, OUT> {
+    const TENSORS: usize = 2;
+    const LAYERS: usize = 1;
+    fn tensor(&self, i: usize) -> &[f32] {
+        match i {
+            0 => self.weights.as_flattened(),
+            1 => &self.bias,
+            _ => &[],
+        }
+    }
+    fn tensor_mut(&mut self, i: usize) -> &mut [f32] {
+        match i {
+            0 => self.weights.as_flattened_mut(),
+            1 => &mut self.bias,
+            _ => &mut [],
+        }
+    }
+    fn tensor_info(i: usize) -> Option<TensorInfo> {
+        let (kind, cols) = match i {
+            0 => (TensorKind::Weight, IN),
+            1 => (TensorKind::Bias, 1),
+            _ => return None,
+        };
+        Some(TensorInfo {
+            layer: 0,
+            kind,
+            rows: OUT,
+            cols,
+        })
+    }
+}
+
+/// Forward cache of a [`Dense`] layer for a batch of `B`.
+///
+/// ```
+/// use gradguard::{DenseCache, Zeroed};
+/// assert_eq!(core::mem::size_of::<DenseCache<10, 32>>(), 3 * 10 * 32 * 4);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DenseCache<const OUT: usize, const B: usize> {
+    /// z = x·Wᵀ + b.
+    pub pre_activation: [[f32; OUT]; B],
+    /// a = f(z), the layer's output.
+    pub output: [[f32; OUT]; B],
+    /// ∂L/∂z from the last backward.
+    pub pre_activation_grad: [[f32; OUT]; B],
+}
+
+impl<const OUT: usize, const B: usize> Zeroed for DenseCache<OUT, B> {
+    const ZEROED: Self = DenseCache {
+        pre_activation: [[0.0; OUT]; B],
+        output: [[0.0; OUT]; B],
+        pre_activation_grad: [[0.0; OUT]; B],
+    };
+}
+
+/// A fully connected layer `a = f(x·Wᵀ + b)` with `IN` inputs, `OUT` units and activation
+/// `A` (default [`Identity`]), fused so backward computes `dz = dy ⊙ f'(z)` in one pass.
+///
+/// Weights are `OUT × IN` row-major. Backward computes `dW = dzᵀ·x`, `db = Σ_batch dz` and
+/// `dx = dz·W`.
+///
+/// ```
+/// use gradguard::{Dense, Layer, Sigmoid, Zeroed};
+/// let layer = Dense::<2, 1, Sigmoid>::default();
+/// let params = gradguard::DenseParams { weights: [[1.0, -1.0]], bias: [0.0] };
+/// let mut cache = gradguard::DenseCache::<1, 1>::ZEROED;
+/// layer.forward(&params, &[[3.0, 3.0]], &mut cache);
+/// assert_eq!(cache.output, [[0.5]]);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Dense<const IN: usize, const OUT: usize, A: Activation = Identity> {
+    /// The activation applied to the pre-activations.
+    pub activation: A,
+}
+
+impl<const IN: usize, const OUT: usize, A: Activation> Dense<IN, OUT, A> {
+    /// A dense layer with the given activation (usable in `const`).
+    ///
+    /// ```
+    /// use gradguard::{Dense, LeakyRelu};
+    /// const L: Dense<8, 4, LeakyRelu> = Dense::new(LeakyRelu::new(0.2));
+    /// assert_eq!(L.activation.alpha, 0.2);
+    /// ```
+    pub const fn new(activation: A) -> Self {
+        Dense { activation }
+    }
+}
+
+impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, A> {
+    type Input = [f32; IN];
+    type Output = [f32; OUT];
+    type Params = DenseParams<IN, OUT>;
+    type Cache<const B: usize> = DenseCache<OUT, B>;
+
+    fn init<R: Rng + ?Sized>(&self, params: &mut Self::Params, scheme: Init, rng: &mut R) {
+        init::fill(params.weights.as_flattened_mut(), IN, OUT, scheme, rng);
+        params.bias = [0.0; OUT];
+    }
+
+    fn forward<const B: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[[f32; IN]; B],
+        cache: &mut Self::Cache<B>,
+    ) {
+        kernels::dense_forward(&params.weights, &params.bias, x, &mut cache.pre_activation);
+        for (z, a) in cache.pre_activation.iter().zip(cache.output.iter_mut()) {
+            self.activation.forward(z, a);
+        }
+    }
+
+    fn output<const B: usize>(cache: &Self::Cache<B>) -> &[[f32; OUT]; B] {
+        &cache.output
+    }
+
+    fn backward<const B: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[[f32; IN]; B],
+        cache: &mut Self::Cache<B>,
+        dy: &[[f32; OUT]; B],
+        grads: &mut Self::Params,
+        dx: Option<&mut [[f32; IN]; B]>,
+        mode: GradMode,
+    ) {
+        let rows = cache
+            .pre_activation
+            .iter()
+            .zip(cache.output.iter())
+            .zip(dy.iter())
+            .zip(cache.pre_activation_grad.iter_mut());
+        for (((z, a), g), dz) in rows {
+            self.activation.backward(z, a, g, dz);
+        }
+        let dz = &cache.pre_activation_grad;
+        kernels::dense_backward_params(dz, x, &mut grads.weights, &mut grads.bias, mode);
+        if let Some(dx) = dx {
+            kernels::dense_backward_input(&params.weights, dz, dx);
+        }
+    }
+}
+
+/// Forward cache of an [`ActivationLayer`].
+///
+/// ```
+/// use gradguard::{ActivationCache, Zeroed};
+/// let c = ActivationCache::<4, 2>::ZEROED;
+/// assert_eq!(c.output, [[0.0; 4]; 2]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActivationCache<const N: usize, const B: usize> {
+    /// a = f(x), the layer's output.
+    pub output: [[f32; N]; B],
+}
+
+impl<const N: usize, const B: usize> Zeroed for ActivationCache<N, B> {
+    const ZEROED: Self = ActivationCache {
+        output: [[0.0; N]; B],
+    };
+}
+
+/// An activation as a layer of its own, on rows of `N` (for example a [`crate::Softmax`]
+/// after a [`Dense`] whose own activation is [`Identity`]).
+///
+/// ```
+/// use gradguard::{ActivationLayer, Dense, Layer, Softmax};
+/// let net = Dense::<4, 3>::default().then(ActivationLayer::<Softmax, 3>::default());
+/// # let _ = net;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ActivationLayer<A: Activation, const N: usize> {
+    /// The activation.
+    pub activation: A,
+}
+
+impl<A: Activation, const N: usize> ActivationLayer<A, N> {
+    /// An activation layer (usable in `const`).
+    ///
+    /// ```
+    /// use gradguard::{ActivationLayer, Tanh};
+    /// const L: ActivationLayer<Tanh, 5> = ActivationLayer::new(Tanh);
+    /// # let _ = L;
+    /// ```
+    pub const fn new(activation: A) -> Self {
+        ActivationLayer { activation }
+    }
+}
+
+impl<A: Activation, const N: usize> Layer for ActivationLayer<A, N> {
+    type Input = [f32; N];
+    type Output = [f32; N];
+    type Params = NoParameters;
+    type Cache<const B: usize> = ActivationCache<N, B>;
+
+    fn init<R: Rng + ?Sized>(&self, _params: &mut NoParameters, _init: Init, _rng: &mut R) {}
+
+    fn forward<const B: usize>(
+        &self,
+        _params: &NoParameters,
+        x: &[[f32; N]; B],
+        cache: &mut Self::Cache<B>,
+    ) {
+        for (z, a) in x.iter().zip(cache.output.iter_mut()) {
+            self.activation.forward(z, a);
+        }
+    }
+
+    fn output<const B: usize>(cache: &Self::Cache<B>) -> &[[f32; N]; B] {
+        &cache.output
+    }
+
+    fn backward<const B: usize>(
+        &self,
+        _params: &NoParameters,
+        x: &[[f32; N]; B],
+        cache: &mut Self::Cache<B>,
+        dy: &[[f32; N]; B],
+        _grads: &mut NoParameters,
+        dx: Option<&mut [[f32; N]; B]>,
+        _mode: GradMode,
+    ) {
+        if let Some(dx) = dx {
+            let rows = x.iter().zip(cache.output.iter()).zip(dy.iter());
+            for (((z, a), g), d) in rows.zip(dx.iter_mut()) {
+                self.activation.backward(z, a, g, d);
+            }
+        }
+    }
+}
+
+/// Forward cache of a [`Chain`]: both layers' caches and the gradient at the boundary.
+///
+/// ```
+/// use gradguard::{ChainCache, Zeroed};
+/// let c: ChainCache<[f32; 1], [f32; 1], [[f32; 3]; 2]> = ChainCache::ZEROED;
+/// assert_eq!(c.boundary_grad, [[0.0; 3]; 2]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChainCache<CA, CB, M> {
+    /// Cache of the first layer (its output is the second layer's input).
+    pub first: CA,
+    /// Cache of the second layer.
+    pub second: CB,
+    /// ∂L/∂(first layer's output), written by the second layer's backward.
+    pub boundary_grad: M,
+}
+
+impl<CA: Zeroed, CB: Zeroed, M: Zeroed> Zeroed for ChainCache<CA, CB, M> {
+    const ZEROED: Self = ChainCache {
+        first: CA::ZEROED,
+        second: CB::ZEROED,
+        boundary_grad: M::ZEROED,
+    };
+}
+
+/// `first` followed by `second`; the type only exists if the shapes match.
+///
+/// ```
+/// use gradguard::{Chain, Dense, Layer, Relu};
+/// const NET: Chain<Dense<64, 32, Relu>, Dense<32, 10>> = Chain::new(Dense::new(Relu), Dense::new(gradguard::Identity));
+/// # let _ = NET;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Chain<A: Layer, B: Layer<Input = A::Output>> {
+    /// The input-side layer.
+    pub first: A,
+    /// The output-side layer.
+    pub second: B,
+}
+
+impl<A: Layer, B: Layer<Input = A::Output>> Chain<A, B> {
+    /// Composes two layers (usable in `const`).
+    ///
+    /// ```
+    /// use gradguard::{Chain, Dense};
+    /// let net = Chain::new(Dense::<3, 4>::default(), Dense::<4, 1>::default());
+    /// # let _ = net;
+    /// ```
+    pub const fn new(first: A, second: B) -> Self {
+        Chain { first, second }
+    }
+}
+
+impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
+    type Input = A::Input;
+    type Output = B::Output;
+    type Params = Pair<A::Params, B::Params>;
+    type Cache<const N: usize> = ChainCache<A::Cache<N>, B::Cache<N>, [A::Output; N]>;
+
+    fn init<R: Rng + ?Sized>(&self, params: &mut Self::Params, init: Init, rng: &mut R) {
+        self.first.init(&mut params.first, init, rng);
+        self.second.init(&mut params.second, init, rng);
+    }
+
+    fn forward<const N: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[Self::Input; N],
+        cache: &mut Self::Cache<N>,
+    ) {
+        self.first.forward(&params.first, x, &mut cache.first);
+        let hidden = A::output(&cache.first);
+        self.second
+            .forward(&params.second, hidden, &mut cache.second);
+    }
+
+    fn output<const N: usize>(cache: &Self::Cache<N>) -> &[Self::Output; N] {
+        B::output(&cache.second)
+    }
+
+    fn backward<const N: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[Self::Input; N],
+        cache: &mut Self::Cache<N>,
+        dy: &[Self::Output; N],
+        grads: &mut Self::Params,
+        dx: Option<&mut [Self::Input; N]>,
+        mode: GradMode,
+    ) {
+        let hidden = A::output(&cache.first);
+        self.second.backward(
+            &params.second,
+            hidden,
+            &mut cache.second,
+            dy,
+            &mut grads.second,
+            Some(&mut cache.boundary_grad),
+            mode,
+        );
+        self.first.backward(
+            &params.first,
+            x,
+            &mut cache.first,
+            &cache.boundary_grad,
+            &mut grads.first,
+            dx,
+            mode,
+        );
+    }
+}
+
+/// The type of a sequence of layers: `Seq![A, B, C]` is `Chain<A, Chain<B, C>>`.
+///
+/// ```
+/// use gradguard::{Dense, Layer, Relu, Seq};
+/// type Net = Seq![Dense<64, 32, Relu>, Dense<32, 32, Relu>, Dense<32, 10>];
+/// let net = Net::default();
+/// # let _ = net;
+/// ```
+#[macro_export]
+macro_rules! Seq {
+    ($layer:ty $(,)?) => { $layer };
+    ($layer:ty, $($rest:ty),+ $(,)?) => { $crate::Chain<$layer, $crate::Seq![$($rest),+]> };
+}

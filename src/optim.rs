@@ -1,0 +1,297 @@
+//! Optimisers. Each walks the tensors of a [`Parameters`] set; state of the same shape is
+//! kept inside the optimiser, so a `static` optimiser holds all of it.
+//!
+//! Constructors validate their hyper-parameters and return [`Error`] instead of panicking.
+//!
+//! ```
+//! use gradguard::{Dense, Layer, Optimizer, Sgd, Zeroed};
+//! type P = <Dense<2, 1> as Layer>::Params;
+//! let mut params = P::ZEROED;
+//! let mut grads = P::ZEROED;
+//! grads.bias = [2.0];
+//! let mut sgd = Sgd::new(0.5).unwrap();
+//! sgd.step(&mut params, &grads);
+//! assert_eq!(params.bias, [-1.0]);
+//! ```
+
+use crate::error::Error;
+use crate::kernels;
+use crate::storage::Parameters;
+
+/// Updates parameters from their gradients.
+///
+/// ```
+/// use gradguard::{Optimizer, Sgd};
+/// let mut sgd = Sgd::new(0.1).unwrap();
+/// assert!(Optimizer::<gradguard::NoParameters>::set_learning_rate(&mut sgd, -1.0).is_err());
+/// ```
+pub trait Optimizer<P: Parameters> {
+    /// Applies one update to `params` using `grads`.
+    fn step(&mut self, params: &mut P, grads: &P);
+    /// The current learning rate.
+    fn learning_rate(&self) -> f32;
+    /// Changes the learning rate (for schedules); rejects non-finite or non-positive values.
+    fn set_learning_rate(&mut self, learning_rate: f32) -> Result<(), Error>;
+}
+
+fn check_learning_rate(lr: f32) -> Result<f32, Error> {
+    if lr.is_finite() && lr > 0.0 {
+        Ok(lr)
+    } else {
+        Err(Error::InvalidLearningRate(lr))
+    }
+}
+
+fn check_range(name: &'static str, v: f32, low: f32, high_exclusive: f32) -> Result<f32, Error> {
+    if v >= low && v < high_exclusive {
+        Ok(v)
+    } else {
+        Err(Error::InvalidHyperparameter(name, v))
+    }
+}
+
+/// Plain stochastic gradient descent, `w −= lr·(g + λ·w)`; no state.
+///
+/// ```
+/// use gradguard::Sgd;
+/// let sgd = Sgd::new(0.1).unwrap().with_weight_decay(1e-4).unwrap();
+/// assert_eq!(sgd.weight_decay(), 1e-4);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    learning_rate: f32,
+    weight_decay: f32,
+}
+
+impl Sgd {
+    /// SGD with the given learning rate (finite, > 0) and no weight decay.
+    ///
+    /// ```
+    /// assert!(gradguard::Sgd::new(0.0).is_err());
+    /// ```
+    pub fn new(learning_rate: f32) -> Result<Self, Error> {
+        Ok(Sgd {
+            learning_rate: check_learning_rate(learning_rate)?,
+            weight_decay: 0.0,
+        })
+    }
+
+    /// Adds L2 weight decay λ (finite, ≥ 0) to the gradient of every tensor.
+    ///
+    /// ```
+    /// assert!(gradguard::Sgd::new(0.1).unwrap().with_weight_decay(-1.0).is_err());
+    /// ```
+    pub fn with_weight_decay(self, weight_decay: f32) -> Result<Self, Error> {
+        Ok(Sgd {
+            weight_decay: check_range("weight_decay", weight_decay, 0.0, f32::INFINITY)?,
+            ..self
+        })
+    }
+
+    /// The weight decay λ.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::Sgd::new(0.1).unwrap().weight_decay(), 0.0);
+    /// ```
+    pub fn weight_decay(&self) -> f32 {
+        self.weight_decay
+    }
+}
+
+impl<P: Parameters> Optimizer<P> for Sgd {
+    fn step(&mut self, params: &mut P, grads: &P) {
+        for i in 0..P::TENSORS {
+            let (w, g) = (params.tensor_mut(i), grads.tensor(i));
+            kernels::sgd_update(w, g, self.learning_rate, self.weight_decay);
+        }
+    }
+    fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+    fn set_learning_rate(&mut self, learning_rate: f32) -> Result<(), Error> {
+        self.learning_rate = check_learning_rate(learning_rate)?;
+        Ok(())
+    }
+}
+
+/// SGD with momentum μ (PyTorch convention `v = μv + g`, `w −= lr·v`), holding the velocity.
+///
+/// ```
+/// use gradguard::{Dense, Layer, Momentum, Optimizer, Sgd, Zeroed};
+/// type P = <Dense<1, 1> as Layer>::Params;
+/// let mut opt = Momentum::<P>::new(Sgd::new(1.0).unwrap(), 0.5).unwrap();
+/// let (mut p, mut g) = (P::ZEROED, P::ZEROED);
+/// g.bias = [1.0];
+/// opt.step(&mut p, &g);
+/// opt.step(&mut p, &g);
+/// assert_eq!(p.bias, [-2.5]); // steps of 1 and 1.5
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Momentum<P> {
+    sgd: Sgd,
+    momentum: f32,
+    velocity: P,
+}
+
+impl<P: Parameters> Momentum<P> {
+    /// Momentum SGD from a plain [`Sgd`] configuration and μ ∈ [0, 1); velocity starts at 0.
+    ///
+    /// ```
+    /// use gradguard::{Momentum, NoParameters, Sgd};
+    /// assert!(Momentum::<NoParameters>::new(Sgd::new(0.1).unwrap(), 1.0).is_err());
+    /// ```
+    pub fn new(sgd: Sgd, momentum: f32) -> Result<Self, Error> {
+        Ok(Momentum {
+            sgd,
+            momentum: check_range("momentum", momentum, 0.0, 1.0)?,
+            velocity: P::ZEROED,
+        })
+    }
+
+    /// Resets the velocity to zero in place.
+    ///
+    /// ```
+    /// use gradguard::{Momentum, NoParameters, Sgd};
+    /// Momentum::<NoParameters>::new(Sgd::new(0.1).unwrap(), 0.9).unwrap().reset();
+    /// ```
+    pub fn reset(&mut self) {
+        self.velocity.set_zero();
+    }
+}
+
+impl<P: Parameters> Optimizer<P> for Momentum<P> {
+    fn step(&mut self, params: &mut P, grads: &P) {
+        for i in 0..P::TENSORS {
+            let (w, g, v) = (
+                params.tensor_mut(i),
+                grads.tensor(i),
+                self.velocity.tensor_mut(i),
+            );
+            kernels::sgd_momentum_update(
+                w,
+                g,
+                v,
+                self.sgd.learning_rate,
+                self.momentum,
+                self.sgd.weight_decay,
+            );
+        }
+    }
+    fn learning_rate(&self) -> f32 {
+        self.sgd.learning_rate
+    }
+    fn set_learning_rate(&mut self, learning_rate: f32) -> Result<(), Error> {
+        Optimizer::<P>::set_learning_rate(&mut self.sgd, learning_rate)
+    }
+}
+
+/// Adam (Kingma & Ba, 2015) with optional L2 weight decay; holds both moment estimates.
+///
+/// ```
+/// use gradguard::{Adam, Dense, Layer, Optimizer, Zeroed};
+/// type P = <Dense<1, 1> as Layer>::Params;
+/// let mut adam = Adam::<P>::new(0.01).unwrap();
+/// let (mut p, mut g) = (P::ZEROED, P::ZEROED);
+/// g.weights = [[3.0]];
+/// adam.step(&mut p, &g);
+/// assert!((p.weights[0][0] + 0.01).abs() < 1e-6); // the first step moves by lr
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam<P> {
+    learning_rate: f32,
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    /// β1^t and β2^t after t steps.
+    beta1_power: f32,
+    beta2_power: f32,
+    m: P,
+    v: P,
+}
+
+impl<P: Parameters> Adam<P> {
+    /// Adam with β1 = 0.9, β2 = 0.999, ε = 1e-8, no weight decay.
+    ///
+    /// ```
+    /// assert!(gradguard::Adam::<gradguard::NoParameters>::new(f32::INFINITY).is_err());
+    /// ```
+    pub fn new(learning_rate: f32) -> Result<Self, Error> {
+        Self::with_hyperparameters(learning_rate, 0.9, 0.999, 1e-8, 0.0)
+    }
+
+    /// Adam with every hyper-parameter given: β1, β2 ∈ [0, 1), ε > 0 and finite,
+    /// weight decay ≥ 0 and finite.
+    ///
+    /// ```
+    /// use gradguard::{Adam, Error, NoParameters};
+    /// let e = Adam::<NoParameters>::with_hyperparameters(0.1, 0.9, 1.5, 1e-8, 0.0).unwrap_err();
+    /// assert_eq!(e, Error::InvalidHyperparameter("beta2", 1.5));
+    /// ```
+    pub fn with_hyperparameters(
+        learning_rate: f32,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+    ) -> Result<Self, Error> {
+        let epsilon = if epsilon > 0.0 && epsilon.is_finite() {
+            epsilon
+        } else {
+            return Err(Error::InvalidHyperparameter("epsilon", epsilon));
+        };
+        Ok(Adam {
+            learning_rate: check_learning_rate(learning_rate)?,
+            beta1: check_range("beta1", beta1, 0.0, 1.0)?,
+            beta2: check_range("beta2", beta2, 0.0, 1.0)?,
+            epsilon,
+            weight_decay: check_range("weight_decay", weight_decay, 0.0, f32::INFINITY)?,
+            beta1_power: 1.0,
+            beta2_power: 1.0,
+            m: P::ZEROED,
+            v: P::ZEROED,
+        })
+    }
+
+    /// Forgets the moment estimates and the step count.
+    ///
+    /// ```
+    /// gradguard::Adam::<gradguard::NoParameters>::new(0.1).unwrap().reset();
+    /// ```
+    pub fn reset(&mut self) {
+        self.m.set_zero();
+        self.v.set_zero();
+        self.beta1_power = 1.0;
+        self.beta2_power = 1.0;
+    }
+}
+
+impl<P: Parameters> Optimizer<P> for Adam<P> {
+    fn step(&mut self, params: &mut P, grads: &P) {
+        self.beta1_power *= self.beta1;
+        self.beta2_power *= self.beta2;
+        let (bias1, bias2) = (1.0 - self.beta1_power, 1.0 - self.beta2_power);
+        for i in 0..P::TENSORS {
+            kernels::adam_update(
+                params.tensor_mut(i),
+                grads.tensor(i),
+                self.m.tensor_mut(i),
+                self.v.tensor_mut(i),
+                self.learning_rate,
+                self.beta1,
+                self.beta2,
+                self.epsilon,
+                self.weight_decay,
+                bias1,
+                bias2,
+            );
+        }
+    }
+    fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+    fn set_learning_rate(&mut self, learning_rate: f32) -> Result<(), Error> {
+        self.learning_rate = check_learning_rate(learning_rate)?;
+        Ok(())
+    }
+}
