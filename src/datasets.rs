@@ -1,0 +1,209 @@
+//! Data shipped with the crate.
+
+/// The UCI 8×8 handwritten digits (1797 samples, 64 features in 0..=16, 10 classes), as
+/// shipped by scikit-learn (`load_digits`), embedded with `include_bytes!` (116 805 bytes;
+/// only linked into a binary that uses it).
+///
+/// Source and licence: E. Alpaydin and C. Kaynak, *Optical Recognition of Handwritten
+/// Digits*, UCI Machine Learning Repository (1998), CC BY 4.0 as stated by UCI; converted
+/// to a binary layout (65-byte records: 64 pixels row-major, then the label). See
+/// `data/README.md`.
+///
+/// The split is the stratified rule of that README: walking the records in order with a
+/// counter per class, a record is a test record iff its class counter `k % 6 == 5`
+/// (1501 train / 296 test), computed at compile time.
+///
+/// ```
+/// use gradguard::datasets::digits;
+/// assert_eq!(digits::label(0), Some(0));
+/// assert_eq!((digits::TRAIN.len(), digits::TEST.len()), (1501, 296));
+/// assert_eq!(&digits::TEST[..3], &[35, 39, 48]);
+/// let x = digits::features(0).unwrap();
+/// assert_eq!(x[2], 5.0 / 16.0);
+/// ```
+pub mod digits {
+    use crate::{argmax, train_step, Error, Layer, Optimizer, SoftmaxCrossEntropy, Workspace};
+
+    /// Number of samples.
+    pub const SAMPLES: usize = 1797;
+    /// Features per sample (8×8 pixels).
+    pub const FEATURES: usize = 64;
+    /// Number of classes.
+    pub const CLASSES: usize = 10;
+    /// Bytes per record: 64 pixels and a label.
+    const RECORD: usize = FEATURES + 1;
+
+    /// The raw records.
+    pub static RAW: &[u8; SAMPLES * RECORD] = include_bytes!("../data/digits.bin");
+
+    const IS_TEST: [bool; SAMPLES] = {
+        let mut out = [false; SAMPLES];
+        let mut count = [0usize; CLASSES];
+        let mut i = 0;
+        while i < SAMPLES {
+            let label = RAW[i * RECORD + FEATURES] as usize % CLASSES;
+            out[i] = count[label] % 6 == 5;
+            count[label] += 1;
+            i += 1;
+        }
+        out
+    };
+
+    const fn indices<const N: usize>(test: bool) -> [u16; N] {
+        let mut out = [0u16; N];
+        let (mut i, mut k) = (0, 0);
+        while i < SAMPLES {
+            if IS_TEST[i] == test && k < N {
+                out[k] = i as u16;
+                k += 1;
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Indices of the 1501 training samples, in file order.
+    pub static TRAIN: [u16; 1501] = indices::<1501>(false);
+    /// Indices of the 296 test samples, in file order.
+    pub static TEST: [u16; 296] = indices::<296>(true);
+
+    /// The 64 pixels of sample `i` scaled to [0, 1] (pixel / 16), or `None` past the end.
+    ///
+    /// ```
+    /// assert!(gradguard::datasets::digits::features(1797).is_none());
+    /// ```
+    pub fn features(i: usize) -> Option<[f32; FEATURES]> {
+        let record = RAW.get(i * RECORD..i * RECORD + FEATURES)?;
+        let mut x = [0.0; FEATURES];
+        for (v, &p) in x.iter_mut().zip(record) {
+            *v = f32::from(p) / 16.0;
+        }
+        Some(x)
+    }
+
+    /// The class (0..=9) of sample `i`, or `None` past the end.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::datasets::digits::label(9), Some(9));
+    /// ```
+    pub fn label(i: usize) -> Option<usize> {
+        RAW.get(i * RECORD + FEATURES).map(|&l| usize::from(l))
+    }
+
+    /// Fills a batch from the samples `indices` (cycled if shorter than the batch).
+    /// Returns `false`, leaving the rest of the batch untouched, at the first index that is
+    /// out of range or if `indices` is empty.
+    ///
+    /// ```
+    /// use gradguard::datasets::digits;
+    /// let (mut x, mut y) = ([[0.0; 64]; 4], [0usize; 4]);
+    /// assert!(digits::fill_batch(&digits::TEST[..4], &mut x, &mut y));
+    /// assert_eq!(y, [digits::label(35).unwrap(), digits::label(39).unwrap(), digits::label(48).unwrap(), digits::label(52).unwrap()]);
+    /// ```
+    pub fn fill_batch<const B: usize>(
+        indices: &[u16],
+        x: &mut [[f32; FEATURES]; B],
+        y: &mut [usize; B],
+    ) -> bool {
+        if indices.is_empty() {
+            return false;
+        }
+        for ((xs, ys), &i) in x.iter_mut().zip(y.iter_mut()).zip(indices.iter().cycle()) {
+            match (features(usize::from(i)), label(usize::from(i))) {
+                (Some(f), Some(l)) => {
+                    *xs = f;
+                    *ys = l;
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// One epoch of mini-batch training with [`SoftmaxCrossEntropy`] over the samples
+    /// `order` (shuffle it between epochs with [`crate::init::shuffle`]), in batches of `B`;
+    /// the last batch is filled up by cycling its samples. Returns the mean batch loss.
+    ///
+    /// ```
+    /// use gradguard::{datasets::digits, init::Init, Dense, Layer, Sgd, Workspace, Zeroed};
+    /// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+    /// type Net = Dense<64, 10>;
+    /// let net = Net::default();
+    /// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
+    /// net.init(&mut p, Init::XavierUniform, &mut Xoshiro256PlusPlus::seed_from_u64(0));
+    /// let mut ws = Box::new(Workspace::<Net, 32>::ZEROED);
+    /// let mut sgd = Sgd::new(0.1).unwrap();
+    /// let loss = digits::train_epoch(&net, &mut p, &mut g, &mut ws, &mut sgd, &digits::TRAIN[..256]).unwrap();
+    /// assert!(loss.is_finite());
+    /// ```
+    pub fn train_epoch<L, O, const B: usize>(
+        net: &L,
+        params: &mut L::Params,
+        grads: &mut L::Params,
+        workspace: &mut Workspace<L, B>,
+        optimizer: &mut O,
+        order: &[u16],
+    ) -> Result<f32, Error>
+    where
+        L: Layer<Input = [f32; FEATURES], Output = [f32; CLASSES]>,
+        O: Optimizer<L::Params>,
+    {
+        let (mut x, mut y) = ([[0.0; FEATURES]; B], [0usize; B]);
+        let (mut total, mut batches) = (0.0_f32, 0u32);
+        for chunk in order.chunks(B.max(1)) {
+            if !fill_batch(chunk, &mut x, &mut y) {
+                break;
+            }
+            total += train_step(
+                net,
+                params,
+                grads,
+                workspace,
+                optimizer,
+                &SoftmaxCrossEntropy,
+                &x,
+                &y,
+            )?;
+            batches += 1;
+        }
+        Ok(total / batches.max(1) as f32)
+    }
+
+    /// Fraction of the samples `indices` that `net` classifies correctly, evaluated in
+    /// batches of `B` using `cache` as scratch space.
+    ///
+    /// ```
+    /// use gradguard::{datasets::digits, Dense, Layer, Zeroed};
+    /// type Net = Dense<64, 10>;
+    /// let p = <Net as Layer>::Params::ZEROED; // all outputs equal: always predicts class 0
+    /// let mut cache = <Net as Layer>::Cache::<8>::ZEROED;
+    /// let acc = digits::accuracy(&Net::default(), &p, &mut cache, &digits::TEST);
+    /// assert!((acc - 29.0 / 296.0).abs() < 1e-6);
+    /// ```
+    pub fn accuracy<L, const B: usize>(
+        net: &L,
+        params: &L::Params,
+        cache: &mut L::Cache<B>,
+        indices: &[u16],
+    ) -> f32
+    where
+        L: Layer<Input = [f32; FEATURES], Output = [f32; CLASSES]>,
+    {
+        let (mut x, mut y) = ([[0.0; FEATURES]; B], [0usize; B]);
+        let mut correct = 0usize;
+        for chunk in indices.chunks(B.max(1)) {
+            if !fill_batch(chunk, &mut x, &mut y) {
+                break;
+            }
+            net.forward(params, &x, cache);
+            let outputs = L::output(cache);
+            correct += outputs
+                .iter()
+                .zip(y.iter())
+                .take(chunk.len())
+                .filter(|(row, &label)| argmax(row.as_slice()) == label)
+                .count();
+        }
+        correct as f32 / indices.len().max(1) as f32
+    }
+}
