@@ -1,0 +1,416 @@
+//! Losses, optimisers, initialisation, storage and bad input.
+
+use gradguard::init::{fill, Init};
+use gradguard::{
+    training_bytes, Adam, BinaryCrossEntropyWithLogits, Dense, Error, GradMode, Layer, Loss,
+    MeanSquaredError, Momentum, Optimizer, Parameters, Relu, Seq, Sgd, Sigmoid,
+    SoftmaxCrossEntropy, TensorKind, Workspace, Zeroed,
+};
+use proptest::prelude::*;
+use rand_xoshiro::rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+type Net = Seq![Dense<64, 32, Relu>, Dense<32, 16, Sigmoid>, Dense<16, 10>];
+type Params = <Net as Layer>::Params;
+
+// The whole training state of a network as statics: nothing passes through the stack.
+static mut PARAMS: Params = Params::ZEROED;
+static mut GRADS: Params = Params::ZEROED;
+static mut WORKSPACE: Workspace<Net, 8> = Workspace::ZEROED;
+
+#[test]
+fn a_network_trains_from_statics() {
+    // SAFETY: only this test touches these statics.
+    #[allow(static_mut_refs)]
+    let (p, g, ws) = unsafe { (&mut PARAMS, &mut GRADS, &mut WORKSPACE) };
+    let net = Net::default();
+    net.init(
+        p,
+        Init::HeUniform,
+        &mut Xoshiro256PlusPlus::seed_from_u64(9),
+    );
+    let x = [[0.25; 64]; 8];
+    let y = [3; 8];
+    let mut sgd = Sgd::new(0.05).unwrap();
+    let first =
+        gradguard::train_step(&net, p, g, ws, &mut sgd, &SoftmaxCrossEntropy, &x, &y).unwrap();
+    let mut last = first;
+    for _ in 0..20 {
+        last =
+            gradguard::train_step(&net, p, g, ws, &mut sgd, &SoftmaxCrossEntropy, &x, &y).unwrap();
+    }
+    assert!(last < first, "{first} -> {last}");
+}
+
+#[test]
+fn training_bytes_is_the_sum_of_the_array_sizes() {
+    let params = (64 * 32 + 32) + (32 * 16 + 16) + (16 * 10 + 10);
+    // Per dense layer z, a and dz; per boundary one gradient; the loss gradient.
+    let b = 8;
+    let cache = 3 * b * (32 + 16 + 10) + b * (32 + 16) + b * 10;
+    assert_eq!(training_bytes::<Net, 8>(), 4 * (2 * params + cache));
+    assert_eq!(<Params as Parameters>::scalar_count(), params);
+    // The Adam state is two more copies of the parameters (plus a few scalars).
+    assert!(core::mem::size_of::<Adam<Params>>() >= 4 * 2 * params);
+}
+
+#[test]
+fn tensor_info_walks_every_layer_in_order() {
+    let infos: Vec<_> = (0..Params::TENSORS)
+        .map(|i| Params::tensor_info(i).unwrap())
+        .collect();
+    let summary: Vec<_> = infos
+        .iter()
+        .map(|t| (t.layer, t.kind, t.rows, t.cols))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (0, TensorKind::Weight, 32, 64),
+            (0, TensorKind::Bias, 32, 1),
+            (1, TensorKind::Weight, 16, 32),
+            (1, TensorKind::Bias, 16, 1),
+            (2, TensorKind::Weight, 10, 16),
+            (2, TensorKind::Bias, 10, 1),
+        ]
+    );
+    assert_eq!(Params::tensor_info(6), None);
+    let p = Params::ZEROED;
+    for (i, info) in infos.iter().enumerate() {
+        assert_eq!(p.tensor(i).len(), info.rows * info.cols);
+    }
+    assert!(p.tensor(6).is_empty());
+}
+
+#[test]
+fn initialisers_have_the_stated_variance_and_are_deterministic() {
+    let (fan_in, fan_out) = (200, 100);
+    for init in [
+        Init::StandardNormal,
+        Init::XavierUniform,
+        Init::XavierNormal,
+        Init::HeUniform,
+        Init::HeNormal,
+    ] {
+        let mut w = vec![0.0f32; fan_in * fan_out];
+        fill(
+            &mut w,
+            fan_in,
+            fan_out,
+            init,
+            &mut Xoshiro256PlusPlus::seed_from_u64(42),
+        );
+        let n = w.len() as f64;
+        let mean = w.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = w
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let want = f64::from(init.standard_deviation(fan_in, fan_out)).powi(2);
+        assert!(
+            mean.abs() < 4.0 * (want / n).sqrt(),
+            "{init:?}: mean {mean}"
+        );
+        assert!(
+            (var / want - 1.0).abs() < 0.03,
+            "{init:?}: variance {var} vs {want}"
+        );
+        let mut again = vec![0.0f32; fan_in * fan_out];
+        fill(
+            &mut again,
+            fan_in,
+            fan_out,
+            init,
+            &mut Xoshiro256PlusPlus::seed_from_u64(42),
+        );
+        assert_eq!(w, again, "{init:?} must be deterministic for a seed");
+        if matches!(init, Init::XavierUniform | Init::HeUniform) {
+            let limit = f64::from(init.standard_deviation(fan_in, fan_out)) * 3f64.sqrt();
+            assert!(w.iter().all(|&v| f64::from(v).abs() <= limit));
+        }
+    }
+    // Same seed, same weights, bit for bit: a fixed fingerprint guards against silent
+    // changes of the sampling (firmware compares against host-generated constants).
+    let mut w = [0.0f32; 4];
+    fill(
+        &mut w,
+        2,
+        2,
+        Init::StandardNormal,
+        &mut Xoshiro256PlusPlus::seed_from_u64(1),
+    );
+    let again = {
+        let mut v = [0.0f32; 4];
+        fill(
+            &mut v,
+            2,
+            2,
+            Init::StandardNormal,
+            &mut Xoshiro256PlusPlus::seed_from_u64(1),
+        );
+        v
+    };
+    assert_eq!(w.map(f32::to_bits), again.map(f32::to_bits));
+}
+
+#[test]
+fn losses_match_hand_computed_values() {
+    let mut g = [[0.0; 3]; 2];
+    let l = SoftmaxCrossEntropy
+        .loss_and_gradient(&[[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], &[2, 0], &mut g)
+        .unwrap();
+    let e = [1f64.exp(), 2f64.exp(), 3f64.exp()];
+    let s: f64 = e.iter().sum();
+    let expected = (-(e[2] / s).ln() + 3f64.ln()) / 2.0;
+    assert!((f64::from(l) - expected).abs() < 1e-6);
+    assert!((f64::from(g[0][2]) - (e[2] / s - 1.0) / 2.0).abs() < 1e-7);
+    assert!((f64::from(g[1][1]) - 1.0 / 6.0).abs() < 1e-7);
+
+    // Huge logits: no overflow, no NaN, the loss is the logit gap.
+    let l = SoftmaxCrossEntropy
+        .loss_and_gradient(&[[3e38, -3e38]], &[1], &mut [[0.0; 2]])
+        .unwrap();
+    assert_eq!(l, f32::INFINITY); // the gap 6e38 itself overflows f32: ∞, honestly
+    let l = SoftmaxCrossEntropy
+        .loss_and_gradient(&[[1e30, 0.0]], &[1], &mut [[0.0; 2]])
+        .unwrap();
+    assert_eq!(l, 1e30);
+
+    let mut g = [[0.0; 2]; 1];
+    let l = BinaryCrossEntropyWithLogits
+        .loss_and_gradient(&[[100.0, -100.0]], &[[1.0, 0.0]], &mut g)
+        .unwrap();
+    assert!(
+        (0.0..1e-30).contains(&l),
+        "confident and right: tiny loss, got {l}"
+    );
+    assert!(
+        g[0][0] < 0.0 && g[0][0] > -1e-30,
+        "tiny but nonzero gradient: {}",
+        g[0][0]
+    );
+    let l = BinaryCrossEntropyWithLogits
+        .loss_and_gradient(&[[-100.0]], &[[1.0]], &mut [[0.0]])
+        .unwrap();
+    assert_eq!(l, 100.0);
+}
+
+#[test]
+fn invalid_targets_and_hyperparameters_are_errors_not_panics() {
+    let mut g = [[7.0; 3]; 1];
+    assert_eq!(
+        SoftmaxCrossEntropy.loss_and_gradient(&[[0.0; 3]], &[3], &mut g),
+        Err(Error::LabelOutOfRange {
+            label: 3,
+            classes: 3
+        })
+    );
+    assert_eq!(g, [[7.0; 3]], "no write on error");
+    assert_eq!(
+        BinaryCrossEntropyWithLogits.loss_and_gradient(&[[0.0]], &[[1.5]], &mut [[0.0]]),
+        Err(Error::TargetOutOfRange(1.5))
+    );
+    assert!(matches!(
+        BinaryCrossEntropyWithLogits.loss_and_gradient(&[[0.0]], &[[f32::NAN]], &mut [[0.0]]),
+        Err(Error::TargetOutOfRange(_))
+    ));
+    for lr in [0.0, -0.1, f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        assert!(
+            matches!(Sgd::new(lr), Err(Error::InvalidLearningRate(_))),
+            "{lr}"
+        );
+        assert!(
+            matches!(Adam::<Params>::new(lr), Err(Error::InvalidLearningRate(_))),
+            "{lr}"
+        );
+    }
+    let sgd = Sgd::new(0.1).unwrap();
+    assert!(sgd.with_weight_decay(f32::NAN).is_err());
+    assert!(Momentum::<Params>::new(sgd, -0.1).is_err());
+    assert!(Momentum::<Params>::new(sgd, f32::NAN).is_err());
+    assert!(Adam::<Params>::with_hyperparameters(0.1, 1.0, 0.999, 1e-8, 0.0).is_err());
+    assert!(Adam::<Params>::with_hyperparameters(0.1, 0.9, 0.999, 0.0, 0.0).is_err());
+    let mut m = Momentum::<Params>::new(sgd, 0.9).unwrap();
+    assert!(m.set_learning_rate(f32::NAN).is_err());
+    assert_eq!(
+        m.learning_rate(),
+        0.1,
+        "a rejected learning rate changes nothing"
+    );
+    assert!(format!(
+        "{}",
+        Error::LabelOutOfRange {
+            label: 3,
+            classes: 3
+        }
+    )
+    .contains("label 3"));
+}
+
+/// A He-initialised `Net` (seed 1) with zeroed gradients and workspace, on the heap.
+fn fresh_training_state() -> (Net, Box<Params>, Box<Params>, Box<Workspace<Net, 8>>) {
+    let net = Net::default();
+    let mut p = Box::new(Params::ZEROED);
+    net.init(
+        &mut p,
+        Init::HeNormal,
+        &mut Xoshiro256PlusPlus::seed_from_u64(1),
+    );
+    (
+        net,
+        p,
+        Box::new(Params::ZEROED),
+        Box::new(Workspace::ZEROED),
+    )
+}
+
+#[test]
+fn a_bad_label_in_train_step_changes_no_parameter() {
+    let (net, mut p, mut g, mut ws) = fresh_training_state();
+    let before = *p;
+    let mut y = [0usize; 8];
+    y[5] = 10;
+    let r = gradguard::train_step(
+        &net,
+        &mut p,
+        &mut g,
+        &mut ws,
+        &mut Sgd::new(0.1).unwrap(),
+        &SoftmaxCrossEntropy,
+        &[[0.5; 64]; 8],
+        &y,
+    );
+    assert_eq!(
+        r,
+        Err(Error::LabelOutOfRange {
+            label: 10,
+            classes: 10
+        })
+    );
+    assert_eq!(*p, before);
+}
+
+#[test]
+fn nan_and_infinity_propagate_through_a_training_step() {
+    let (net, mut p, mut g, mut ws) = fresh_training_state();
+    let mut x = [[0.5f32; 64]; 8];
+    x[2][7] = f32::NAN;
+    x[4][0] = f32::INFINITY;
+    let loss = gradguard::train_step(
+        &net,
+        &mut p,
+        &mut g,
+        &mut ws,
+        &mut Adam::new(0.01).unwrap(),
+        &SoftmaxCrossEntropy,
+        &x,
+        &[1; 8],
+    )
+    .unwrap();
+    assert!(
+        loss.is_nan(),
+        "a NaN input must show up in the loss, got {loss}"
+    );
+    assert!(g.first.weights.iter().flatten().any(|v| v.is_nan()));
+}
+
+#[test]
+fn optimisers_reduce_a_quadratic() {
+    // f(w) = ½‖w − c‖², gradient w − c.
+    type P = <Dense<3, 2> as Layer>::Params;
+    let c = [1.0f32, -2.0, 0.5, 3.0, 0.0, -1.0, 2.0, 1.0];
+    fn run(opt: &mut impl Optimizer<P>, c: &[f32; 8], steps: usize) -> f32 {
+        let (mut p, mut g) = (P::ZEROED, P::ZEROED);
+        for _ in 0..steps {
+            let flat: Vec<f32> = (0..2).flat_map(|i| p.tensor(i).to_vec()).collect();
+            let mut k = 0;
+            for i in 0..2 {
+                for v in g.tensor_mut(i) {
+                    *v = flat[k] - c[k];
+                    k += 1;
+                }
+            }
+            opt.step(&mut p, &g);
+        }
+        let flat: Vec<f32> = (0..2).flat_map(|i| p.tensor(i).to_vec()).collect();
+        flat.iter()
+            .zip(c)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+    assert!(run(&mut Sgd::new(0.1).unwrap(), &c, 300) < 1e-5);
+    assert!(
+        run(
+            &mut Momentum::new(Sgd::new(0.05).unwrap(), 0.9).unwrap(),
+            &c,
+            400
+        ) < 1e-4
+    );
+    assert!(run(&mut Adam::new(0.05).unwrap(), &c, 1000) < 1e-3);
+    // Weight decay pulls towards 0: the fixed point is c / (1 + λ).
+    let sgd = Sgd::new(0.1).unwrap().with_weight_decay(1.0).unwrap();
+    let err = run(&mut sgd.clone(), &c.map(|v| v * 2.0), 500);
+    assert!(err > 0.4, "with λ = 1 the weights stop halfway: {err}");
+}
+
+proptest! {
+    #[test]
+    fn mse_gradient_matches_its_definition(y in prop::array::uniform4(-1e3f32..1e3), t in prop::array::uniform4(-1e3f32..1e3)) {
+        let mut g = [[0.0; 2]; 2];
+        let out = [[y[0], y[1]], [y[2], y[3]]];
+        let tgt = [[t[0], t[1]], [t[2], t[3]]];
+        let l = MeanSquaredError.loss_and_gradient(&out, &tgt, &mut g).unwrap();
+        let want: f64 = (0..4).map(|k| (f64::from(y[k]) - f64::from(t[k])).powi(2)).sum::<f64>() / 4.0;
+        prop_assert!((f64::from(l) - want).abs() <= 1e-5 * want.max(1.0));
+        for k in 0..4 {
+            prop_assert!((f64::from(g[k / 2][k % 2]) - (f64::from(y[k]) - f64::from(t[k])) / 2.0).abs() <= 1e-4);
+        }
+    }
+
+    #[test]
+    fn softmax_cross_entropy_never_panics_and_is_finite_for_finite_logits(
+        z in prop::array::uniform5(-3e38f32..3e38), label in 0usize..8
+    ) {
+        let mut g = [[0.0; 5]; 1];
+        match SoftmaxCrossEntropy.loss_and_gradient(&[z], &[label], &mut g) {
+            Ok(l) => {
+                prop_assert!(label < 5);
+                prop_assert!(!l.is_nan() && l >= 0.0);
+                prop_assert!(g[0].iter().all(|v| v.is_finite()));
+                let sum: f32 = g[0].iter().sum();
+                prop_assert!(sum.abs() < 1e-6, "gradient rows of softmax − onehot sum to 0: {sum}");
+            }
+            Err(e) => prop_assert_eq!(e, Error::LabelOutOfRange { label, classes: 5 }),
+        }
+    }
+}
+
+#[test]
+fn backward_without_input_gradient_matches_with_it() {
+    let net = Net::default();
+    let mut p = Box::new(Params::ZEROED);
+    net.init(
+        &mut p,
+        Init::XavierNormal,
+        &mut Xoshiro256PlusPlus::seed_from_u64(3),
+    );
+    let x = [[0.1f32; 64]; 8];
+    let dy = [[0.01f32; 10]; 8];
+    let mut c = Box::new(<Net as Layer>::Cache::<8>::ZEROED);
+    net.forward(&p, &x, &mut c);
+    let (mut g1, mut g2) = (Box::new(Params::ZEROED), Box::new(Params::ZEROED));
+    let mut dx = [[0.0f32; 64]; 8];
+    net.backward(&p, &x, &mut c, &dy, &mut g1, None, GradMode::Overwrite);
+    net.backward(
+        &p,
+        &x,
+        &mut c,
+        &dy,
+        &mut g2,
+        Some(&mut dx),
+        GradMode::Overwrite,
+    );
+    assert_eq!(*g1, *g2);
+    assert!(dx.iter().flatten().any(|&v| v != 0.0));
+}
