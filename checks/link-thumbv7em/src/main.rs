@@ -25,7 +25,11 @@ pub extern "C" fn _start() -> ! {
     let (params, grads, workspace, x) =
         unsafe { (&mut PARAMS, &mut GRADS, &mut WORKSPACE, &mut INPUT) };
     let net = Net::default();
-    net.init(params, Init::HeNormal, &mut Xoshiro256PlusPlus::seed_from_u64(1));
+    net.init(
+        params,
+        Init::HeNormal,
+        &mut Xoshiro256PlusPlus::seed_from_u64(1),
+    );
     for (k, v) in x.iter_mut().flatten().enumerate() {
         *v = (k % 17) as f32 / 16.0;
     }
@@ -36,7 +40,16 @@ pub extern "C" fn _start() -> ! {
     let labels = [1, 2, 3, 4];
     let mut loss = 0.0;
     for _ in 0..4 {
-        if let Ok(l) = train_step(&net, params, grads, workspace, &mut sgd, &SoftmaxCrossEntropy, x, &labels) {
+        if let Ok(l) = train_step(
+            &net,
+            params,
+            grads,
+            workspace,
+            &mut sgd,
+            &SoftmaxCrossEntropy,
+            x,
+            &labels,
+        ) {
             loss = l;
         }
     }
