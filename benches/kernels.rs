@@ -5,9 +5,12 @@
 //! later changes have a baseline.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use gradguard::datasets::digits;
+use gradguard::health::{HealthConfig, HealthReport};
 use gradguard::init::Init;
 use gradguard::{
-    math, train_step, Dense, Layer, Relu, Seq, Sgd, Sigmoid, SoftmaxCrossEntropy, Workspace, Zeroed,
+    math, train_step, Dense, GradMode, Layer, Loss, Relu, Seq, Sgd, Sigmoid, SoftmaxCrossEntropy,
+    Workspace, Zeroed,
 };
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -95,5 +98,68 @@ fn training_step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, activations, dense_forward, training_step);
+/// The backward pass of 64-128-128-10, batch 32, with and without health tracking (the
+/// gradient-health issue's goal: tracking costs at most 5 %).
+fn backward_health_overhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group("backward_64_128_128_10_batch32");
+    macro_rules! net {
+        ($name:literal, $act:ty) => {{
+    type Net = Seq![Dense<64, 128, $act>, Dense<128, 128, $act>, Dense<128, 10>];
+            let net = Net::default();
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+            let mut p = Box::new(<Net as Layer>::Params::ZEROED);
+            let mut g = Box::new(<Net as Layer>::Params::ZEROED);
+            let mut cache = Box::new(<Net as Layer>::Cache::<32>::ZEROED);
+            net.init(&mut p, Init::HeNormal, &mut rng);
+            let mut x = Box::new([[0.0f32; 64]; 32]);
+            let mut y = [0usize; 32];
+            assert!(digits::fill_batch(&digits::TRAIN[..32], &mut x, &mut y));
+            net.forward(&p, &x, &mut cache);
+            let mut dy = Box::new([[0.0f32; 10]; 32]);
+            SoftmaxCrossEntropy
+                .loss_and_gradient(Net::output(&cache), &y, &mut dy)
+                .expect("valid labels");
+            group.bench_function(concat!($name, "_untracked"), |b| {
+                b.iter(|| {
+                    net.backward(
+                        &p,
+                        black_box(&x),
+                        &mut cache,
+                        &dy,
+                        &mut g,
+                        None,
+                        GradMode::Overwrite,
+                    )
+                })
+            });
+            let mut report = Box::new(HealthReport::<3>::new(HealthConfig::DEFAULT));
+            group.bench_function(concat!($name, "_health"), |b| {
+                b.iter(|| {
+                    report.reset();
+                    net.backward_observed(
+                        &p,
+                        black_box(&x),
+                        &mut cache,
+                        &dy,
+                        &mut g,
+                        None,
+                        GradMode::Overwrite,
+                        &mut *report,
+                    )
+                })
+            });
+        }};
+    }
+    net!("relu", Relu);
+    net!("sigmoid", Sigmoid);
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    activations,
+    dense_forward,
+    training_step,
+    backward_health_overhead
+);
 criterion_main!(benches);

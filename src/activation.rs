@@ -41,6 +41,27 @@ pub trait Activation: Copy {
 
     /// `dz = ∂L/∂z` given the row's pre-activation `z`, its output `a` and `dy = ∂L/∂a`.
     fn backward(&self, z: &[f32], a: &[f32], dy: &[f32], dz: &mut [f32]);
+
+    /// f'(z) for an elementwise activation, `None` for a row-wise one (softmax). Used by
+    /// the health tracking to attribute underflow.
+    fn elementwise_derivative(&self, _z: f32) -> Option<f32> {
+        None
+    }
+
+    /// True if f' is never zero mathematically (so a computed 0 is an underflow).
+    fn derivative_never_zero(&self) -> bool {
+        false
+    }
+
+    /// True if a unit can die: f' is exactly 0 on a whole half-line (ReLU).
+    fn can_die(&self) -> bool {
+        false
+    }
+
+    /// True if f' tends to 0 at both ends (sigmoid, tanh): units can saturate.
+    fn saturates(&self) -> bool {
+        false
+    }
 }
 
 /// An activation applied independently to every element.
@@ -57,6 +78,21 @@ pub trait Elementwise: Copy {
     fn value(&self, x: f32) -> f32;
     /// f'(x), from the pre-activation x.
     fn derivative(&self, x: f32) -> f32;
+
+    /// See [`Activation::derivative_never_zero`].
+    fn derivative_never_zero(&self) -> bool {
+        false
+    }
+
+    /// See [`Activation::can_die`].
+    fn can_die(&self) -> bool {
+        false
+    }
+
+    /// See [`Activation::saturates`].
+    fn saturates(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Elementwise> Activation for T {
@@ -70,6 +106,23 @@ impl<T: Elementwise> Activation for T {
     #[inline]
     fn backward(&self, z: &[f32], _a: &[f32], dy: &[f32], dz: &mut [f32]) {
         kernels::map_backward(z, dy, dz, |x| self.derivative(x));
+    }
+
+    #[inline(always)]
+    fn elementwise_derivative(&self, z: f32) -> Option<f32> {
+        Some(self.derivative(z))
+    }
+
+    fn derivative_never_zero(&self) -> bool {
+        Elementwise::derivative_never_zero(self)
+    }
+
+    fn can_die(&self) -> bool {
+        Elementwise::can_die(self)
+    }
+
+    fn saturates(&self) -> bool {
+        Elementwise::saturates(self)
     }
 }
 
@@ -102,6 +155,9 @@ impl Elementwise for Identity {
     fn derivative(&self, x: f32) -> f32 {
         nan_or(x, 1.0)
     }
+    fn derivative_never_zero(&self) -> bool {
+        true
+    }
 }
 
 /// The logistic function σ; see [`math::sigmoid`] and [`math::sigmoid_derivative`] for the
@@ -124,6 +180,12 @@ impl Elementwise for Sigmoid {
     fn derivative(&self, x: f32) -> f32 {
         math::sigmoid_derivative(x)
     }
+    fn derivative_never_zero(&self) -> bool {
+        true
+    }
+    fn saturates(&self) -> bool {
+        true
+    }
 }
 
 /// Hyperbolic tangent; tanh' = 4·σ'(2x) ∈ [0, 1], normal for |x| ≤ 43. See [`math::tanh`].
@@ -144,6 +206,12 @@ impl Elementwise for Tanh {
     #[inline(always)]
     fn derivative(&self, x: f32) -> f32 {
         math::tanh_derivative(x)
+    }
+    fn derivative_never_zero(&self) -> bool {
+        true
+    }
+    fn saturates(&self) -> bool {
+        true
     }
 }
 
@@ -171,6 +239,9 @@ impl Elementwise for Relu {
     #[inline(always)]
     fn derivative(&self, x: f32) -> f32 {
         nan_or(x, if x > 0.0 { 1.0 } else { 0.0 })
+    }
+    fn can_die(&self) -> bool {
+        true
     }
 }
 
@@ -218,6 +289,12 @@ impl Elementwise for LeakyRelu {
     #[inline(always)]
     fn derivative(&self, x: f32) -> f32 {
         nan_or(x, if x > 0.0 { 1.0 } else { self.alpha })
+    }
+    fn derivative_never_zero(&self) -> bool {
+        self.alpha != 0.0
+    }
+    fn can_die(&self) -> bool {
+        self.alpha == 0.0
     }
 }
 
@@ -272,6 +349,9 @@ impl Elementwise for Elu {
             self.alpha * math::exp(x)
         }
     }
+    fn derivative_never_zero(&self) -> bool {
+        self.alpha != 0.0
+    }
 }
 
 /// Softsign: x / (1 + |x|); softsign'(x) = 1/(1+|x|)², computed as r·r with r = 1/(1+|x|)
@@ -301,6 +381,9 @@ impl Elementwise for Softsign {
     fn derivative(&self, x: f32) -> f32 {
         let r = 1.0 / (1.0 + x.abs());
         r * r
+    }
+    fn derivative_never_zero(&self) -> bool {
+        true
     }
 }
 

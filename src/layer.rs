@@ -20,6 +20,7 @@
 //! ```
 
 use crate::activation::{Activation, Identity};
+use crate::health::{GradientObserver, NoHealth, TensorStats};
 use crate::init::{self, Init};
 use crate::kernels::{self, GradMode};
 use crate::storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
@@ -74,8 +75,27 @@ pub trait Layer {
     /// The output of the last forward on `cache`.
     fn output<const B: usize>(cache: &Self::Cache<B>) -> &[Self::Output; B];
 
-    /// Backpropagates `dy = ∂L/∂output` (see the trait docs for the contract).
+    /// Backpropagates `dy = ∂L/∂output` (see the trait docs for the contract), reporting
+    /// to `observer`; `layer` is the index (from the network input) of this layer's first
+    /// parametrised layer. Implement this; call [`Layer::backward`] or
+    /// [`Layer::backward_observed`].
     #[allow(clippy::too_many_arguments)]
+    fn backward_at<O: GradientObserver, const B: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[Self::Input; B],
+        cache: &mut Self::Cache<B>,
+        dy: &[Self::Output; B],
+        grads: &mut Self::Params,
+        dx: Option<&mut [Self::Input; B]>,
+        mode: GradMode,
+        observer: &mut O,
+        layer: u16,
+    );
+
+    /// Backpropagates `dy = ∂L/∂output` without health tracking.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn backward<const B: usize>(
         &self,
         params: &Self::Params,
@@ -85,7 +105,27 @@ pub trait Layer {
         grads: &mut Self::Params,
         dx: Option<&mut [Self::Input; B]>,
         mode: GradMode,
-    );
+    ) {
+        self.backward_at(params, x, cache, dy, grads, dx, mode, &mut NoHealth, 0);
+    }
+
+    /// Backpropagates `dy = ∂L/∂output` and records each dense layer's gradient health in
+    /// `observer` (output layer first). See [`crate::health`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn backward_observed<O: GradientObserver, const B: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[Self::Input; B],
+        cache: &mut Self::Cache<B>,
+        dy: &[Self::Output; B],
+        grads: &mut Self::Params,
+        dx: Option<&mut [Self::Input; B]>,
+        mode: GradMode,
+        observer: &mut O,
+    ) {
+        self.backward_at(params, x, cache, dy, grads, dx, mode, observer, 0);
+    }
 
     /// Composes `self` followed by `next` (shapes checked at compile time).
     ///
@@ -240,7 +280,7 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
         &cache.output
     }
 
-    fn backward<const B: usize>(
+    fn backward_at<O: GradientObserver, const B: usize>(
         &self,
         params: &Self::Params,
         x: &[[f32; IN]; B],
@@ -249,20 +289,61 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
         grads: &mut Self::Params,
         dx: Option<&mut [[f32; IN]; B]>,
         mode: GradMode,
+        observer: &mut O,
+        layer: u16,
     ) {
-        let rows = cache
-            .pre_activation
-            .iter()
-            .zip(cache.output.iter())
-            .zip(dy.iter())
-            .zip(cache.pre_activation_grad.iter_mut());
-        for (((z, a), g), dz) in rows {
-            self.activation.backward(z, a, g, dz);
-        }
+        let health = if O::ENABLED {
+            observer.next_layer()
+        } else {
+            None
+        };
+        let Some(h) = health else {
+            let rows = cache
+                .pre_activation
+                .iter()
+                .zip(cache.output.iter())
+                .zip(dy.iter())
+                .zip(cache.pre_activation_grad.iter_mut());
+            for (((z, a), g), dz) in rows {
+                self.activation.backward(z, a, g, dz);
+            }
+            let dz = &cache.pre_activation_grad;
+            kernels::dense_backward_params(dz, x, &mut grads.weights, &mut grads.bias, mode);
+            if let Some(dx) = dx {
+                kernels::dense_backward_input(&params.weights, dz, dx);
+            }
+            return;
+        };
+        h.layer = layer;
+        h.activation = A::NAME;
+        h.units = u16::try_from(OUT).unwrap_or(u16::MAX);
+        h.inputs = u16::try_from(IN).unwrap_or(u16::MAX);
+        kernels::activation_backward_tracked(
+            &self.activation,
+            &cache.pre_activation,
+            &cache.output,
+            dy,
+            &mut cache.pre_activation_grad,
+            h,
+        );
         let dz = &cache.pre_activation_grad;
-        kernels::dense_backward_params(dz, x, &mut grads.weights, &mut grads.bias, mode);
-        if let Some(dx) = dx {
-            kernels::dense_backward_input(&params.weights, dz, dx);
+        kernels::dense_backward_params_tracked::<true, IN, OUT, B>(
+            dz,
+            x,
+            &mut grads.weights,
+            &mut grads.bias,
+            mode,
+            Some(&mut *h),
+        );
+        match dx {
+            Some(dx) => kernels::dense_backward_input_tracked::<true, IN, OUT, B>(
+                &params.weights,
+                dz,
+                dx,
+                Some(h),
+            ),
+            // No backward kernel reads W here: one pass for the update ratio.
+            None => h.weights = TensorStats::of(params.weights.as_flattened()),
         }
     }
 }
@@ -336,7 +417,9 @@ impl<A: Activation, const N: usize> Layer for ActivationLayer<A, N> {
         &cache.output
     }
 
-    fn backward<const B: usize>(
+    /// Standalone activation layers have no parameters and make no health record (put
+    /// the activation into a [`Dense`] to have it tracked).
+    fn backward_at<O: GradientObserver, const B: usize>(
         &self,
         _params: &NoParameters,
         x: &[[f32; N]; B],
@@ -345,6 +428,8 @@ impl<A: Activation, const N: usize> Layer for ActivationLayer<A, N> {
         _grads: &mut NoParameters,
         dx: Option<&mut [[f32; N]; B]>,
         _mode: GradMode,
+        _observer: &mut O,
+        _layer: u16,
     ) {
         if let Some(dx) = dx {
             let rows = x.iter().zip(cache.output.iter()).zip(dy.iter());
@@ -435,7 +520,7 @@ impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
         B::output(&cache.second)
     }
 
-    fn backward<const N: usize>(
+    fn backward_at<O: GradientObserver, const N: usize>(
         &self,
         params: &Self::Params,
         x: &[Self::Input; N],
@@ -444,9 +529,13 @@ impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
         grads: &mut Self::Params,
         dx: Option<&mut [Self::Input; N]>,
         mode: GradMode,
+        observer: &mut O,
+        layer: u16,
     ) {
         let hidden = A::output(&cache.first);
-        self.second.backward(
+        let second_layer = layer
+            .saturating_add(u16::try_from(<A::Params as Parameters>::LAYERS).unwrap_or(u16::MAX));
+        self.second.backward_at(
             &params.second,
             hidden,
             &mut cache.second,
@@ -454,8 +543,10 @@ impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
             &mut grads.second,
             Some(&mut cache.boundary_grad),
             mode,
+            observer,
+            second_layer,
         );
-        self.first.backward(
+        self.first.backward_at(
             &params.first,
             x,
             &mut cache.first,
@@ -463,6 +554,8 @@ impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
             &mut grads.first,
             dx,
             mode,
+            observer,
+            layer,
         );
     }
 }

@@ -55,12 +55,13 @@
 //! non-positive learning rate, …) return an [`Error`]; no function panics on any `f32`.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod activation;
 pub mod datasets;
 mod error;
+pub mod health;
 pub mod init;
 pub mod kernels;
 mod layer;
@@ -81,7 +82,7 @@ pub use layer::{
 pub use loss::{BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy};
 pub use optim::{Adam, Momentum, Optimizer, Sgd};
 pub use storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
-pub use train::{argmax, train_step, training_bytes, Workspace};
+pub use train::{argmax, train_step, train_step_observed, training_bytes, Workspace};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

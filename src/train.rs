@@ -1,6 +1,7 @@
 //! One training step, evaluation helpers and the memory a network needs.
 
 use crate::error::Error;
+use crate::health::{GradientObserver, NoHealth};
 use crate::kernels::GradMode;
 use crate::layer::Layer;
 use crate::loss::Loss;
@@ -83,13 +84,65 @@ where
     O: Optimizer<L::Params>,
     F: Loss<N>,
 {
+    train_step_observed(
+        net,
+        params,
+        grads,
+        workspace,
+        optimizer,
+        loss,
+        x,
+        targets,
+        &mut NoHealth,
+    )
+}
+
+/// [`train_step`] that also records the gradient health of the backward pass in `observer`
+/// (a [`crate::health::HealthReport`], reset at the start of the step), before the
+/// optimiser updates the parameters.
+///
+/// ```
+/// use gradguard::health::{HealthConfig, HealthReport};
+/// use gradguard::{init::Init, train_step_observed, Dense, Layer, Relu, Seq, Sgd, SoftmaxCrossEntropy, Workspace, Zeroed};
+/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+/// type Net = Seq![Dense<3, 4, Relu>, Dense<4, 2>];
+/// let net = Net::default();
+/// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
+/// net.init(&mut p, Init::HeNormal, &mut Xoshiro256PlusPlus::seed_from_u64(2));
+/// let mut ws = Workspace::<Net, 2>::ZEROED;
+/// let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
+/// train_step_observed(&net, &mut p, &mut g, &mut ws, &mut Sgd::new(0.1)?, &SoftmaxCrossEntropy,
+///                     &[[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]], &[0, 1], &mut report)?;
+/// assert_eq!(report.layers_from_output().len(), 2);
+/// assert_eq!(report.learning_rate, 0.1);
+/// # Ok::<(), gradguard::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_observed<L, O, F, H, const N: usize, const B: usize>(
+    net: &L,
+    params: &mut L::Params,
+    grads: &mut L::Params,
+    workspace: &mut Workspace<L, B>,
+    optimizer: &mut O,
+    loss: &F,
+    x: &[L::Input; B],
+    targets: &[F::Target; B],
+    observer: &mut H,
+) -> Result<f32, Error>
+where
+    L: Layer<Output = [f32; N]>,
+    O: Optimizer<L::Params>,
+    F: Loss<N>,
+    H: GradientObserver,
+{
     net.forward(params, x, &mut workspace.cache);
     let value = loss.loss_and_gradient(
         L::output(&workspace.cache),
         targets,
         &mut workspace.output_grad,
     )?;
-    net.backward(
+    observer.begin_backward(optimizer.learning_rate());
+    net.backward_observed(
         params,
         x,
         &mut workspace.cache,
@@ -97,6 +150,7 @@ where
         grads,
         None,
         GradMode::Overwrite,
+        observer,
     );
     optimizer.step(params, grads);
     Ok(value)

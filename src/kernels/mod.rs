@@ -17,12 +17,17 @@
 //! assert_eq!(z, [[3.5, 7.0, 10.0]]);
 //! ```
 
+#[allow(unsafe_code)]
+mod fpu;
 pub mod scalar;
 
+pub use fpu::{subnormal_mode, SubnormalMode};
+
 pub use scalar::{
-    adam_update, binary_cross_entropy_with_logits_row, dense_backward_input, dense_backward_params,
-    dense_forward, map, map_backward, sgd_momentum_update, sgd_update, softmax_backward_row,
-    softmax_cross_entropy_row, softmax_row, squared_error_row,
+    activation_backward_tracked, adam_update, binary_cross_entropy_with_logits_row,
+    dense_backward_input, dense_backward_input_tracked, dense_backward_params,
+    dense_backward_params_tracked, dense_forward, map, map_backward, sgd_momentum_update,
+    sgd_update, softmax_backward_row, softmax_cross_entropy_row, softmax_row, squared_error_row,
 };
 
 /// Whether a backward pass overwrites the gradient buffers or adds to them.

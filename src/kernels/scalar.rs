@@ -6,6 +6,8 @@
 //! twice on every target alike.
 
 use super::GradMode;
+use crate::activation::Activation;
+use crate::health::{is_zero_or_subnormal, LayerHealth};
 
 /// Dense forward for a batch: `z[s][o] = (Σ_i w[o][i]·x[s][i]) + b[o]`.
 ///
@@ -50,11 +52,51 @@ pub fn dense_backward_input<const IN: usize, const OUT: usize, const B: usize>(
     dz: &[[f32; OUT]; B],
     dx: &mut [[f32; IN]; B],
 ) {
-    for (dzs, dxs) in dz.iter().zip(dx.iter_mut()) {
+    dense_backward_input_tracked::<false, IN, OUT, B>(w, dz, dx, None);
+}
+
+/// [`dense_backward_input`] that also records health (same values, bit for bit): statistics
+/// of W (gathered while the first sample reads it), of the finished dX rows, and the dX
+/// entries that are zero or subnormal although some term `dz·w` was nonzero.
+///
+/// ```
+/// let mut h = gradguard::health::LayerHealth::EMPTY;
+/// let mut dx = [[0.0; 1]];
+/// gradguard::kernels::dense_backward_input_tracked::<true, 1, 1, 1>(&[[1e-30]], &[[1e-20]], &mut dx, Some(&mut h));
+/// assert_eq!((dx[0][0], h.input_sums_vanished), (0.0, 1));
+/// ```
+#[inline]
+pub fn dense_backward_input_tracked<
+    const TRACK: bool,
+    const IN: usize,
+    const OUT: usize,
+    const B: usize,
+>(
+    w: &[[f32; IN]; OUT],
+    dz: &[[f32; OUT]; B],
+    dx: &mut [[f32; IN]; B],
+    mut health: Option<&mut LayerHealth>,
+) {
+    for (s, (dzs, dxs)) in dz.iter().zip(dx.iter_mut()).enumerate() {
         *dxs = [0.0; IN];
         for (wo, g) in w.iter().zip(dzs.iter()) {
             for (d, wi) in dxs.iter_mut().zip(wo.iter()) {
                 *d += g * wi;
+            }
+            if let (true, 0, Some(h)) = (TRACK, s, health.as_deref_mut()) {
+                wo.iter().for_each(|&v| h.weights.add(v));
+            }
+        }
+        if let (true, Some(h)) = (TRACK, health.as_deref_mut()) {
+            for (i, &v) in dxs.iter().enumerate() {
+                h.input_grad.add(v);
+                if is_zero_or_subnormal(v) {
+                    let some_term = dzs
+                        .iter()
+                        .zip(w.iter())
+                        .any(|(&g, wo)| g != 0.0 && wo.get(i).is_some_and(|&wi| wi != 0.0));
+                    h.input_sums_vanished += u32::from(some_term);
+                }
             }
         }
     }
@@ -82,17 +124,168 @@ pub fn dense_backward_params<const IN: usize, const OUT: usize, const B: usize>(
     db: &mut [f32; OUT],
     mode: GradMode,
 ) {
+    dense_backward_params_tracked::<false, IN, OUT, B>(dz, x, dw, db, mode, None);
+}
+
+/// [`dense_backward_params`] that also records health (same values, bit for bit).
+///
+/// * Products `dz[s][o]·x[s][i]` of nonzero finite factors that round to a subnormal or to
+///   zero are counted exactly, without a test per multiply: with m = the smallest nonzero
+///   `|x[s][i]|`, rounding is monotone, so if fl(|dz|·m) ≥ 2^-126 no product of that row can
+///   underflow. Only rows that fail this test are counted one by one.
+/// * The finished dW and db entries are classified while the last sample's row is hot; a
+///   zero or subnormal entry counts as vanished if some term of its sum was nonzero, and as
+///   structural otherwise.
+///
+/// ```
+/// use gradguard::GradMode;
+/// let mut h = gradguard::health::LayerHealth::EMPTY;
+/// let (mut dw, mut db) = ([[0.0; 2]; 1], [0.0; 1]);
+/// gradguard::kernels::dense_backward_params_tracked::<true, 2, 1, 1>(
+///     &[[1e-30]], &[[1e-20, 0.0]], &mut dw, &mut db, GradMode::Overwrite, Some(&mut h));
+/// assert_eq!(h.weight_products_became_zero, 1); // 1e-50 → 0; the 0·x term is structural
+/// assert_eq!(h.weight_sums_vanished, 1);
+/// ```
+#[inline]
+pub fn dense_backward_params_tracked<
+    const TRACK: bool,
+    const IN: usize,
+    const OUT: usize,
+    const B: usize,
+>(
+    dz: &[[f32; OUT]; B],
+    x: &[[f32; IN]; B],
+    dw: &mut [[f32; IN]; OUT],
+    db: &mut [f32; OUT],
+    mode: GradMode,
+    mut health: Option<&mut LayerHealth>,
+) {
     if mode == GradMode::Overwrite {
         *dw = [[0.0; IN]; OUT];
         *db = [0.0; OUT];
     }
-    for (dzs, xs) in dz.iter().zip(x.iter()) {
-        for ((dwo, dbo), g) in dw.iter_mut().zip(db.iter_mut()).zip(dzs.iter()) {
+    for (s, (dzs, xs)) in dz.iter().zip(x.iter()).enumerate() {
+        // Smallest nonzero finite |x| of this sample, for the underflow screen.
+        let min_x = if TRACK {
+            xs.iter()
+                .map(|v| v.abs())
+                .filter(|&a| a != 0.0 && a.is_finite())
+                .fold(f32::INFINITY, f32::min)
+        } else {
+            f32::INFINITY
+        };
+        let last = s + 1 == B;
+        for (o, ((dwo, dbo), &g)) in dw.iter_mut().zip(db.iter_mut()).zip(dzs.iter()).enumerate() {
             *dbo += g;
             for (d, xi) in dwo.iter_mut().zip(xs.iter()) {
                 *d += g * xi;
             }
+            let Some(h) = health.as_deref_mut().filter(|_| TRACK) else {
+                continue;
+            };
+            // g is finite and nonzero and min_x finite or +∞, so the product is never NaN.
+            if g != 0.0 && g.is_finite() && g.abs() * min_x < f32::MIN_POSITIVE {
+                for &xi in xs {
+                    if xi != 0.0 && xi.is_finite() {
+                        let p = g * xi;
+                        h.weight_products_became_zero += u32::from(p == 0.0);
+                        h.weight_products_became_subnormal +=
+                            u32::from(p != 0.0 && is_zero_or_subnormal(p));
+                    }
+                }
+            }
+            if last {
+                classify_sum_row(h, dwo, o, dz, x);
+                h.bias_grad.add(*dbo);
+                if is_zero_or_subnormal(*dbo) {
+                    h.bias_sums_vanished +=
+                        u32::from(dz.iter().any(|r| r.get(o).is_some_and(|&v| v != 0.0)));
+                }
+            }
         }
+    }
+}
+
+/// Adds the finished row `dw[o]` to the layer's dW statistics and counts its zero or
+/// subnormal entries whose sum had a nonzero term `dz[s][o]·x[s][i]`.
+fn classify_sum_row<const IN: usize, const OUT: usize, const B: usize>(
+    h: &mut LayerHealth,
+    row: &[f32; IN],
+    o: usize,
+    dz: &[[f32; OUT]; B],
+    x: &[[f32; IN]; B],
+) {
+    for (i, &v) in row.iter().enumerate() {
+        h.weight_grad.add(v);
+        if is_zero_or_subnormal(v) {
+            let some_term = dz.iter().zip(x.iter()).any(|(dzs, xs)| {
+                dzs.get(o).is_some_and(|&g| g != 0.0) && xs.get(i).is_some_and(|&xi| xi != 0.0)
+            });
+            h.weight_sums_vanished += u32::from(some_term);
+        }
+    }
+}
+
+/// Backward through an activation for a whole batch, column by column (unit by unit), with
+/// health: `dz = dy ⊙ f'(z)` for elementwise activations — bit-identical to the row form —
+/// plus the underflow attribution of each product, dead and saturated units. Activations
+/// without an elementwise derivative (softmax) use their row backward and only the
+/// statistics of dz are recorded.
+///
+/// ```
+/// use gradguard::Sigmoid;
+/// let mut h = gradguard::health::LayerHealth::EMPTY;
+/// let z = [[200.0, 0.0]];
+/// let mut dz = [[0.0; 2]];
+/// gradguard::kernels::activation_backward_tracked(&Sigmoid, &z, &z, &[[1.0, 0.0]], &mut dz, &mut h);
+/// assert_eq!(h.pre_activation_became_zero, 1);      // σ'(200) is below 2^-150
+/// assert_eq!(h.pre_activation_structural_zeros, 1); // the upstream gradient was 0
+/// assert_eq!(h.saturated_units, 1);
+/// ```
+pub fn activation_backward_tracked<A: Activation, const N: usize, const B: usize>(
+    activation: &A,
+    z: &[[f32; N]; B],
+    a: &[[f32; N]; B],
+    dy: &[[f32; N]; B],
+    dz: &mut [[f32; N]; B],
+    h: &mut LayerHealth,
+) {
+    if activation.elementwise_derivative(0.0).is_none() {
+        for (((zs, as_), gs), ds) in z.iter().zip(a.iter()).zip(dy.iter()).zip(dz.iter_mut()) {
+            activation.backward(zs, as_, gs, ds);
+            ds.iter().for_each(|&v| h.pre_activation_grad.add(v));
+        }
+        return;
+    }
+    let never_zero = activation.derivative_never_zero();
+    let threshold = h.saturation_threshold;
+    for o in 0..N {
+        let (mut all_zero, mut all_below) = (B > 0, B > 0);
+        for s in 0..B {
+            let (Some(&zv), Some(&g)) = (z[s].get(o), dy[s].get(o)) else {
+                continue;
+            };
+            let d = activation.elementwise_derivative(zv).unwrap_or(f32::NAN);
+            let p = g * d;
+            if let Some(slot) = dz[s].get_mut(o) {
+                *slot = p;
+            }
+            h.pre_activation_grad.add(p);
+            let factors_nonzero = g != 0.0 && g.is_finite() && d != 0.0 && d.is_finite();
+            if p == 0.0 {
+                if factors_nonzero || (d == 0.0 && never_zero && g != 0.0 && g.is_finite()) {
+                    h.pre_activation_became_zero += 1;
+                } else {
+                    h.pre_activation_structural_zeros += 1;
+                }
+            } else if is_zero_or_subnormal(p) && factors_nonzero {
+                h.pre_activation_became_subnormal += 1;
+            }
+            all_zero &= d == 0.0;
+            all_below &= d < threshold;
+        }
+        h.dead_units += u16::from(all_zero && activation.can_die());
+        h.saturated_units += u16::from(all_below && activation.saturates());
     }
 }
 

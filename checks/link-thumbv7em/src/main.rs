@@ -35,7 +35,9 @@ pub extern "C" fn _start() -> ! {
     }
     let mut sgd = match Sgd::new(0.1) {
         Ok(s) => s,
-        Err(_) => loop {},
+        Err(_) => loop {
+            core::hint::spin_loop();
+        },
     };
     let labels = [1, 2, 3, 4];
     let mut loss = 0.0;
@@ -56,10 +58,14 @@ pub extern "C" fn _start() -> ! {
     // Keep the result observable so nothing is optimised away.
     // SAFETY: INPUT is a valid, aligned static and nothing else accesses it concurrently.
     unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!(INPUT[0][0]), loss) };
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }

@@ -1,0 +1,744 @@
+//! Gradient health: underflowed, vanished, exploded and dead gradients, detected while
+//! backward runs.
+//!
+//! * Values are classified by their **bits** ([`classify`]): zero, subnormal, normal,
+//!   infinite, NaN. No FPU exception flag is read and no FPU control register is written.
+//! * [`TensorStats`] keeps counts per class, max |g|, smallest nonzero |g|, mean |g| and an
+//!   L2 norm accumulated with a power-of-two scale, so neither underflows nor overflows
+//!   (1e-30 values give ≈ 1e-30·√n; 1e30 values do not give ∞).
+//! * [`HealthReport`] is the observer passed to [`crate::Layer::backward_observed`] (or
+//!   [`crate::train_step_observed`]). Each [`crate::Dense`] layer fills one
+//!   [`LayerHealth`] inside its backward kernels. The counting is fused into loops that
+//!   already touch the values. With [`NoHealth`] (what [`crate::Layer::backward`] uses) all
+//!   of it is compiled out.
+//!
+//! ```
+//! use gradguard::health::{HealthConfig, HealthReport};
+//! use gradguard::{init::Init, Dense, GradMode, Layer, Seq, Sigmoid, Zeroed};
+//! use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+//!
+//! type Net = Seq![Dense<4, 4, Sigmoid>, Dense<4, 1>];
+//! let net = Net::default();
+//! let mut p = <Net as Layer>::Params::ZEROED;
+//! net.init(&mut p, Init::XavierNormal, &mut Xoshiro256PlusPlus::seed_from_u64(1));
+//! p.first.bias = [-200.0; 4]; // every sigmoid unit saturated: σ'(z) ≈ 1e-87 → 0 in f32
+//! let x = [[0.5; 4]];
+//! let mut cache = <Net as Layer>::Cache::<1>::ZEROED;
+//! net.forward(&p, &x, &mut cache);
+//! let mut grads = <Net as Layer>::Params::ZEROED;
+//! let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
+//! net.backward_observed(&p, &x, &mut cache, &[[1.0]], &mut grads, None, GradMode::Overwrite, &mut report);
+//! let flags = report.flags();
+//! assert_eq!(flags.underflow, Some(0)); // layer 0's dz = dy·σ'(z) underflowed to zero
+//! assert_eq!(flags.saturated, Some(0));
+//! assert_eq!(report.layer(0).unwrap().pre_activation_became_zero, 4);
+//! ```
+
+use core::fmt;
+
+/// The class of an f32, read from its bits.
+///
+/// ```
+/// use gradguard::health::{classify, FloatClass};
+/// assert_eq!(classify(-0.0), FloatClass::Zero);
+/// assert_eq!(classify(1e-40), FloatClass::Subnormal);
+/// assert_eq!(classify(f32::NEG_INFINITY), FloatClass::Infinite);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FloatClass {
+    /// +0 or −0.
+    Zero,
+    /// Nonzero with a zero exponent field: below 2^-126 ≈ 1.18e-38 in magnitude.
+    Subnormal,
+    /// Finite, with a nonzero exponent field.
+    Normal,
+    /// ±∞.
+    Infinite,
+    /// Not a number.
+    Nan,
+}
+
+/// Classifies `v` by its bit pattern alone.
+///
+/// ```
+/// assert_eq!(gradguard::health::classify(f32::MIN_POSITIVE), gradguard::health::FloatClass::Normal);
+/// ```
+#[inline(always)]
+pub fn classify(v: f32) -> FloatClass {
+    let bits = v.to_bits() & 0x7fff_ffff;
+    let exponent = bits >> 23;
+    let mantissa = bits & 0x007f_ffff;
+    match (exponent, mantissa) {
+        (0, 0) => FloatClass::Zero,
+        (0, _) => FloatClass::Subnormal,
+        (0xff, 0) => FloatClass::Infinite,
+        (0xff, _) => FloatClass::Nan,
+        _ => FloatClass::Normal,
+    }
+}
+
+/// True if `v` is zero or subnormal (|v| < 2^-126), by its bits.
+#[inline(always)]
+pub(crate) fn is_zero_or_subnormal(v: f32) -> bool {
+    v.to_bits() & 0x7f80_0000 == 0
+}
+
+/// How many values of each [`FloatClass`] a tensor holds.
+///
+/// ```
+/// use gradguard::health::ClassCounts;
+/// let c = ClassCounts { zero: 1, subnormal: 2, normal: 3, infinite: 0, nan: 1 };
+/// assert_eq!((c.total(), c.non_finite()), (7, 1));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ClassCounts {
+    /// ±0.
+    pub zero: u32,
+    /// Subnormal.
+    pub subnormal: u32,
+    /// Normal.
+    pub normal: u32,
+    /// ±∞.
+    pub infinite: u32,
+    /// NaN.
+    pub nan: u32,
+}
+
+impl ClassCounts {
+    /// All counts zero.
+    pub const ZERO: Self = ClassCounts {
+        zero: 0,
+        subnormal: 0,
+        normal: 0,
+        infinite: 0,
+        nan: 0,
+    };
+
+    /// Number of values counted.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::health::ClassCounts::ZERO.total(), 0);
+    /// ```
+    pub fn total(&self) -> u32 {
+        self.zero + self.subnormal + self.normal + self.infinite + self.nan
+    }
+
+    /// Number of infinite and NaN values.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::health::ClassCounts::ZERO.non_finite(), 0);
+    /// ```
+    pub fn non_finite(&self) -> u32 {
+        self.infinite + self.nan
+    }
+}
+
+/// 2^k for k ∈ [-149, 127] (subnormal powers included), exactly.
+#[inline(always)]
+fn pow2(k: i32) -> f32 {
+    if k >= -126 {
+        f32::from_bits(((k + 127) as u32) << 23)
+    } else {
+        f32::from_bits(1u32 << (k + 149).clamp(0, 22))
+    }
+}
+
+/// Multiplies by 2^k for k ∈ [-300, 300] in two exact steps.
+#[inline(always)]
+fn scale_by_pow2(v: f32, k: i32) -> f32 {
+    let half = k / 2;
+    v * pow2(half.clamp(-149, 127)) * pow2((k - half).clamp(-149, 127))
+}
+
+/// Exponent `e` with |v| < 2^e for a finite nonzero `v` (at least −126).
+#[inline(always)]
+fn exponent_bound(v: f32) -> i32 {
+    let field = ((v.to_bits() >> 23) & 0xff) as i32;
+    if field == 0 {
+        -126
+    } else {
+        field - 126
+    }
+}
+
+/// Statistics of a tensor, accumulated one value at a time without underflow or overflow.
+///
+/// Norm and mean are accumulated as Σ(|g|·2^-E) and Σ(|g|·2^-E)² with 2^E a power of two
+/// above every |g| seen so far (the scale grows, and the sums are rescaled exactly, when a
+/// larger value arrives). So scaling a tensor by 2^k scales norm, mean, max and min by
+/// exactly 2^k while all values stay normal, and subnormal values still contribute.
+/// Infinite and NaN values are counted but kept out of norm, mean, max and min.
+///
+/// ```
+/// use gradguard::health::TensorStats;
+/// let tiny = TensorStats::of(&[1e-30; 100]);
+/// assert!((tiny.l2_norm() / 1e-29 - 1.0).abs() < 1e-5);
+/// let huge = TensorStats::of(&[1e30; 100]);
+/// assert!((huge.l2_norm() / 1e31 - 1.0).abs() < 1e-5);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TensorStats {
+    /// Values per class.
+    pub counts: ClassCounts,
+    /// Largest finite |g| (0 if none).
+    pub max_abs: f32,
+    /// Smallest nonzero finite |g| (+∞ if none).
+    pub min_nonzero_abs: f32,
+    /// E: every finite |g| seen is below 2^E.
+    scale_exponent: i32,
+    /// Σ |g|·2^-E.
+    sum_abs_scaled: f32,
+    /// Σ (|g|·2^-E)².
+    sum_squares_scaled: f32,
+}
+
+impl Default for TensorStats {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl TensorStats {
+    /// No values yet.
+    pub const EMPTY: Self = TensorStats {
+        counts: ClassCounts::ZERO,
+        max_abs: 0.0,
+        min_nonzero_abs: f32::INFINITY,
+        scale_exponent: -126,
+        sum_abs_scaled: 0.0,
+        sum_squares_scaled: 0.0,
+    };
+
+    /// Statistics of a whole slice.
+    ///
+    /// ```
+    /// let s = gradguard::health::TensorStats::of(&[3.0, -4.0, 0.0, f32::NAN]);
+    /// assert_eq!((s.l2_norm(), s.max_abs, s.min_nonzero_abs, s.counts.nan), (5.0, 4.0, 3.0, 1));
+    /// ```
+    pub fn of(values: &[f32]) -> Self {
+        let mut s = Self::EMPTY;
+        for &v in values {
+            s.add(v);
+        }
+        s
+    }
+
+    /// Adds one value.
+    ///
+    /// ```
+    /// let mut s = gradguard::health::TensorStats::EMPTY;
+    /// s.add(1e-40);
+    /// assert_eq!(s.counts.subnormal, 1);
+    /// ```
+    #[inline(always)]
+    pub fn add(&mut self, v: f32) {
+        match classify(v) {
+            FloatClass::Zero => self.counts.zero += 1,
+            FloatClass::Infinite => self.counts.infinite += 1,
+            FloatClass::Nan => self.counts.nan += 1,
+            class => {
+                if class == FloatClass::Subnormal {
+                    self.counts.subnormal += 1;
+                } else {
+                    self.counts.normal += 1;
+                }
+                let a = v.abs();
+                if a > self.max_abs {
+                    self.max_abs = a;
+                }
+                if a < self.min_nonzero_abs {
+                    self.min_nonzero_abs = a;
+                }
+                let e = exponent_bound(a);
+                if e > self.scale_exponent {
+                    let shift = self.scale_exponent - e;
+                    self.sum_abs_scaled = scale_by_pow2(self.sum_abs_scaled, shift);
+                    self.sum_squares_scaled = scale_by_pow2(self.sum_squares_scaled, 2 * shift);
+                    self.scale_exponent = e;
+                }
+                let scaled = scale_by_pow2(a, -self.scale_exponent);
+                self.sum_abs_scaled += scaled;
+                self.sum_squares_scaled += scaled * scaled;
+            }
+        }
+    }
+
+    /// Number of values added.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::health::TensorStats::of(&[1.0; 3]).len(), 3);
+    /// ```
+    pub fn len(&self) -> u32 {
+        self.counts.total()
+    }
+
+    /// True if no value was added.
+    ///
+    /// ```
+    /// assert!(gradguard::health::TensorStats::EMPTY.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// ‖g‖₂ over the finite values (+∞ only if the true norm exceeds f32::MAX).
+    ///
+    /// ```
+    /// assert_eq!(gradguard::health::TensorStats::of(&[0.0, 0.0]).l2_norm(), 0.0);
+    /// ```
+    pub fn l2_norm(&self) -> f32 {
+        scale_by_pow2(libm::sqrtf(self.sum_squares_scaled), self.scale_exponent)
+    }
+
+    /// Mean |g| over the finite values (zeros included; 0 if there are none).
+    ///
+    /// ```
+    /// assert_eq!(gradguard::health::TensorStats::of(&[1.0, -3.0]).mean_abs(), 2.0);
+    /// ```
+    pub fn mean_abs(&self) -> f32 {
+        let finite = self.counts.zero + self.counts.subnormal + self.counts.normal;
+        if finite == 0 {
+            return 0.0;
+        }
+        scale_by_pow2(self.sum_abs_scaled / finite as f32, self.scale_exponent)
+    }
+}
+
+/// Thresholds of the network-level flags.
+///
+/// ```
+/// use gradguard::health::HealthConfig;
+/// let strict = HealthConfig { vanishing_ratio: 1e-2, ..HealthConfig::DEFAULT };
+/// assert_eq!(strict.saturation_threshold, 1e-3);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct HealthConfig {
+    /// `Vanishing` when a layer's ‖dW‖ / ‖dW of the output layer‖ is below this (1e-4).
+    pub vanishing_ratio: f32,
+    /// `Exploding` when a layer's ‖dW‖ exceeds this (1e3), or any gradient is non-finite.
+    pub exploding_norm: f32,
+    /// A sigmoid/tanh unit is saturated when its f'(z) is below this for every sample (1e-3).
+    pub saturation_threshold: f32,
+}
+
+impl HealthConfig {
+    /// vanishing_ratio 1e-4, exploding_norm 1e3, saturation_threshold 1e-3.
+    pub const DEFAULT: Self = HealthConfig {
+        vanishing_ratio: 1e-4,
+        exploding_norm: 1e3,
+        saturation_threshold: 1e-3,
+    };
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// What one dense layer's backward pass produced, and what went wrong in it.
+///
+/// "Became subnormal/zero" counts products of two nonzero finite factors whose f32 result
+/// rounded to a subnormal or to zero: underflow. A *structural* zero is one the mathematics
+/// asks for (ReLU below zero, a zero input, an exactly-zero upstream gradient).
+///
+/// ```
+/// let h = gradguard::health::LayerHealth::EMPTY;
+/// assert_eq!(h.underflow_count(), 0);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct LayerHealth {
+    /// Index of the layer counting from the input (0).
+    pub layer: u16,
+    /// The activation's name.
+    pub activation: &'static str,
+    /// Units (outputs) of the layer.
+    pub units: u16,
+    /// Inputs of the layer.
+    pub inputs: u16,
+    /// Statistics of dz = dy ⊙ f'(z).
+    pub pre_activation_grad: TensorStats,
+    /// Statistics of dW.
+    pub weight_grad: TensorStats,
+    /// Statistics of db.
+    pub bias_grad: TensorStats,
+    /// Statistics of dX (empty when the input gradient was not asked for).
+    pub input_grad: TensorStats,
+    /// Statistics of W (for the update-to-weight ratio).
+    pub weights: TensorStats,
+    /// dz entries that are exactly zero for a structural reason.
+    pub pre_activation_structural_zeros: u32,
+    /// dz = dy·f'(z) (or f'(z) itself) became subnormal from nonzero finite factors.
+    pub pre_activation_became_subnormal: u32,
+    /// dz = dy·f'(z) (or f'(z) itself) became zero although f' is never zero mathematically
+    /// and dy was nonzero.
+    pub pre_activation_became_zero: u32,
+    /// Products dz·x feeding dW that became subnormal from nonzero finite factors.
+    pub weight_products_became_subnormal: u32,
+    /// Products dz·x feeding dW that became zero from nonzero finite factors.
+    pub weight_products_became_zero: u32,
+    /// dW entries that are zero or subnormal although some term of their sum was nonzero.
+    pub weight_sums_vanished: u32,
+    /// db entries that are zero or subnormal although some term was nonzero.
+    pub bias_sums_vanished: u32,
+    /// dX entries that are zero or subnormal although some term of their sum was nonzero.
+    pub input_sums_vanished: u32,
+    /// Units whose derivative was 0 for every sample (ReLU-like activations only).
+    pub dead_units: u16,
+    /// Units whose derivative was below the saturation threshold for every sample
+    /// (sigmoid and tanh only).
+    pub saturated_units: u16,
+    /// The saturation threshold in force when this was recorded.
+    pub saturation_threshold: f32,
+}
+
+impl LayerHealth {
+    /// Nothing recorded.
+    pub const EMPTY: Self = LayerHealth {
+        layer: 0,
+        activation: "",
+        units: 0,
+        inputs: 0,
+        pre_activation_grad: TensorStats::EMPTY,
+        weight_grad: TensorStats::EMPTY,
+        bias_grad: TensorStats::EMPTY,
+        input_grad: TensorStats::EMPTY,
+        weights: TensorStats::EMPTY,
+        pre_activation_structural_zeros: 0,
+        pre_activation_became_subnormal: 0,
+        pre_activation_became_zero: 0,
+        weight_products_became_subnormal: 0,
+        weight_products_became_zero: 0,
+        weight_sums_vanished: 0,
+        bias_sums_vanished: 0,
+        input_sums_vanished: 0,
+        dead_units: 0,
+        saturated_units: 0,
+        saturation_threshold: HealthConfig::DEFAULT.saturation_threshold,
+    };
+
+    /// Every underflow this layer saw: values that became subnormal or zero from nonzero
+    /// factors or terms.
+    ///
+    /// ```
+    /// let mut h = gradguard::health::LayerHealth::EMPTY;
+    /// h.weight_products_became_zero = 3;
+    /// assert_eq!(h.underflow_count(), 3);
+    /// ```
+    pub fn underflow_count(&self) -> u32 {
+        self.pre_activation_became_subnormal
+            + self.pre_activation_became_zero
+            + self.weight_products_became_subnormal
+            + self.weight_products_became_zero
+            + self.weight_sums_vanished
+            + self.bias_sums_vanished
+            + self.input_sums_vanished
+    }
+
+    /// Non-finite gradient values (dz, dW, db, dX).
+    ///
+    /// ```
+    /// assert_eq!(gradguard::health::LayerHealth::EMPTY.non_finite_count(), 0);
+    /// ```
+    pub fn non_finite_count(&self) -> u32 {
+        self.pre_activation_grad.counts.non_finite()
+            + self.weight_grad.counts.non_finite()
+            + self.bias_grad.counts.non_finite()
+            + self.input_grad.counts.non_finite()
+    }
+
+    /// The update-to-weight ratio ‖lr·dW‖ / ‖W‖ for plain SGD with learning rate `lr`
+    /// (around 1e-3 is the usual "learning" value; far below means frozen).
+    ///
+    /// ```
+    /// let mut h = gradguard::health::LayerHealth::EMPTY;
+    /// h.weight_grad = gradguard::health::TensorStats::of(&[3.0, 4.0]);
+    /// h.weights = gradguard::health::TensorStats::of(&[10.0]);
+    /// assert_eq!(h.update_ratio(0.1), 0.05);
+    /// ```
+    pub fn update_ratio(&self, learning_rate: f32) -> f32 {
+        learning_rate * self.weight_grad.l2_norm() / self.weights.l2_norm()
+    }
+}
+
+/// Receives per-layer health from backward passes. Implemented by [`NoHealth`] (compiled
+/// out) and [`HealthReport`].
+///
+/// ```
+/// use gradguard::health::{GradientObserver, NoHealth};
+/// assert!(!NoHealth::ENABLED);
+/// ```
+pub trait GradientObserver {
+    /// False for an observer that records nothing: the kernels then compile to the
+    /// untracked loops.
+    const ENABLED: bool;
+
+    /// The record for the next dense layer, in backward order (output first); `None` if
+    /// nothing is recorded.
+    fn next_layer(&mut self) -> Option<&mut LayerHealth>;
+
+    /// Called by [`crate::train_step_observed`] before each backward pass, with the
+    /// optimiser's learning rate.
+    fn begin_backward(&mut self, _learning_rate: f32) {}
+}
+
+/// The observer that records nothing (zero-sized; all tracking compiles away).
+///
+/// ```
+/// use gradguard::health::{GradientObserver, NoHealth};
+/// assert!(NoHealth.next_layer().is_none());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoHealth;
+
+impl GradientObserver for NoHealth {
+    const ENABLED: bool = false;
+    #[inline(always)]
+    fn next_layer(&mut self) -> Option<&mut LayerHealth> {
+        None
+    }
+}
+
+/// Which layer (index from the input) first raised each flag, walking from the output
+/// layer towards the input as backward does; `None` if the flag is not raised.
+///
+/// ```
+/// let f = gradguard::health::Flags::default();
+/// assert!(!f.any());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Flags {
+    /// A gradient became subnormal or zero from nonzero factors or terms.
+    pub underflow: Option<u16>,
+    /// A layer's ‖dW‖ relative to the output layer's is below `vanishing_ratio`.
+    pub vanishing: Option<u16>,
+    /// A layer's ‖dW‖ is above `exploding_norm`, or a gradient is infinite or NaN.
+    pub exploding: Option<u16>,
+    /// A ReLU-like unit had derivative 0 for every sample of the batch.
+    pub dead_units: Option<u16>,
+    /// A sigmoid/tanh unit had derivative below the threshold for every sample.
+    pub saturated: Option<u16>,
+}
+
+impl Flags {
+    /// True if any flag is raised.
+    ///
+    /// ```
+    /// let f = gradguard::health::Flags { dead_units: Some(1), ..Default::default() };
+    /// assert!(f.any());
+    /// ```
+    pub fn any(&self) -> bool {
+        self.underflow.is_some()
+            || self.vanishing.is_some()
+            || self.exploding.is_some()
+            || self.dead_units.is_some()
+            || self.saturated.is_some()
+    }
+}
+
+/// Per-layer gradient health of one backward pass, for up to `L` dense layers.
+///
+/// Pass it to [`crate::Layer::backward_observed`] or [`crate::train_step_observed`]; it is
+/// reset at the start of each training step (call [`HealthReport::reset`] yourself when
+/// calling backward directly more than once). Plain `Copy` data: it can live in a `static`.
+///
+/// ```
+/// use gradguard::health::{HealthConfig, HealthReport};
+/// static mut REPORT: HealthReport<3> = HealthReport::new(HealthConfig::DEFAULT);
+/// let r = HealthReport::<3>::new(HealthConfig::DEFAULT);
+/// assert_eq!(r.layers_from_output().len(), 0);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct HealthReport<const L: usize> {
+    /// Records in backward order: `layers[0]` is the output layer.
+    layers: [LayerHealth; L],
+    /// How many entries of `layers` are filled.
+    recorded: usize,
+    /// True if the network had more dense layers than `L` (the rest was not recorded).
+    pub truncated: bool,
+    /// The thresholds used for [`HealthReport::flags`].
+    pub config: HealthConfig,
+    /// The learning rate of the step (for update ratios), NaN if unknown.
+    pub learning_rate: f32,
+    /// Whether this CPU flushes subnormals (read, never written).
+    pub subnormal_mode: crate::kernels::SubnormalMode,
+}
+
+impl<const L: usize> HealthReport<L> {
+    /// An empty report with the given thresholds.
+    pub const fn new(config: HealthConfig) -> Self {
+        HealthReport {
+            layers: [LayerHealth::EMPTY; L],
+            recorded: 0,
+            truncated: false,
+            config,
+            learning_rate: f32::NAN,
+            subnormal_mode: crate::kernels::SubnormalMode::Unknown,
+        }
+    }
+
+    /// Forgets the recorded layers (keeps the configuration) and reads the FPU mode.
+    ///
+    /// ```
+    /// let mut r = gradguard::health::HealthReport::<1>::new(Default::default());
+    /// r.reset();
+    /// assert!(!r.truncated);
+    /// ```
+    pub fn reset(&mut self) {
+        self.recorded = 0;
+        self.truncated = false;
+        self.learning_rate = f32::NAN;
+        self.subnormal_mode = crate::kernels::subnormal_mode();
+    }
+
+    /// The recorded layers, output layer first.
+    pub fn layers_from_output(&self) -> &[LayerHealth] {
+        self.layers.get(..self.recorded).unwrap_or(&[])
+    }
+
+    /// The record of layer `index` (counting from the input), if recorded.
+    ///
+    /// ```
+    /// assert!(gradguard::health::HealthReport::<2>::new(Default::default()).layer(0).is_none());
+    /// ```
+    pub fn layer(&self, index: u16) -> Option<&LayerHealth> {
+        self.layers_from_output().iter().find(|l| l.layer == index)
+    }
+
+    /// The network-level flags under `self.config`.
+    pub fn flags(&self) -> Flags {
+        let mut flags = Flags::default();
+        let layers = self.layers_from_output();
+        let output_norm = layers.first().map_or(0.0, |l| l.weight_grad.l2_norm());
+        let c = &self.config;
+        for l in layers {
+            let first = |flag: &mut Option<u16>, raised: bool| {
+                if raised && flag.is_none() {
+                    *flag = Some(l.layer);
+                }
+            };
+            let norm = l.weight_grad.l2_norm();
+            first(&mut flags.underflow, l.underflow_count() > 0);
+            // NaN-safe: a comparison with NaN is false.
+            first(
+                &mut flags.vanishing,
+                output_norm > 0.0 && norm / output_norm < c.vanishing_ratio,
+            );
+            first(
+                &mut flags.exploding,
+                norm > c.exploding_norm || l.non_finite_count() > 0,
+            );
+            first(&mut flags.dead_units, l.dead_units > 0);
+            first(&mut flags.saturated, l.saturated_units > 0);
+        }
+        flags
+    }
+}
+
+impl<const L: usize> GradientObserver for HealthReport<L> {
+    const ENABLED: bool = true;
+
+    fn begin_backward(&mut self, learning_rate: f32) {
+        self.reset();
+        self.learning_rate = learning_rate;
+    }
+
+    fn next_layer(&mut self) -> Option<&mut LayerHealth> {
+        if self.recorded == 0 {
+            // One register read per backward pass, so every report says what this FPU does.
+            self.subnormal_mode = crate::kernels::subnormal_mode();
+        }
+        let slot = self.layers.get_mut(self.recorded);
+        match slot {
+            Some(entry) => {
+                *entry = LayerHealth::EMPTY;
+                entry.saturation_threshold = self.config.saturation_threshold;
+                self.recorded += 1;
+                Some(entry)
+            }
+            None => {
+                self.truncated = true;
+                None
+            }
+        }
+    }
+}
+
+impl<const L: usize> fmt::Display for HealthReport<L> {
+    /// A compact table, output layer first, then the flags.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let layers = self.layers_from_output();
+        let output_norm = layers.first().map_or(0.0, |l| l.weight_grad.l2_norm());
+        writeln!(
+            f,
+            "layer activation   shape     |dW|      rel-out   min|dW|   mean|dz|  zero/sub(dW) underflow dead sat nonfin upd-ratio"
+        )?;
+        for l in layers {
+            let norm = l.weight_grad.l2_norm();
+            let shape_in = l.inputs;
+            let shape_out = l.units;
+            write!(
+                f,
+                "{:>5} {:<12} {:>4}x{:<4} {:<9.2e} {:<9.2e} {:<9.2e} {:<9.2e} {:>5}/{:<6} {:>9} {:>4} {:>3} {:>6}",
+                l.layer,
+                l.activation,
+                shape_out,
+                shape_in,
+                norm,
+                norm / output_norm,
+                l.weight_grad.min_nonzero_abs,
+                l.pre_activation_grad.mean_abs(),
+                l.weight_grad.counts.zero,
+                l.weight_grad.counts.subnormal,
+                l.underflow_count(),
+                l.dead_units,
+                l.saturated_units,
+                l.non_finite_count(),
+            )?;
+            if self.learning_rate.is_nan() {
+                writeln!(f, " -")?;
+            } else {
+                writeln!(f, " {:.2e}", l.update_ratio(self.learning_rate))?;
+            }
+        }
+        let flags = self.flags();
+        let show = |f: &mut fmt::Formatter<'_>, name: &str, v: Option<u16>| match v {
+            Some(layer) => write!(f, " {name}(layer {layer})"),
+            None => Ok(()),
+        };
+        write!(f, "flags:")?;
+        if !flags.any() {
+            write!(f, " none")?;
+        }
+        show(f, "Underflow", flags.underflow)?;
+        show(f, "Vanishing", flags.vanishing)?;
+        show(f, "Exploding", flags.exploding)?;
+        show(f, "DeadUnits", flags.dead_units)?;
+        show(f, "Saturated", flags.saturated)?;
+        if self.truncated {
+            write!(f, " (report truncated: more than {L} layers)")?;
+        }
+        writeln!(f)?;
+        match self.subnormal_mode {
+            crate::kernels::SubnormalMode::Flushed => {
+                writeln!(
+                    f,
+                    "subnormals are flushed here: underflow appears as became-zero"
+                )
+            }
+            crate::kernels::SubnormalMode::Preserved => {
+                writeln!(f, "subnormals are preserved (gradual underflow)")
+            }
+            crate::kernels::SubnormalMode::Unknown => {
+                writeln!(f, "subnormal handling of this FPU unknown")
+            }
+        }
+    }
+}

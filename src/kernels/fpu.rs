@@ -1,0 +1,112 @@
+//! Reading (never writing) whether the floating-point unit flushes subnormals.
+//!
+//! Writing MXCSR/FPCR/FPSCR from Rust is undefined behaviour (the compiler assumes the
+//! default mode); reading them is not. This is the only `unsafe` code of the crate: each
+//! block is one read instruction.
+
+/// How this CPU treats subnormal f32 results.
+///
+/// ```
+/// use gradguard::kernels::{subnormal_mode, SubnormalMode};
+/// # #[cfg(target_arch = "x86_64")]
+/// assert_eq!(subnormal_mode(), SubnormalMode::Preserved); // Rust's default on x86_64
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SubnormalMode {
+    /// Gradual underflow: subnormal results are kept (IEEE 754 default).
+    Preserved,
+    /// Flush-to-zero (or denormals-are-zero) is on: underflow appears as exact zeros.
+    Flushed,
+    /// No way to read the mode on this target (no FPU, or an unsupported architecture).
+    Unknown,
+}
+
+/// Reads the FPU control register of this CPU: MXCSR FTZ/DAZ on x86_64, FPCR.FZ on
+/// aarch64, FPSCR.FZ on Cortex-M with a hardware FPU (hard-float ABI); otherwise
+/// [`SubnormalMode::Unknown`].
+///
+/// ```
+/// let mode = gradguard::kernels::subnormal_mode();
+/// # let _ = mode;
+/// ```
+pub fn subnormal_mode() -> SubnormalMode {
+    imp::subnormal_mode()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use super::SubnormalMode;
+
+    pub fn subnormal_mode() -> SubnormalMode {
+        let mut csr: u32 = 0;
+        // SAFETY: `stmxcsr` stores the 32-bit MXCSR into the given, valid, aligned and
+        // writable u32; it changes no register and no other memory. SSE is baseline on
+        // x86_64.
+        unsafe {
+            core::arch::asm!(
+                "stmxcsr [{}]",
+                in(reg) core::ptr::addr_of_mut!(csr),
+                options(nostack, preserves_flags)
+            );
+        }
+        const FTZ: u32 = 1 << 15;
+        const DAZ: u32 = 1 << 6;
+        if csr & (FTZ | DAZ) != 0 {
+            SubnormalMode::Flushed
+        } else {
+            SubnormalMode::Preserved
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod imp {
+    use super::SubnormalMode;
+
+    pub fn subnormal_mode() -> SubnormalMode {
+        let fpcr: u64;
+        // SAFETY: `mrs` reads FPCR into a general register; it has no other effect and is
+        // permitted at EL0.
+        unsafe {
+            core::arch::asm!("mrs {}, fpcr", out(reg) fpcr, options(nomem, nostack, preserves_flags));
+        }
+        if fpcr & (1 << 24) != 0 {
+            SubnormalMode::Flushed
+        } else {
+            SubnormalMode::Preserved
+        }
+    }
+}
+
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+mod imp {
+    use super::SubnormalMode;
+
+    pub fn subnormal_mode() -> SubnormalMode {
+        let fpscr: u32;
+        // SAFETY: the hard-float ABI implies an FPU; `vmrs` copies FPSCR into a general
+        // register and has no other effect.
+        unsafe {
+            core::arch::asm!("vmrs {}, fpscr", out(reg) fpscr, options(nomem, nostack, preserves_flags));
+        }
+        if fpscr & (1 << 24) != 0 {
+            SubnormalMode::Flushed
+        } else {
+            SubnormalMode::Preserved
+        }
+    }
+}
+
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(target_arch = "arm", target_abi = "eabihf")
+)))]
+mod imp {
+    use super::SubnormalMode;
+
+    pub fn subnormal_mode() -> SubnormalMode {
+        SubnormalMode::Unknown
+    }
+}
