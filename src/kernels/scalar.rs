@@ -7,7 +7,7 @@
 
 use super::GradMode;
 use crate::activation::Activation;
-use crate::health::{is_zero_or_subnormal, LayerHealth};
+use crate::health::{is_zero_or_subnormal, min_nonzero_abs, LayerHealth};
 
 /// Dense forward for a batch: `z[s][o] = (Σ_i w[o][i]·x[s][i]) + b[o]`.
 ///
@@ -34,6 +34,14 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
             }
             *zo = acc + bo;
         }
+    }
+}
+
+/// `y[k] += a·x[k]` (one rounding for the product, one for the sum).
+#[inline(always)]
+fn axpy<const N: usize>(y: &mut [f32; N], a: f32, x: &[f32; N]) {
+    for (d, xi) in y.iter_mut().zip(x.iter()) {
+        *d += a * xi;
     }
 }
 
@@ -77,25 +85,39 @@ pub fn dense_backward_input_tracked<
     dx: &mut [[f32; IN]; B],
     mut health: Option<&mut LayerHealth>,
 ) {
+    // Which columns of W have a nonzero entry (gathered while the first sample reads W).
+    let mut w_column_nonzero = [false; IN];
     for (s, (dzs, dxs)) in dz.iter().zip(dx.iter_mut()).enumerate() {
         *dxs = [0.0; IN];
-        for (wo, g) in w.iter().zip(dzs.iter()) {
-            for (d, wi) in dxs.iter_mut().zip(wo.iter()) {
-                *d += g * wi;
+        match (TRACK && s == 0, health.as_deref_mut()) {
+            // A separate loop for the first tracked sample keeps the plain one vectorised.
+            (true, Some(h)) => {
+                for (wo, &g) in w.iter().zip(dzs.iter()) {
+                    axpy(dxs, g, wo);
+                    h.weights.add_slice(wo);
+                    for (flag, &wi) in w_column_nonzero.iter_mut().zip(wo.iter()) {
+                        *flag |= wi != 0.0;
+                    }
+                }
             }
-            if let (true, 0, Some(h)) = (TRACK, s, health.as_deref_mut()) {
-                wo.iter().for_each(|&v| h.weights.add(v));
+            _ => {
+                for (wo, &g) in w.iter().zip(dzs.iter()) {
+                    axpy(dxs, g, wo);
+                }
             }
         }
         if let (true, Some(h)) = (TRACK, health.as_deref_mut()) {
-            for (i, &v) in dxs.iter().enumerate() {
-                h.input_grad.add(v);
-                if is_zero_or_subnormal(v) {
-                    let some_term = dzs
-                        .iter()
-                        .zip(w.iter())
-                        .any(|(&g, wo)| g != 0.0 && wo.get(i).is_some_and(|&wi| wi != 0.0));
-                    h.input_sums_vanished += u32::from(some_term);
+            h.input_grad.add_slice(dxs);
+            if dzs.iter().any(|&g| g != 0.0) {
+                for (i, &v) in dxs.iter().enumerate() {
+                    if is_zero_or_subnormal(v) && w_column_nonzero.get(i).copied().unwrap_or(false)
+                    {
+                        let some_term = dzs
+                            .iter()
+                            .zip(w.iter())
+                            .any(|(&g, wo)| g != 0.0 && wo.get(i).is_some_and(|&wi| wi != 0.0));
+                        h.input_sums_vanished += u32::from(some_term);
+                    }
                 }
             }
         }
@@ -164,22 +186,33 @@ pub fn dense_backward_params_tracked<
         *dw = [[0.0; IN]; OUT];
         *db = [0.0; OUT];
     }
+    // Which input columns and which units have a nonzero entry in the batch: a zero sum
+    // whose column or unit is all zero is structural, found without a search.
+    // Bit s of a mask: sample s (of the first 64) has a nonzero entry there.
+    let mut x_column_samples = [0u64; IN];
+    let mut unit_samples = [0u64; OUT];
+    if TRACK {
+        for (s, (xs, dzs)) in x.iter().zip(dz.iter()).enumerate() {
+            let bit = if s < 64 { 1u64 << s } else { 1u64 << 63 };
+            for (mask, &v) in x_column_samples.iter_mut().zip(xs.iter()) {
+                *mask |= if v != 0.0 { bit } else { 0 };
+            }
+            for (mask, &g) in unit_samples.iter_mut().zip(dzs.iter()) {
+                *mask |= if g != 0.0 { bit } else { 0 };
+            }
+        }
+    }
     for (s, (dzs, xs)) in dz.iter().zip(x.iter()).enumerate() {
         // Smallest nonzero finite |x| of this sample, for the underflow screen.
         let min_x = if TRACK {
-            xs.iter()
-                .map(|v| v.abs())
-                .filter(|&a| a != 0.0 && a.is_finite())
-                .fold(f32::INFINITY, f32::min)
+            min_nonzero_abs(xs)
         } else {
             f32::INFINITY
         };
         let last = s + 1 == B;
         for (o, ((dwo, dbo), &g)) in dw.iter_mut().zip(db.iter_mut()).zip(dzs.iter()).enumerate() {
             *dbo += g;
-            for (d, xi) in dwo.iter_mut().zip(xs.iter()) {
-                *d += g * xi;
-            }
+            axpy(dwo, g, xs);
             let Some(h) = health.as_deref_mut().filter(|_| TRACK) else {
                 continue;
             };
@@ -195,38 +228,54 @@ pub fn dense_backward_params_tracked<
                 }
             }
             if last {
-                classify_sum_row(h, dwo, o, dz, x);
-                h.bias_grad.add(*dbo);
-                if is_zero_or_subnormal(*dbo) {
-                    h.bias_sums_vanished +=
-                        u32::from(dz.iter().any(|r| r.get(o).is_some_and(|&v| v != 0.0)));
+                h.weight_grad.add_slice(dwo);
+                let unit = unit_samples.get(o).copied().unwrap_or(0);
+                if unit != 0 {
+                    h.weight_sums_vanished +=
+                        count_vanished_sums(dwo, o, unit, &x_column_samples, dz, x);
                 }
             }
         }
     }
-}
-
-/// Adds the finished row `dw[o]` to the layer's dW statistics and counts its zero or
-/// subnormal entries whose sum had a nonzero term `dz[s][o]·x[s][i]`.
-fn classify_sum_row<const IN: usize, const OUT: usize, const B: usize>(
-    h: &mut LayerHealth,
-    row: &[f32; IN],
-    o: usize,
-    dz: &[[f32; OUT]; B],
-    x: &[[f32; IN]; B],
-) {
-    for (i, &v) in row.iter().enumerate() {
-        h.weight_grad.add(v);
-        if is_zero_or_subnormal(v) {
-            let some_term = dz.iter().zip(x.iter()).any(|(dzs, xs)| {
-                dzs.get(o).is_some_and(|&g| g != 0.0) && xs.get(i).is_some_and(|&xi| xi != 0.0)
-            });
-            h.weight_sums_vanished += u32::from(some_term);
+    if let (true, Some(h)) = (TRACK, health) {
+        h.bias_grad.add_slice(db);
+        for (&v, &samples) in db.iter().zip(unit_samples.iter()) {
+            h.bias_sums_vanished += u32::from(samples != 0 && is_zero_or_subnormal(v));
         }
     }
 }
 
-/// Backward through an activation for a whole batch, column by column (unit by unit), with
+/// Zero or subnormal entries of the finished row `dw[o]` whose sum had a nonzero term
+/// `dz[s][o]·x[s][i]`. `unit` and `columns` are sample masks (bit s: nonzero in sample s);
+/// with at most 64 samples a shared bit decides, otherwise bit 63 stands for "some sample
+/// from 63 on" and those samples are searched.
+fn count_vanished_sums<const IN: usize, const OUT: usize, const B: usize>(
+    row: &[f32; IN],
+    o: usize,
+    unit: u64,
+    columns: &[u64; IN],
+    dz: &[[f32; OUT]; B],
+    x: &[[f32; IN]; B],
+) -> u32 {
+    let mut count = 0;
+    for ((i, &v), &column) in row.iter().enumerate().zip(columns.iter()) {
+        if column & unit == 0 || !is_zero_or_subnormal(v) {
+            continue;
+        }
+        let shared = column & unit;
+        let some_term = if B <= 64 || shared & ((1u64 << 63) - 1) != 0 {
+            true
+        } else {
+            dz.iter().zip(x.iter()).skip(63).any(|(dzs, xs)| {
+                dzs.get(o).is_some_and(|&g| g != 0.0) && xs.get(i).is_some_and(|&xi| xi != 0.0)
+            })
+        };
+        count += u32::from(some_term);
+    }
+    count
+}
+
+/// Backward through an activation for a whole batch, with
 /// health: `dz = dy ⊙ f'(z)` for elementwise activations — bit-identical to the row form —
 /// plus the underflow attribution of each product, dead and saturated units. Activations
 /// without an elementwise derivative (softmax) use their row backward and only the
@@ -259,33 +308,45 @@ pub fn activation_backward_tracked<A: Activation, const N: usize, const B: usize
     }
     let never_zero = activation.derivative_never_zero();
     let threshold = h.saturation_threshold;
-    for o in 0..N {
-        let (mut all_zero, mut all_below) = (B > 0, B > 0);
-        for s in 0..B {
-            let (Some(&zv), Some(&g)) = (z[s].get(o), dy[s].get(o)) else {
-                continue;
-            };
-            let d = activation.elementwise_derivative(zv).unwrap_or(f32::NAN);
-            let p = g * d;
-            if let Some(slot) = dz[s].get_mut(o) {
-                *slot = p;
-            }
-            h.pre_activation_grad.add(p);
-            let factors_nonzero = g != 0.0 && g.is_finite() && d != 0.0 && d.is_finite();
-            if p == 0.0 {
-                if factors_nonzero || (d == 0.0 && never_zero && g != 0.0 && g.is_finite()) {
-                    h.pre_activation_became_zero += 1;
-                } else {
-                    h.pre_activation_structural_zeros += 1;
-                }
-            } else if is_zero_or_subnormal(p) && factors_nonzero {
-                h.pre_activation_became_subnormal += 1;
-            }
-            all_zero &= d == 0.0;
-            all_below &= d < threshold;
+    // Per unit: derivative zero / below the threshold for every sample so far.
+    let mut all_zero = [B > 0; N];
+    let mut all_below = [B > 0; N];
+    let mut derivative = [0.0f32; N];
+    for ((zs, gs), ds) in z.iter().zip(dy.iter()).zip(dz.iter_mut()) {
+        for (d, &v) in derivative.iter_mut().zip(zs.iter()) {
+            *d = activation.elementwise_derivative(v).unwrap_or(f32::NAN);
         }
-        h.dead_units += u16::from(all_zero && activation.can_die());
-        h.saturated_units += u16::from(all_below && activation.saturates());
+        for ((out, &g), &d) in ds.iter_mut().zip(gs.iter()).zip(derivative.iter()) {
+            *out = g * d;
+        }
+        h.pre_activation_grad.add_slice(ds);
+        for (o, ((&p, &g), &d)) in ds.iter().zip(gs.iter()).zip(derivative.iter()).enumerate() {
+            if is_zero_or_subnormal(p) {
+                let g_ok = g != 0.0 && g.is_finite();
+                let factors_nonzero = g_ok && d != 0.0 && d.is_finite();
+                if p == 0.0 {
+                    if factors_nonzero || (d == 0.0 && never_zero && g_ok) {
+                        h.pre_activation_became_zero += 1;
+                    } else {
+                        h.pre_activation_structural_zeros += 1;
+                    }
+                } else if factors_nonzero {
+                    h.pre_activation_became_subnormal += 1;
+                }
+            }
+            if let (Some(zero), Some(below)) = (all_zero.get_mut(o), all_below.get_mut(o)) {
+                *zero &= d == 0.0;
+                *below &= d < threshold;
+            }
+        }
+    }
+    let dead = all_zero.iter().filter(|&&v| v).count();
+    let saturated = all_below.iter().filter(|&&v| v).count();
+    if activation.can_die() {
+        h.dead_units = u16::try_from(dead).unwrap_or(u16::MAX);
+    }
+    if activation.saturates() {
+        h.saturated_units = u16::try_from(saturated).unwrap_or(u16::MAX);
     }
 }
 
