@@ -22,7 +22,10 @@
 /// assert_eq!(x[2], 5.0 / 16.0);
 /// ```
 pub mod digits {
-    use crate::{argmax, train_step, Error, Layer, Optimizer, SoftmaxCrossEntropy, Workspace};
+    use crate::health::GradientObserver;
+    use crate::{
+        argmax, train_step, Error, GradMode, Layer, Loss, Optimizer, SoftmaxCrossEntropy, Workspace,
+    };
 
     /// Number of samples.
     pub const SAMPLES: usize = 1797;
@@ -205,5 +208,59 @@ pub mod digits {
                 .count();
         }
         correct as f32 / indices.len().max(1) as f32
+    }
+
+    /// Forward, softmax cross-entropy and one observed backward pass on the first `B` samples
+    /// of `indices`, without updating the parameters: the gradient health of `net` as it is
+    /// (at initialisation, or after training). Returns the batch loss; `grads` receives the
+    /// gradients.
+    ///
+    /// ```
+    /// use gradguard::health::{HealthConfig, HealthReport};
+    /// use gradguard::{datasets::digits, init::Init, Dense, Layer, Sigmoid, Seq, Workspace, Zeroed};
+    /// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+    /// type Net = Seq![Dense<64, 16, Sigmoid>, Dense<16, 10>];
+    /// let net = Net::default();
+    /// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
+    /// net.init(&mut p, Init::XavierNormal, &mut Xoshiro256PlusPlus::seed_from_u64(0));
+    /// let mut ws = Box::new(Workspace::<Net, 32>::ZEROED);
+    /// let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
+    /// digits::gradient_health(&net, &p, &mut g, &mut ws, &digits::TRAIN, &mut report).unwrap();
+    /// assert_eq!(report.layers_from_output().len(), 2);
+    /// ```
+    pub fn gradient_health<L, H, const B: usize>(
+        net: &L,
+        params: &L::Params,
+        grads: &mut L::Params,
+        workspace: &mut Workspace<L, B>,
+        indices: &[u16],
+        observer: &mut H,
+    ) -> Result<f32, Error>
+    where
+        L: Layer<Input = [f32; FEATURES], Output = [f32; CLASSES]>,
+        H: GradientObserver,
+    {
+        let (mut x, mut y) = ([[0.0; FEATURES]; B], [0usize; B]);
+        if !fill_batch(indices, &mut x, &mut y) {
+            return Ok(f32::NAN);
+        }
+        net.forward(params, &x, &mut workspace.cache);
+        let loss = SoftmaxCrossEntropy.loss_and_gradient(
+            L::output(&workspace.cache),
+            &y,
+            &mut workspace.output_grad,
+        )?;
+        observer.begin_backward(f32::NAN);
+        net.backward_observed(
+            params,
+            &x,
+            &mut workspace.cache,
+            &workspace.output_grad,
+            grads,
+            None,
+            GradMode::Overwrite,
+            observer,
+        );
+        Ok(loss)
     }
 }

@@ -713,6 +713,41 @@ impl<const L: usize> HealthReport<L> {
         self.layers_from_output().iter().find(|l| l.layer == index)
     }
 
+    /// The per-layer factor f of a geometric fit ‖dW_l‖ ≈ C·f^(distance from the output)
+    /// over the recorded layers except the output layer (least squares on ln ‖dW‖). f < 1:
+    /// the gradient shrinks by f per layer going towards the input; about 0.25 for a deep
+    /// sigmoid net with Xavier initialisation. `None` with fewer than two such layers with a
+    /// nonzero norm.
+    ///
+    /// ```
+    /// let r = gradguard::health::HealthReport::<4>::new(Default::default());
+    /// assert_eq!(r.fitted_decay_factor(), None);
+    /// ```
+    pub fn fitted_decay_factor(&self) -> Option<f32> {
+        // Points (distance from the output, ln ‖dW‖), skipping the output layer itself.
+        let points = self
+            .layers_from_output()
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(k, l)| (k as f32, l.weight_grad.l2_norm()))
+            .filter(|&(_, n)| n > 0.0 && n.is_finite());
+        let (mut n, mut sx, mut sy, mut sxx, mut sxy) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        for (x, norm) in points {
+            let y = libm::logf(norm);
+            n += 1.0;
+            sx += x;
+            sy += y;
+            sxx += x * x;
+            sxy += x * y;
+        }
+        let denominator = n * sxx - sx * sx;
+        if n < 2.0 || denominator <= 0.0 {
+            return None;
+        }
+        Some(libm::expf((n * sxy - sx * sy) / denominator))
+    }
+
     /// The network-level flags under `self.config`.
     pub fn flags(&self) -> Flags {
         let mut flags = Flags::default();
