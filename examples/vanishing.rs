@@ -341,6 +341,9 @@ fn run_config(config: Config, o: &Options) -> Result<Outcome, gradguard::Error> 
 
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
 
+/// A named function to plot.
+type Curve = (&'static str, Box<dyn Fn(f32) -> f32>);
+
 fn color(i: usize) -> RGBColor {
     const PALETTE: [RGBColor; 10] = [
         RGBColor(31, 119, 180),
@@ -357,199 +360,74 @@ fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// (a) ‖dW‖ per layer at initialisation, log scale, one line per 10-layer configuration.
-fn plot_gradient_norms(outcomes: &[&Outcome], path: &Path) -> PlotResult {
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let all: Vec<f32> = outcomes
+/// A line chart with a legend: one `(name, points)` per series.
+struct LineChart<'a> {
+    caption: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    x: std::ops::Range<f32>,
+    y: std::ops::Range<f32>,
+    legend: SeriesLabelPosition,
+}
+
+impl LineChart<'_> {
+    fn draw(
+        self,
+        path: &Path,
+        series: &[(String, Vec<(f32, f32)>)],
+        reference: Option<(&str, f32)>,
+    ) -> PlotResult {
+        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.caption, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(self.x.clone(), self.y.clone())?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc)
+            .y_desc(self.y_desc)
+            .draw()?;
+        for (i, (name, points)) in series.iter().enumerate() {
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color(i).stroke_width(2),
+                ))?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color(i).stroke_width(2))
+                });
+        }
+        if let Some((name, level)) = reference {
+            chart
+                .draw_series(LineSeries::new(
+                    [(self.x.start, level), (self.x.end, level)],
+                    BLACK.stroke_width(1),
+                ))?
+                .label(name)
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(self.legend)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    }
+}
+
+/// Points `(layer or epoch, value)` numbered from 1.
+fn numbered(values: &[f32], f: impl Fn(f32) -> f32) -> Vec<(f32, f32)> {
+    values
         .iter()
-        .flat_map(|o| o.init_norms.iter().copied())
-        .filter(|&v| v > 0.0)
-        .collect();
-    let lo = all.iter().copied().fold(f32::INFINITY, f32::min).max(1e-12) * 0.5;
-    let hi = all.iter().copied().fold(0.0, f32::max) * 2.0;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "‖dW‖ per layer at initialisation (10-layer nets, first batch)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(1f32..10f32, (lo..hi).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("layer (1 = input side)")
-        .y_desc("‖dW‖")
-        .draw()?;
-    for (i, o) in outcomes.iter().enumerate() {
-        let style = color(i).stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(
-                o.init_norms
-                    .iter()
-                    .enumerate()
-                    .map(|(l, &n)| ((l + 1) as f32, n.max(lo))),
-                style,
-            ))?
-            .label(o.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color(i).stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
-    root.present()?;
-    Ok(())
-}
-
-/// (b) Test accuracy per epoch.
-fn plot_accuracy(outcomes: &[&Outcome], path: &Path) -> PlotResult {
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let epochs = outcomes
-        .iter()
-        .map(|o| o.test_accuracy.len())
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Test accuracy per epoch (digits, stratified split)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(1f32..epochs as f32, 0f32..100f32)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("test accuracy (%)")
-        .draw()?;
-    for (i, o) in outcomes.iter().enumerate() {
-        chart
-            .draw_series(LineSeries::new(
-                o.test_accuracy
-                    .iter()
-                    .enumerate()
-                    .map(|(e, &a)| ((e + 1) as f32, 100.0 * a)),
-                color(i).stroke_width(2),
-            ))?
-            .label(o.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color(i).stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
-    root.present()?;
-    Ok(())
-}
-
-/// A named function to plot.
-type Curve = (&'static str, Box<dyn Fn(f32) -> f32>);
-
-/// (c) The activations and their derivatives, with σ' ≤ 1/4 marked.
-fn plot_activations(path: &Path) -> PlotResult {
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Activations and derivatives (from the crate's own functions)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(-6f32..6f32, -1.1f32..1.1f32)?;
-    chart.configure_mesh().x_desc("x").draw()?;
-    let xs: Vec<f32> = (0..=600).map(|k| -6.0 + k as f32 * 0.02).collect();
-    let leaky = LeakyRelu::new(0.2);
-    let curves: [Curve; 6] = [
-        ("σ", Box::new(math::sigmoid)),
-        ("σ'", Box::new(math::sigmoid_derivative)),
-        ("tanh", Box::new(math::tanh)),
-        ("tanh'", Box::new(math::tanh_derivative)),
-        ("ReLU'", Box::new(|x| Relu.derivative(x))),
-        ("leaky' (α = 0.2)", Box::new(move |x| leaky.derivative(x))),
-    ];
-    for (i, (name, f)) in curves.iter().enumerate() {
-        chart
-            .draw_series(LineSeries::new(
-                xs.iter().map(|&x| (x, f(x))),
-                color(i).stroke_width(2),
-            ))?
-            .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color(i).stroke_width(2))
-            });
-    }
-    chart
-        .draw_series(LineSeries::new(
-            [(-6.0, 0.25), (6.0, 0.25)],
-            BLACK.stroke_width(1),
-        ))?
-        .label("1/4: the largest σ' can be")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    root.present()?;
-    Ok(())
-}
-
-/// (d) Share of zero or subnormal dW entries per layer after training.
-fn plot_zero_share(outcomes: &[&Outcome], path: &Path) -> PlotResult {
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Share of zero or subnormal dW entries per layer, after training",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(1f32..10f32, 0f32..100f32)?;
-    chart
-        .configure_mesh()
-        .x_desc("layer (1 = input side)")
-        .y_desc("% of dW entries")
-        .draw()?;
-    for (i, o) in outcomes.iter().enumerate() {
-        chart
-            .draw_series(LineSeries::new(
-                o.final_zero_share
-                    .iter()
-                    .enumerate()
-                    .map(|(l, &s)| ((l + 1) as f32, 100.0 * s)),
-                color(i).stroke_width(2),
-            ))?
-            .label(o.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color(i).stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
-    root.present()?;
-    Ok(())
+        .enumerate()
+        .map(|(k, &v)| ((k + 1) as f32, f(v)))
+        .collect()
 }
 
 fn write_plots(outcomes: &[Outcome], dir: &Path) -> PlotResult {
@@ -596,10 +474,91 @@ fn write_plots(outcomes: &[Outcome], dir: &Path) -> PlotResult {
             "share of zero/subnormal dW entries per layer",
         ),
     ];
-    plot_gradient_norms(&deep, &dir.join(files[0].0))?;
-    plot_accuracy(&story, &dir.join(files[1].0))?;
-    plot_activations(&dir.join(files[2].0))?;
-    plot_zero_share(&story, &dir.join(files[3].0))?;
+    // (a) log10 ‖dW‖ per layer at initialisation, one line per 10-layer configuration.
+    let norms: Vec<(String, Vec<(f32, f32)>)> = deep
+        .iter()
+        .map(|o| {
+            (
+                o.name.clone(),
+                numbered(&o.init_norms, |n| n.max(1e-30).log10()),
+            )
+        })
+        .collect();
+    let lowest = norms
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|&(_, y)| y))
+        .fold(0.0f32, f32::min);
+    LineChart {
+        caption: "log10 ‖dW‖ per layer at initialisation (10-layer nets, first batch)",
+        x_desc: "layer (1 = input side)",
+        y_desc: "log10 ‖dW‖",
+        x: 1.0..10.0,
+        y: (lowest.floor() - 0.5)..1.0,
+        legend: SeriesLabelPosition::LowerRight,
+    }
+    .draw(&dir.join(files[0].0), &norms, None)?;
+    // (b) Test accuracy per epoch.
+    let accuracy: Vec<(String, Vec<(f32, f32)>)> = story
+        .iter()
+        .map(|o| (o.name.clone(), numbered(&o.test_accuracy, |a| 100.0 * a)))
+        .collect();
+    let epochs = story
+        .iter()
+        .map(|o| o.test_accuracy.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    LineChart {
+        caption: "Test accuracy per epoch (digits, stratified split)",
+        x_desc: "epoch",
+        y_desc: "test accuracy (%)",
+        x: 1.0..epochs as f32,
+        y: 0.0..100.0,
+        legend: SeriesLabelPosition::LowerRight,
+    }
+    .draw(&dir.join(files[1].0), &accuracy, None)?;
+    // (c) The activations and their derivatives, with σ' ≤ 1/4 marked.
+    let xs: Vec<f32> = (0..=600).map(|k| -6.0 + k as f32 * 0.02).collect();
+    let leaky = LeakyRelu::new(0.2);
+    let curves: [Curve; 6] = [
+        ("σ", Box::new(math::sigmoid)),
+        ("σ'", Box::new(math::sigmoid_derivative)),
+        ("tanh", Box::new(math::tanh)),
+        ("tanh'", Box::new(math::tanh_derivative)),
+        ("ReLU'", Box::new(|x| Relu.derivative(x))),
+        ("leaky' (α = 0.2)", Box::new(move |x| leaky.derivative(x))),
+    ];
+    let curves: Vec<(String, Vec<(f32, f32)>)> = curves
+        .iter()
+        .map(|(name, f)| (name.to_string(), xs.iter().map(|&x| (x, f(x))).collect()))
+        .collect();
+    LineChart {
+        caption: "Activations and derivatives (from the crate's own functions)",
+        x_desc: "x",
+        y_desc: "",
+        x: -6.0..6.0,
+        y: -1.1..1.1,
+        legend: SeriesLabelPosition::UpperLeft,
+    }
+    .draw(
+        &dir.join(files[2].0),
+        &curves,
+        Some(("1/4: the largest σ' can be", 0.25)),
+    )?;
+    // (d) Share of zero or subnormal dW entries per layer after training.
+    let shares: Vec<(String, Vec<(f32, f32)>)> = story
+        .iter()
+        .map(|o| (o.name.clone(), numbered(&o.final_zero_share, |s| 100.0 * s)))
+        .collect();
+    LineChart {
+        caption: "Share of zero or subnormal dW entries per layer, after training",
+        x_desc: "layer (1 = input side)",
+        y_desc: "% of dW entries",
+        x: 1.0..10.0,
+        y: 0.0..100.0,
+        legend: SeriesLabelPosition::UpperRight,
+    }
+    .draw(&dir.join(files[3].0), &shares, None)?;
     for (file, what) in files {
         println!("wrote {} ({what})", dir.join(file).display());
     }

@@ -24,7 +24,8 @@
 pub mod digits {
     use crate::health::GradientObserver;
     use crate::{
-        argmax, train_step, Error, GradMode, Layer, Loss, Optimizer, SoftmaxCrossEntropy, Workspace,
+        argmax, compute_gradients, train_step, Error, Layer, Optimizer, SoftmaxCrossEntropy,
+        Workspace,
     };
 
     /// Number of samples.
@@ -244,23 +245,16 @@ pub mod digits {
         if !fill_batch(indices, &mut x, &mut y) {
             return Ok(f32::NAN);
         }
-        net.forward(params, &x, &mut workspace.cache);
-        let loss = SoftmaxCrossEntropy.loss_and_gradient(
-            L::output(&workspace.cache),
-            &y,
-            &mut workspace.output_grad,
-        )?;
         observer.begin_backward(f32::NAN);
-        net.backward_observed(
+        compute_gradients(
+            net,
             params,
-            &x,
-            &mut workspace.cache,
-            &workspace.output_grad,
             grads,
-            None,
-            GradMode::Overwrite,
+            workspace,
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
             observer,
-        );
-        Ok(loss)
+        )
     }
 }

@@ -82,7 +82,9 @@ pub use layer::{
 pub use loss::{BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy};
 pub use optim::{Adam, Momentum, Optimizer, Sgd};
 pub use storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
-pub use train::{argmax, train_step, train_step_observed, training_bytes, Workspace};
+pub use train::{
+    argmax, compute_gradients, train_step, train_step_observed, training_bytes, Workspace,
+};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -135,13 +135,51 @@ where
     F: Loss<N>,
     H: GradientObserver,
 {
+    observer.begin_backward(optimizer.learning_rate());
+    let value = compute_gradients(net, params, grads, workspace, loss, x, targets, observer)?;
+    optimizer.step(params, grads);
+    Ok(value)
+}
+
+/// Forward, loss and backward on a batch without an optimiser step: overwrites `grads`
+/// with the gradient of the mean loss and returns the loss. Observed by `observer` (pass
+/// `&mut NoHealth` for none; a [`crate::health::HealthReport`] is not reset here).
+///
+/// ```
+/// use gradguard::health::NoHealth;
+/// use gradguard::{compute_gradients, Dense, Layer, MeanSquaredError, Workspace, Zeroed};
+/// type Net = Dense<1, 1>;
+/// let mut p = <Net as Layer>::Params::ZEROED;
+/// p.weights = [[2.0]];
+/// let mut g = <Net as Layer>::Params::ZEROED;
+/// let mut ws = Workspace::<Net, 1>::ZEROED;
+/// let loss = compute_gradients(&Net::default(), &p, &mut g, &mut ws, &MeanSquaredError,
+///                              &[[1.0]], &[[0.0]], &mut NoHealth)?;
+/// assert_eq!((loss, g.weights, g.bias), (4.0, [[4.0]], [4.0]));
+/// # Ok::<(), gradguard::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn compute_gradients<L, F, H, const N: usize, const B: usize>(
+    net: &L,
+    params: &L::Params,
+    grads: &mut L::Params,
+    workspace: &mut Workspace<L, B>,
+    loss: &F,
+    x: &[L::Input; B],
+    targets: &[F::Target; B],
+    observer: &mut H,
+) -> Result<f32, Error>
+where
+    L: Layer<Output = [f32; N]>,
+    F: Loss<N>,
+    H: GradientObserver,
+{
     net.forward(params, x, &mut workspace.cache);
     let value = loss.loss_and_gradient(
         L::output(&workspace.cache),
         targets,
         &mut workspace.output_grad,
     )?;
-    observer.begin_backward(optimizer.learning_rate());
     net.backward_observed(
         params,
         x,
@@ -152,7 +190,6 @@ where
         GradMode::Overwrite,
         observer,
     );
-    optimizer.step(params, grads);
     Ok(value)
 }
 

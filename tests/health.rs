@@ -4,8 +4,7 @@ use gradguard::datasets::digits;
 use gradguard::health::{classify, FloatClass, HealthConfig, HealthReport, TensorStats};
 use gradguard::init::{standard_normal, Init};
 use gradguard::{
-    Chain, Dense, GradMode, Layer, Loss, Parameters, Relu, Seq, Sigmoid, SoftmaxCrossEntropy, Tanh,
-    Zeroed,
+    Chain, Dense, GradMode, Layer, Parameters, Relu, Seq, Sigmoid, Tanh, Workspace, Zeroed,
 };
 use proptest::prelude::*;
 use rand_xoshiro::rand_core::SeedableRng;
@@ -191,12 +190,6 @@ fn sigmoid_chain_is_bounded_and_flags_underflow_at_the_predicted_depth() {
     }
 }
 
-fn digits_batch() -> ([[f32; 64]; 32], [usize; 32]) {
-    let (mut x, mut y) = ([[0.0; 64]; 32], [0usize; 32]);
-    assert!(digits::fill_batch(&digits::TRAIN[..32], &mut x, &mut y));
-    (x, y)
-}
-
 fn first_batch_report<L>(init: Init) -> HealthReport<10>
 where
     L: Layer<Input = [f32; 64], Output = [f32; 10]> + Default,
@@ -204,25 +197,18 @@ where
     let net = L::default();
     let mut p = Box::new(L::Params::ZEROED);
     net.init(&mut p, init, &mut Xoshiro256PlusPlus::seed_from_u64(0));
-    let (x, y) = digits_batch();
-    let mut cache = Box::new(L::Cache::<32>::ZEROED);
-    net.forward(&p, &x, &mut cache);
-    let mut dy = [[0.0f32; 10]; 32];
-    SoftmaxCrossEntropy
-        .loss_and_gradient(L::output(&cache), &y, &mut dy)
-        .unwrap();
     let mut g = Box::new(L::Params::ZEROED);
+    let mut workspace = Box::new(Workspace::<L, 32>::ZEROED);
     let mut report = HealthReport::<10>::new(HealthConfig::DEFAULT);
-    net.backward_observed(
+    digits::gradient_health(
+        &net,
         &p,
-        &x,
-        &mut cache,
-        &dy,
         &mut g,
-        None,
-        GradMode::Overwrite,
+        &mut workspace,
+        &digits::TRAIN,
         &mut report,
-    );
+    )
+    .unwrap();
     report
 }
 
