@@ -1,0 +1,158 @@
+//! The footprint firmware: a Dense(64→32) + ReLU + Dense(32→10) + softmax cross-entropy + SGD
+//! network trained from statics, built without (`cargo build --release`) and with health
+//! tracking (`--features health`). `footprint.sh` runs it, counts instructions between the
+//! markers and reads its sizes. No digits data is linked, so flash is the code itself.
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
+use gradguard::init::Init;
+use gradguard::{
+    training_bytes, Dense, Layer, Relu, Seq, Sgd, SoftmaxCrossEntropy, Workspace, Zeroed,
+};
+use gradguard_firmware::{
+    bench_start, bench_stop, dense_start, dense_stop, hardfault_exits, naive_start, naive_stop,
+    stack_used, Tally,
+};
+use panic_semihosting as _;
+use rand_xoshiro::rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+type Net = Seq![Dense<64, 32, Relu>, Dense<32, 10>];
+type Params = <Net as Layer>::Params;
+const BATCH: usize = 8;
+
+static mut PARAMS: Params = Params::ZEROED;
+static mut GRADS: Params = Params::ZEROED;
+static mut WORKSPACE: Workspace<Net, BATCH> = Workspace::ZEROED;
+#[cfg(feature = "health")]
+static mut REPORT: gradguard::health::HealthReport<2> =
+    gradguard::health::HealthReport::new(gradguard::health::HealthConfig::DEFAULT);
+
+type Square = Dense<64, 64>;
+static mut SQUARE_PARAMS: <Square as Layer>::Params = <Square as Layer>::Params::ZEROED;
+static mut SQUARE_CACHE: <Square as Layer>::Cache<1> = <Square as Layer>::Cache::<1>::ZEROED;
+
+hardfault_exits!();
+
+/// One training step; everything gradguard does is inlined here (or in `gradguard::`
+/// symbols), which is what the size report attributes to the crate.
+#[no_mangle]
+#[inline(never)]
+pub fn gradguard_training_step(
+    params: &mut Params,
+    grads: &mut Params,
+    workspace: &mut Workspace<Net, BATCH>,
+    sgd: &mut Sgd,
+    x: &[[f32; 64]; BATCH],
+    y: &[usize; BATCH],
+) -> f32 {
+    #[cfg(feature = "health")]
+    {
+        // SAFETY: single-threaded; the only borrow of REPORT.
+        #[allow(static_mut_refs)]
+        let report = unsafe { &mut REPORT };
+        gradguard::train_step_observed(
+            &Net::default(),
+            params,
+            grads,
+            workspace,
+            sgd,
+            &SoftmaxCrossEntropy,
+            x,
+            y,
+            report,
+        )
+        .unwrap_or(f32::NAN)
+    }
+    #[cfg(not(feature = "health"))]
+    gradguard::train_step(
+        &Net::default(),
+        params,
+        grads,
+        workspace,
+        sgd,
+        &SoftmaxCrossEntropy,
+        x,
+        y,
+    )
+    .unwrap_or(f32::NAN)
+}
+
+/// A 64×64 dense forward for one sample.
+#[no_mangle]
+#[inline(never)]
+pub fn gradguard_dense_forward(
+    params: &<Square as Layer>::Params,
+    x: &[[f32; 64]; 1],
+    cache: &mut <Square as Layer>::Cache<1>,
+) {
+    Square::default().forward(params, x, cache);
+}
+
+/// The same 4096 multiply-adds as a naive dot-product loop, for comparison.
+#[no_mangle]
+#[inline(never)]
+pub fn naive_dense_forward(w: &[[f32; 64]; 64], x: &[f32; 64], out: &mut [f32; 64]) {
+    for (o, row) in out.iter_mut().zip(w.iter()) {
+        let mut acc = 0.0f32;
+        for (a, b) in row.iter().zip(x.iter()) {
+            acc += a * b;
+        }
+        *o = acc;
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    let mut t = Tally::new();
+    // SAFETY: single-threaded firmware; each static is borrowed once, here.
+    #[allow(static_mut_refs)]
+    let (params, grads, workspace, square, square_cache) = unsafe {
+        (
+            &mut PARAMS,
+            &mut GRADS,
+            &mut WORKSPACE,
+            &mut SQUARE_PARAMS,
+            &mut SQUARE_CACHE,
+        )
+    };
+    let net = Net::default();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+    net.init(params, Init::HeNormal, &mut rng);
+    Square::default().init(square, Init::XavierUniform, &mut rng);
+    let mut x = [[0.0f32; 64]; BATCH];
+    for (k, v) in x.iter_mut().flatten().enumerate() {
+        *v = (k % 17) as f32 / 16.0;
+    }
+    let y: [usize; BATCH] = core::array::from_fn(|k| k % 10);
+    let mut sgd = Sgd::new(0.05).unwrap_or_else(|_| t.finish());
+    // Warm-up step, then the measured one.
+    let first = gradguard_training_step(params, grads, workspace, &mut sgd, &x, &y);
+    let (stack, second) = stack_used(|| {
+        bench_start();
+        let loss = gradguard_training_step(params, grads, workspace, &mut sgd, black_box(&x), &y);
+        bench_stop();
+        loss
+    });
+    let x1 = [x[0]];
+    dense_start();
+    gradguard_dense_forward(square, black_box(&x1), square_cache);
+    dense_stop();
+    let mut naive = [0.0f32; 64];
+    naive_start();
+    naive_dense_forward(&square.weights, black_box(&x1[0]), &mut naive);
+    naive_stop();
+    hprintln!("training_bytes {}", training_bytes::<Net, BATCH>());
+    hprintln!("stack_bytes_training_step {}", stack);
+    hprintln!("macs_training_step {}", 3 * BATCH * (64 * 32 + 32 * 10));
+    t.check("loss_decreases", second < first);
+    let same = square_cache.output[0]
+        .iter()
+        .zip(naive.iter())
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    t.check("dense_forward_equals_the_naive_loop_bit_for_bit", same);
+    t.finish()
+}
