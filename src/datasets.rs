@@ -40,6 +40,9 @@ pub mod digits {
     /// The raw records.
     pub static RAW: &[u8; SAMPLES * RECORD] = include_bytes!("../data/digits.bin");
 
+    // Evaluated at compile time: an out-of-range index here is a compile error, never a
+    // runtime panic.
+    #[allow(clippy::indexing_slicing)]
     const IS_TEST: [bool; SAMPLES] = {
         let mut out = [false; SAMPLES];
         let mut count = [0usize; CLASSES];
@@ -53,6 +56,8 @@ pub mod digits {
         out
     };
 
+    // Only called in `static` initialisers (compile time), like `IS_TEST`.
+    #[allow(clippy::indexing_slicing)]
     const fn indices<const N: usize>(test: bool) -> [u16; N] {
         let mut out = [0u16; N];
         let (mut i, mut k) = (0, 0);

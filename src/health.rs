@@ -171,6 +171,7 @@ fn for_each_chunk(values: &[f32], mut f: impl FnMut(&[f32; TensorStats::LANES]))
 
 /// The smallest nonzero finite |v| of `values` (+∞ if there is none), in lanes.
 #[inline]
+#[allow(clippy::indexing_slicing)] // `k` in `0..LANES` on `[_; LANES]` arrays, as in `add_slice`
 pub(crate) fn min_nonzero_abs(values: &[f32]) -> f32 {
     let mut min = [f32::INFINITY; TensorStats::LANES];
     for_each_chunk(values, |chunk| {
@@ -289,6 +290,9 @@ impl TensorStats {
     /// s.add_slice(&[4.0; 16]); // norm 16, together √(81 + 256)
     /// assert!((s.l2_norm() - 337f32.sqrt()).abs() < 1e-5);
     /// ```
+    // Every `[k]` below indexes a `[_; LANES]` array with `k` in `0..LANES`: in bounds by
+    // construction, and the constant trip count is what lets LLVM vectorise the lanes.
+    #[allow(clippy::indexing_slicing)]
     pub fn add_slice(&mut self, values: &[f32]) {
         const L: usize = TensorStats::LANES;
         let (mut zero, mut subnormal, mut infinite, mut nan) =

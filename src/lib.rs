@@ -49,14 +49,29 @@
 //! # Ok::<(), gradguard::Error>(())
 //! ```
 //!
-//! ## Bad input
-//! NaN and ±∞ propagate through every function (f'(NaN) = NaN for every activation) and are
-//! never turned into ordinary numbers; invalid parameters (a label out of range, a
-//! non-positive learning rate, …) return an [`Error`]; no function panics on any `f32`.
+//! ## Bad input: the contract
+//! * NaN and ±∞ propagate through every function (f'(NaN) = NaN for every activation) and are
+//!   never turned into ordinary numbers; the health reports count them
+//!   ([`health::ClassCounts`], the `Exploding` flag).
+//! * Invalid parameters (a label out of range, a BCE target outside [0, 1], a NaN, infinite
+//!   or non-positive learning rate, β outside [0, 1), …) return an [`Error`] and change
+//!   nothing.
+//! * No function panics on any `f32` value, and slices of different lengths are processed up
+//!   to the shortest. This is enforced mechanically: the library denies
+//!   `clippy::panic`, `clippy::unwrap_used`, `clippy::expect_used` and
+//!   `clippy::indexing_slicing` (CI runs clippy with `-D warnings`). The few local
+//!   exceptions are constant-range indexing of fixed-size arrays (vectorised lanes) and
+//!   compile-time `const` evaluation, each with its reason beside it.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 pub mod activation;
 pub mod datasets;
