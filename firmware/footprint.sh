@@ -3,8 +3,9 @@
 # Dense + softmax-CE + SGD, from statics) without and with health tracking, gradguard's and
 # libm's share, the training-memory check against the linker, the stack high-water mark of
 # one training step and instruction counts (QEMU mps2-an386, Cortex-M4F).
-# Fails if gradguard's statics differ from `training_bytes`, or its code exceeds the goals
-# (8 KiB without health, 12 KiB with). Run from anywhere; needs ../shared beside the repo.
+# Fails if gradguard's statics differ from `training_bytes`, its code exceeds the goals
+# (8 KiB without health, 12 KiB with), or the dense forward needs more than 1.5 instructions
+# per multiply-add. Run from anywhere; needs ../shared beside the repo.
 set -euo pipefail
 cd "$(dirname "$0")"
 shared=../../shared/embedded
@@ -46,6 +47,7 @@ measure() { # measure LABEL [cargo features...]: prints one markdown row, checks
     "$dense" "$(awk "BEGIN{printf \"%.2f\", $dense/4096}")" \
     "$naive" "$(awk "BEGIN{printf \"%.2f\", $naive/4096}")"
   echo "$gg" > "target/gradguard-bytes-$label"
+  echo "$dense" > "target/dense-insns-$label"
 }
 
 {
@@ -69,4 +71,6 @@ plain="$(cat 'target/gradguard-bytes-opt-level s, no health')"
 health="$(cat 'target/gradguard-bytes-opt-level s, health')"
 [ "$plain" -le 8192 ] || { echo "gradguard code $plain B > 8 KiB without health" >&2; exit 1; }
 [ "$health" -le 12288 ] || { echo "gradguard code $health B > 12 KiB with health" >&2; exit 1; }
+dense="$(cat 'target/dense-insns-opt-level s, no health')"
+[ "$dense" -le $((4096 * 3 / 2)) ] || { echo "dense 64x64 forward: $dense instructions > 1.5 per multiply-add" >&2; exit 1; }
 echo "footprint.sh: ok (gradguard code $plain B without health, $health B with; statics = training_bytes)"

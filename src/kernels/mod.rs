@@ -17,6 +17,9 @@
 //! assert_eq!(z, [[3.5, 7.0, 10.0]]);
 //! ```
 
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+#[allow(unsafe_code)]
+mod cortex_m;
 #[allow(unsafe_code)]
 mod fpu;
 pub mod scalar;

@@ -27,6 +27,12 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
     z: &mut [[f32; OUT]; B],
 ) {
     for (xs, zs) in x.iter().zip(z.iter_mut()) {
+        // Cortex-M with an FPU: the whole sample in hand-scheduled VFP code, when the shape
+        // allows (IN a multiple of 16, OUT even); same operations in the same order.
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+        if OUT % 2 == 0 && super::cortex_m::dense_rows(w.as_flattened(), b, xs, zs, IN, OUT / 2) {
+            continue;
+        }
         // Two output rows at a time share each load of x, inputs eight at a time so
         // adjacent loads can merge (vldm on Cortex-M). Every accumulator still adds its
         // products in input order, so the result is that of the plain loop, bit for bit.
@@ -51,19 +57,27 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
 }
 
 /// Σ_i w0[i]·x[i] and Σ_i w1[i]·x[i], each summed from i = 0 upwards starting at +0.0.
+/// On a Cortex-M with an FPU the blocks of eight run as hand-scheduled VFP code
+/// (`kernels::cortex_m`), with the same operations in the same order.
 #[inline(always)]
 fn dot2<const IN: usize>(w0: &[f32; IN], w1: &[f32; IN], x: &[f32; IN]) -> (f32, f32) {
-    let (mut a0, mut a1) = (0.0f32, 0.0f32);
-    let blocks = w0
-        .chunks_exact(8)
-        .zip(w1.chunks_exact(8))
-        .zip(x.chunks_exact(8));
-    for ((c0, c1), cx) in blocks {
-        for ((&p, &q), &v) in c0.iter().zip(c1.iter()).zip(cx.iter()) {
-            a0 += p * v;
-            a1 += q * v;
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    let (mut a0, mut a1) = super::cortex_m::dot2_blocks(w0, w1, x, IN / 8);
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    let (mut a0, mut a1) = {
+        let (mut a0, mut a1) = (0.0f32, 0.0f32);
+        let blocks = w0
+            .chunks_exact(8)
+            .zip(w1.chunks_exact(8))
+            .zip(x.chunks_exact(8));
+        for ((c0, c1), cx) in blocks {
+            for ((&p, &q), &v) in c0.iter().zip(c1.iter()).zip(cx.iter()) {
+                a0 += p * v;
+                a1 += q * v;
+            }
         }
-    }
+        (a0, a1)
+    };
     let tail = IN - IN % 8;
     for ((&p, &q), &v) in w0[tail..]
         .iter()
