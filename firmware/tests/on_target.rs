@@ -45,6 +45,22 @@ static mut REPORT: HealthReport<10> = HealthReport::new(HealthConfig::DEFAULT);
 
 hardfault_exits!();
 
+/// Initialises `net` (seed 0) and records the health of one backward pass on the first 32
+/// training digits in `report`.
+fn first_batch_health<L>(
+    net: &L,
+    params: &mut L::Params,
+    grads: &mut L::Params,
+    workspace: &mut Workspace<L, 32>,
+    init: Init,
+    report: &mut HealthReport<10>,
+) where
+    L: Layer<Input = [f32; 64], Output = [f32; 10]>,
+{
+    net.init(params, init, &mut Xoshiro256PlusPlus::seed_from_u64(0));
+    let _ = digits::gradient_health(net, params, grads, workspace, &digits::TRAIN, report);
+}
+
 #[entry]
 fn main() -> ! {
     let mut t = Tally::new();
@@ -92,13 +108,7 @@ fn main() -> ! {
     // SAFETY: as above.
     #[allow(static_mut_refs)]
     let (sp, sg, sws) = unsafe { (&mut DEEP_SIG_PARAMS, &mut DEEP_SIG_GRADS, &mut DEEP_SIG_WS) };
-    let deep = DeepSigmoid::default();
-    deep.init(
-        sp,
-        Init::XavierNormal,
-        &mut Xoshiro256PlusPlus::seed_from_u64(0),
-    );
-    let _ = digits::gradient_health(&deep, sp, sg, sws, &digits::TRAIN, report);
+    first_batch_health(&DeepSigmoid::default(), sp, sg, sws, Init::XavierNormal, report);
     hprintln!("10-layer sigmoid, Xavier, first batch:\n{}", report);
     t.check(
         "deep_sigmoid_is_flagged_vanishing",
@@ -106,20 +116,8 @@ fn main() -> ! {
     );
     // SAFETY: as above.
     #[allow(static_mut_refs)]
-    let (rp, rg, rws) = unsafe {
-        (
-            &mut DEEP_RELU_PARAMS,
-            &mut DEEP_RELU_GRADS,
-            &mut DEEP_RELU_WS,
-        )
-    };
-    let deep = DeepRelu::default();
-    deep.init(
-        rp,
-        Init::HeNormal,
-        &mut Xoshiro256PlusPlus::seed_from_u64(0),
-    );
-    let _ = digits::gradient_health(&deep, rp, rg, rws, &digits::TRAIN, report);
+    let (rp, rg, rws) = unsafe { (&mut DEEP_RELU_PARAMS, &mut DEEP_RELU_GRADS, &mut DEEP_RELU_WS) };
+    first_batch_health(&DeepRelu::default(), rp, rg, rws, Init::HeNormal, report);
     t.check(
         "deep_relu_is_not_flagged_vanishing",
         report.flags().vanishing.is_none(),

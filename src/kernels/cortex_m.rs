@@ -7,6 +7,46 @@
 //! result equals `kernels::scalar`'s portable loop bit for bit (checked on the device by the
 //! firmware tests against host-computed values and against a naive loop).
 
+/// `asm!` with the VFP registers the kernels use (s0-s27) declared clobbered and no stack
+/// use. (Stable `asm!` takes no VFP register operands without the `vfp2` feature, so values
+/// go through memory and the registers are named in the template.)
+macro_rules! vfp_asm {
+    ($($body:tt)*) => {
+        core::arch::asm!(
+            $($body)*
+            out("s0") _,
+            out("s1") _,
+            out("s2") _,
+            out("s3") _,
+            out("s4") _,
+            out("s5") _,
+            out("s6") _,
+            out("s7") _,
+            out("s8") _,
+            out("s9") _,
+            out("s10") _,
+            out("s11") _,
+            out("s12") _,
+            out("s13") _,
+            out("s14") _,
+            out("s15") _,
+            out("s16") _,
+            out("s17") _,
+            out("s18") _,
+            out("s19") _,
+            out("s20") _,
+            out("s21") _,
+            out("s22") _,
+            out("s23") _,
+            out("s24") _,
+            out("s25") _,
+            out("s26") _,
+            out("s27") _,
+            options(nostack),
+        )
+    };
+}
+
 /// One block: eight inputs of x (s16-s23), eight weights of each of two rows (s0-s7,
 /// s8-s15), and sixteen non-fused multiply-accumulates into s24 (row 0) and s25 (row 1), each
 /// row's products added in input order. `{px}`, `{p0}`, `{p1}` advance by 32 bytes.
@@ -48,10 +88,10 @@ pub(crate) fn dot2_blocks(w0: &[f32], w1: &[f32], x: &[f32], blocks: usize) -> (
     // SAFETY: the three pointers are valid for reads of `8·blocks` f32 (checked above) and
     // are only read; `acc` is a valid, aligned [f32; 2] that is read and written; `blocks`
     // is at least 1, so the count-down loop ends. Every VFP register the code writes
-    // (s0-s25) is declared as clobbered, and the core registers it changes are inout
+    // (s0-s25) is declared as clobbered (`vfp_asm!` names s0-s27), and the core registers it changes are inout
     // operands; the flags changed by `subs` are not declared preserved.
     unsafe {
-        core::arch::asm!(
+        vfp_asm!(
             "vldr s24, [{acc}]",
             "vldr s25, [{acc}, #4]",
             "2:",
@@ -65,33 +105,6 @@ pub(crate) fn dot2_blocks(w0: &[f32], w1: &[f32], x: &[f32], blocks: usize) -> (
             px = inout(reg) x.as_ptr() => _,
             n = inout(reg) blocks => _,
             acc = in(reg) acc.as_mut_ptr(),
-            out("s0") _,
-            out("s1") _,
-            out("s2") _,
-            out("s3") _,
-            out("s4") _,
-            out("s5") _,
-            out("s6") _,
-            out("s7") _,
-            out("s8") _,
-            out("s9") _,
-            out("s10") _,
-            out("s11") _,
-            out("s12") _,
-            out("s13") _,
-            out("s14") _,
-            out("s15") _,
-            out("s16") _,
-            out("s17") _,
-            out("s18") _,
-            out("s19") _,
-            out("s20") _,
-            out("s21") _,
-            out("s22") _,
-            out("s23") _,
-            out("s24") _,
-            out("s25") _,
-            options(nostack),
         );
     }
     (acc[0], acc[1])
@@ -130,7 +143,7 @@ pub(crate) fn dense_rows(
     // core registers changed are inout operands; `subs` changes the flags, which are not
     // declared preserved.
     unsafe {
-        core::arch::asm!(
+        vfp_asm!(
             "3:",
             "mov {px}, {x0}",
             "add {p1}, {p0}, {stride}",
@@ -159,35 +172,6 @@ pub(crate) fn dense_rows(
             pb = inout(reg) b.as_ptr() => _,
             pz = inout(reg) z.as_mut_ptr() => _,
             m = inout(reg) pairs => _,
-            out("s0") _,
-            out("s1") _,
-            out("s2") _,
-            out("s3") _,
-            out("s4") _,
-            out("s5") _,
-            out("s6") _,
-            out("s7") _,
-            out("s8") _,
-            out("s9") _,
-            out("s10") _,
-            out("s11") _,
-            out("s12") _,
-            out("s13") _,
-            out("s14") _,
-            out("s15") _,
-            out("s16") _,
-            out("s17") _,
-            out("s18") _,
-            out("s19") _,
-            out("s20") _,
-            out("s21") _,
-            out("s22") _,
-            out("s23") _,
-            out("s24") _,
-            out("s25") _,
-            out("s26") _,
-            out("s27") _,
-            options(nostack),
         );
     }
     true

@@ -50,25 +50,12 @@ pub fn gradguard_training_step(
     y: &[usize; BATCH],
 ) -> f32 {
     #[cfg(feature = "health")]
-    {
-        // SAFETY: single-threaded; the only borrow of REPORT.
-        #[allow(static_mut_refs)]
-        let report = unsafe { &mut REPORT };
-        gradguard::train_step_observed(
-            &Net::default(),
-            params,
-            grads,
-            workspace,
-            sgd,
-            &SoftmaxCrossEntropy,
-            x,
-            y,
-            report,
-        )
-        .unwrap_or(f32::NAN)
-    }
+    // SAFETY: single-threaded; the only borrow of REPORT.
+    #[allow(static_mut_refs)]
+    let observer = unsafe { &mut REPORT };
     #[cfg(not(feature = "health"))]
-    gradguard::train_step(
+    let observer = &mut gradguard::health::NoHealth; // what `train_step` passes
+    gradguard::train_step_observed(
         &Net::default(),
         params,
         grads,
@@ -77,6 +64,7 @@ pub fn gradguard_training_step(
         &SoftmaxCrossEntropy,
         x,
         y,
+        observer,
     )
     .unwrap_or(f32::NAN)
 }
