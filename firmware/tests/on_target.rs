@@ -108,7 +108,14 @@ fn main() -> ! {
     // SAFETY: as above.
     #[allow(static_mut_refs)]
     let (sp, sg, sws) = unsafe { (&mut DEEP_SIG_PARAMS, &mut DEEP_SIG_GRADS, &mut DEEP_SIG_WS) };
-    first_batch_health(&DeepSigmoid::default(), sp, sg, sws, Init::XavierNormal, report);
+    first_batch_health(
+        &DeepSigmoid::default(),
+        sp,
+        sg,
+        sws,
+        Init::XavierNormal,
+        report,
+    );
     hprintln!("10-layer sigmoid, Xavier, first batch:\n{}", report);
     t.check(
         "deep_sigmoid_is_flagged_vanishing",
@@ -116,7 +123,13 @@ fn main() -> ! {
     );
     // SAFETY: as above.
     #[allow(static_mut_refs)]
-    let (rp, rg, rws) = unsafe { (&mut DEEP_RELU_PARAMS, &mut DEEP_RELU_GRADS, &mut DEEP_RELU_WS) };
+    let (rp, rg, rws) = unsafe {
+        (
+            &mut DEEP_RELU_PARAMS,
+            &mut DEEP_RELU_GRADS,
+            &mut DEEP_RELU_WS,
+        )
+    };
     first_batch_health(&DeepRelu::default(), rp, rg, rws, Init::HeNormal, report);
     t.check(
         "deep_relu_is_not_flagged_vanishing",
