@@ -22,6 +22,7 @@
 //! ```
 
 use crate::kernels;
+use crate::lanes::Lanes;
 use crate::math;
 
 /// A row-wise activation: what a [`crate::Dense`] layer applies to its pre-activations.
@@ -46,6 +47,20 @@ pub trait Activation: Copy {
     /// the health tracking to attribute underflow.
     fn elementwise_derivative(&self, _z: f32) -> Option<f32> {
         None
+    }
+
+    /// For an elementwise activation, writes `d = f'(z)` over the row and returns true;
+    /// a row-wise one (softmax) writes nothing and returns false. The health tracking uses
+    /// it to attribute underflow.
+    ///
+    /// ```
+    /// use gradguard::{Activation, Relu, Softmax};
+    /// let mut d = [9.0; 2];
+    /// assert!(Relu.derivative_row(&[-1.0, 1.0], &mut d) && d == [0.0, 1.0]);
+    /// assert!(!Softmax.derivative_row(&[-1.0, 1.0], &mut d));
+    /// ```
+    fn derivative_row(&self, _z: &[f32], _d: &mut [f32]) -> bool {
+        false
     }
 
     /// True if f' is never zero mathematically (so a computed 0 is an underflow).
@@ -79,6 +94,30 @@ pub trait Elementwise: Copy {
     /// f'(x), from the pre-activation x.
     fn derivative(&self, x: f32) -> f32;
 
+    /// f on any [`Lanes`] type: what the SIMD kernels call. The default applies
+    /// [`Elementwise::value`] lane by lane; the built-in activations write their formula
+    /// once here and `value` is this at `R = f32`, so every backend gives the same bits.
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, Relu};
+    /// assert_eq!(Relu.value_lanes(-1.0_f32), Relu.value(-1.0));
+    /// ```
+    #[inline(always)]
+    fn value_lanes<R: Lanes>(&self, x: R) -> R {
+        x.map_lanes(|v| self.value(v))
+    }
+
+    /// f' on any [`Lanes`] type (see [`Elementwise::value_lanes`]).
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, Tanh};
+    /// assert_eq!(Tanh.derivative_lanes(0.0_f32), 1.0);
+    /// ```
+    #[inline(always)]
+    fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
+        x.map_lanes(|v| self.derivative(v))
+    }
+
     /// See [`Activation::derivative_never_zero`].
     fn derivative_never_zero(&self) -> bool {
         false
@@ -100,17 +139,23 @@ impl<T: Elementwise> Activation for T {
 
     #[inline]
     fn forward(&self, z: &[f32], a: &mut [f32]) {
-        kernels::map(z, a, |x| self.value(x));
+        kernels::activation_forward(self, z, a);
     }
 
     #[inline]
     fn backward(&self, z: &[f32], _a: &[f32], dy: &[f32], dz: &mut [f32]) {
-        kernels::map_backward(z, dy, dz, |x| self.derivative(x));
+        kernels::activation_backward(self, z, dy, dz);
     }
 
     #[inline(always)]
     fn elementwise_derivative(&self, z: f32) -> Option<f32> {
         Some(self.derivative(z))
+    }
+
+    #[inline]
+    fn derivative_row(&self, z: &[f32], d: &mut [f32]) -> bool {
+        kernels::activation_derivative(self, z, d);
+        true
     }
 
     fn derivative_never_zero(&self) -> bool {
@@ -128,12 +173,22 @@ impl<T: Elementwise> Activation for T {
 
 /// NaN for NaN, otherwise `v`: how every derivative keeps NaN alive.
 #[inline(always)]
-fn nan_or(x: f32, v: f32) -> f32 {
-    if x.is_nan() {
-        x
-    } else {
-        v
-    }
+fn nan_or<R: Lanes>(x: R, v: R) -> R {
+    R::select(x.is_nan(), x, v)
+}
+
+/// The scalar `value`/`derivative` of a built-in activation: its `*_lanes` formula at f32.
+macro_rules! scalar_from_lanes {
+    () => {
+        #[inline(always)]
+        fn value(&self, x: f32) -> f32 {
+            self.value_lanes(x)
+        }
+        #[inline(always)]
+        fn derivative(&self, x: f32) -> f32 {
+            self.derivative_lanes(x)
+        }
+    };
 }
 
 /// f(x) = x, f'(x) = 1.
@@ -147,13 +202,14 @@ pub struct Identity;
 
 impl Elementwise for Identity {
     const NAME: &'static str = "identity";
+    scalar_from_lanes!();
     #[inline(always)]
-    fn value(&self, x: f32) -> f32 {
+    fn value_lanes<R: Lanes>(&self, x: R) -> R {
         x
     }
     #[inline(always)]
-    fn derivative(&self, x: f32) -> f32 {
-        nan_or(x, 1.0)
+    fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
+        nan_or(x, R::splat(1.0))
     }
     fn derivative_never_zero(&self) -> bool {
         true
@@ -172,13 +228,14 @@ pub struct Sigmoid;
 
 impl Elementwise for Sigmoid {
     const NAME: &'static str = "sigmoid";
+    scalar_from_lanes!();
     #[inline(always)]
-    fn value(&self, x: f32) -> f32 {
-        math::sigmoid(x)
+    fn value_lanes<R: Lanes>(&self, x: R) -> R {
+        math::sigmoid_lanes(x)
     }
     #[inline(always)]
-    fn derivative(&self, x: f32) -> f32 {
-        math::sigmoid_derivative(x)
+    fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
+        math::sigmoid_derivative_lanes(x)
     }
     fn derivative_never_zero(&self) -> bool {
         true
@@ -199,13 +256,14 @@ pub struct Tanh;
 
 impl Elementwise for Tanh {
     const NAME: &'static str = "tanh";
+    scalar_from_lanes!();
     #[inline(always)]
-    fn value(&self, x: f32) -> f32 {
-        math::tanh(x)
+    fn value_lanes<R: Lanes>(&self, x: R) -> R {
+        math::tanh_lanes(x)
     }
     #[inline(always)]
-    fn derivative(&self, x: f32) -> f32 {
-        math::tanh_derivative(x)
+    fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
+        math::tanh_derivative_lanes(x)
     }
     fn derivative_never_zero(&self) -> bool {
         true
@@ -227,18 +285,16 @@ pub struct Relu;
 
 impl Elementwise for Relu {
     const NAME: &'static str = "relu";
+    scalar_from_lanes!();
     #[inline(always)]
-    fn value(&self, x: f32) -> f32 {
+    fn value_lanes<R: Lanes>(&self, x: R) -> R {
         // `x <= 0` is false for NaN, which passes through.
-        if x <= 0.0 {
-            0.0
-        } else {
-            x
-        }
+        R::select(x.le(R::splat(0.0)), R::splat(0.0), x)
     }
     #[inline(always)]
-    fn derivative(&self, x: f32) -> f32 {
-        nan_or(x, if x > 0.0 { 1.0 } else { 0.0 })
+    fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
+        let step = R::select(x.gt(R::splat(0.0)), R::splat(1.0), R::splat(0.0));
+        nan_or(x, step)
     }
     fn can_die(&self) -> bool {
         true
@@ -278,17 +334,15 @@ impl Default for LeakyRelu {
 
 impl Elementwise for LeakyRelu {
     const NAME: &'static str = "leaky_relu";
+    scalar_from_lanes!();
     #[inline(always)]
-    fn value(&self, x: f32) -> f32 {
-        if x > 0.0 {
-            x
-        } else {
-            self.alpha * x
-        }
+    fn value_lanes<R: Lanes>(&self, x: R) -> R {
+        R::select(x.gt(R::splat(0.0)), x, R::splat(self.alpha) * x)
     }
     #[inline(always)]
-    fn derivative(&self, x: f32) -> f32 {
-        nan_or(x, if x > 0.0 { 1.0 } else { self.alpha })
+    fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
+        let slope = R::select(x.gt(R::splat(0.0)), R::splat(1.0), R::splat(self.alpha));
+        nan_or(x, slope)
     }
     fn derivative_never_zero(&self) -> bool {
         self.alpha != 0.0
@@ -333,21 +387,16 @@ impl Default for Elu {
 
 impl Elementwise for Elu {
     const NAME: &'static str = "elu";
+    scalar_from_lanes!();
     #[inline(always)]
-    fn value(&self, x: f32) -> f32 {
-        if x > 0.0 {
-            x
-        } else {
-            self.alpha * math::expm1(x)
-        }
+    fn value_lanes<R: Lanes>(&self, x: R) -> R {
+        let negative = R::splat(self.alpha) * math::expm1_lanes(x);
+        R::select(x.gt(R::splat(0.0)), x, negative)
     }
     #[inline(always)]
-    fn derivative(&self, x: f32) -> f32 {
-        if x > 0.0 {
-            1.0
-        } else {
-            self.alpha * math::exp(x)
-        }
+    fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
+        let negative = R::splat(self.alpha) * math::exp_lanes(x);
+        R::select(x.gt(R::splat(0.0)), R::splat(1.0), negative)
     }
     fn derivative_never_zero(&self) -> bool {
         self.alpha != 0.0
@@ -367,19 +416,21 @@ pub struct Softsign;
 
 impl Elementwise for Softsign {
     const NAME: &'static str = "softsign";
+    scalar_from_lanes!();
     #[inline(always)]
-    fn value(&self, x: f32) -> f32 {
+    fn value_lanes<R: Lanes>(&self, x: R) -> R {
         let a = x.abs();
         // For |x| = ∞ the quotient is NaN; the limit is ±1.
-        if a == f32::INFINITY {
-            f32::from_bits(1.0f32.to_bits() | (x.to_bits() & 0x8000_0000))
-        } else {
-            x / (1.0 + a)
-        }
+        let limit = R::splat(1.0).or_sign_of(x);
+        R::select(
+            a.ge(R::splat(f32::INFINITY)),
+            limit,
+            x / (R::splat(1.0) + a),
+        )
     }
     #[inline(always)]
-    fn derivative(&self, x: f32) -> f32 {
-        let r = 1.0 / (1.0 + x.abs());
+    fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
+        let r = R::splat(1.0) / (R::splat(1.0) + x.abs());
         r * r
     }
     fn derivative_never_zero(&self) -> bool {

@@ -23,6 +23,8 @@ pub enum Error {
     InvalidHyperparameter(&'static str, f32),
     /// A binary cross-entropy target that is not in [0, 1] (or is NaN).
     TargetOutOfRange(f32),
+    /// [`crate::kernels::set_backend`] asked for a backend this machine cannot run.
+    BackendUnavailable(crate::kernels::Backend),
 }
 
 impl Error {
@@ -39,7 +41,7 @@ impl Error {
             Error::InvalidLearningRate(v) => Error::InvalidLearningRate(clean(v)),
             Error::InvalidHyperparameter(n, v) => Error::InvalidHyperparameter(n, clean(v)),
             Error::TargetOutOfRange(v) => Error::TargetOutOfRange(clean(v)),
-            e @ Error::LabelOutOfRange { .. } => e,
+            e @ (Error::LabelOutOfRange { .. } | Error::BackendUnavailable(_)) => e,
         }
     }
 }
@@ -55,6 +57,7 @@ impl fmt::Display for Error {
             }
             Error::InvalidHyperparameter(name, v) => write!(f, "{name} = {v} is out of range"),
             Error::TargetOutOfRange(v) => write!(f, "target {v} is not in [0, 1]"),
+            Error::BackendUnavailable(b) => write!(f, "the {} kernels cannot run here", b.name()),
         }
     }
 }

@@ -292,8 +292,15 @@ impl TensorStats {
     /// ```
     // Every `[k]` below indexes a `[_; LANES]` array with `k` in `0..LANES`: in bounds by
     // construction, and the constant trip count is what lets LLVM vectorise the lanes.
-    #[allow(clippy::indexing_slicing)]
+    #[inline]
     pub fn add_slice(&mut self, values: &[f32]) {
+        crate::kernels::add_to_stats(self, values);
+    }
+
+    /// The body of [`TensorStats::add_slice`], which `kernels` compiles once per backend.
+    #[allow(clippy::indexing_slicing)]
+    #[inline(always)]
+    pub(crate) fn add_slice_portable(&mut self, values: &[f32]) {
         const L: usize = TensorStats::LANES;
         let (mut zero, mut subnormal, mut infinite, mut nan) =
             ([0u32; L], [0u32; L], [0u32; L], [0u32; L]);

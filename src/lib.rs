@@ -79,6 +79,7 @@ mod error;
 pub mod health;
 pub mod init;
 pub mod kernels;
+pub mod lanes;
 mod layer;
 mod loss;
 pub mod math;

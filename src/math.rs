@@ -21,6 +21,8 @@
 //! assert!(d.is_normal() && (d - 4.14e-8).abs() < 1e-9);
 //! ```
 
+use crate::lanes::Lanes;
+
 /// log2(e), rounded to f32.
 const LOG2E: f32 = core::f32::consts::LOG2_E;
 /// High part of ln 2 with 9 significant bits, so `n * LN2_HI` is exact for |n| ≤ 2^15.
@@ -55,32 +57,33 @@ const EXPM1_POLY_LIMIT: f32 = core::f32::consts::LN_2;
 /// ```
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    // `clamp` returns NaN for NaN, which then flows through the arithmetic below.
-    let x = x.clamp(EXP_MIN_ARG, EXP_MAX_ARG);
-    let t = x * LOG2E + ROUND_MAGIC;
-    let n_f = t - ROUND_MAGIC;
-    // n ∈ [-150, 129]: the low bits of `t` hold n + 2^22 (as two's complement offset).
-    let n = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
-    let r = x - n_f * LN2_HI;
-    let r = r - n_f * LN2_LO;
-    let r2 = r * r;
-    let q = 1.987_569_1e-4;
-    let q = q * r + 1.398_199_9e-3;
-    let q = q * r + 8.333_452e-3;
-    let q = q * r + 4.166_579_6e-2;
-    let q = q * r + 1.666_666_5e-1;
-    let q = q * r + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
-    let p = q * r2 + r + 1.0;
-    // 2^n = 2^n1 · 2^n2 with n1, n2 ∈ [-75, 65]: both normal, the first product is exact.
-    let n1 = n >> 1;
-    let n2 = n.wrapping_sub(n1);
-    p * pow2(n1) * pow2(n2)
+    exp_lanes(x)
 }
 
-/// 2^k for k ∈ [-126, 127], built from the exponent bits.
+/// [`exp`] on any [`Lanes`] type: the one body the scalar and every SIMD kernel run.
+///
+/// ```
+/// assert_eq!(gradguard::math::exp_lanes(0.0_f32), 1.0);
+/// ```
 #[inline(always)]
-fn pow2(k: i32) -> f32 {
-    f32::from_bits((k.wrapping_add(127) as u32) << 23)
+pub fn exp_lanes<R: Lanes>(x: R) -> R {
+    // `clamp` passes NaN through, which then flows through the arithmetic below.
+    let x = x.clamp(EXP_MIN_ARG, EXP_MAX_ARG);
+    let t = x * R::splat(LOG2E) + R::splat(ROUND_MAGIC);
+    let n_f = t - R::splat(ROUND_MAGIC);
+    let r = x - n_f * R::splat(LN2_HI);
+    let r = r - n_f * R::splat(LN2_LO);
+    let r2 = r * r;
+    let q = R::splat(1.987_569_1e-4);
+    let q = q * r + R::splat(1.398_199_9e-3);
+    let q = q * r + R::splat(8.333_452e-3);
+    let q = q * r + R::splat(4.166_579_6e-2);
+    let q = q * r + R::splat(1.666_666_5e-1);
+    let q = q * r + R::splat(0.5); // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
+    let p = q * r2 + r + R::splat(1.0);
+    // n ∈ [-150, 129] is in the low bits of `t`; 2^n = 2^n1 · 2^n2 with n1, n2 ∈ [-75, 65],
+    // both normal, so the first product is exact.
+    p.mul_pow2_rounded(t)
 }
 
 /// e^x − 1 without cancellation near 0.
@@ -92,7 +95,7 @@ fn pow2(k: i32) -> f32 {
 /// * Error: measured maximum **1.701 ulp** over every f32 (at x = 1.044; 1.32 ulp for
 ///   x ≤ 0, the side tanh and ELU use), exhaustively by
 ///   `exp_is_within_its_bound_for_every_f32`, which enforces 1.75.
-/// * expm1(±0) = ±0, expm1(-∞) = −1, NaN in gives NaN out.
+/// * expm1(±0) = +0 (x + x²·c rounds −0 up), expm1(-∞) = −1, NaN in gives NaN out.
 ///
 /// ```
 /// let x = 1e-10_f32;
@@ -100,31 +103,41 @@ fn pow2(k: i32) -> f32 {
 /// ```
 #[inline(always)]
 pub fn expm1(x: f32) -> f32 {
-    expm1_from_exp(x, exp(x))
+    expm1_lanes(x)
+}
+
+/// [`expm1`] on any [`Lanes`] type.
+///
+/// ```
+/// assert_eq!(gradguard::math::expm1_lanes(1e-10_f32), 1e-10);
+/// ```
+#[inline(always)]
+pub fn expm1_lanes<R: Lanes>(x: R) -> R {
+    expm1_from_exp(x, exp_lanes(x))
 }
 
 /// [`expm1`] given `e` = [`exp`]`(x)`, for callers that need both.
 #[inline(always)]
-fn expm1_from_exp(x: f32, e: f32) -> f32 {
+fn expm1_from_exp<R: Lanes>(x: R, e: R) -> R {
     let small = {
         // Horner in x: x + x²(1/2 + x(1/6 + x(1/24 + ...))), Taylor through x^10/10!.
-        let c = 1.0 / 3_628_800.0;
-        let c = c * x + 1.0 / 362_880.0;
-        let c = c * x + 1.0 / 40_320.0;
-        let c = c * x + 1.0 / 5_040.0;
-        let c = c * x + 1.0 / 720.0;
-        let c = c * x + 1.0 / 120.0;
-        let c = c * x + 1.0 / 24.0;
-        let c = c * x + 1.0 / 6.0;
-        let c = c * x + 0.5;
+        let c = R::splat(1.0 / 3_628_800.0);
+        let c = c * x + R::splat(1.0 / 362_880.0);
+        let c = c * x + R::splat(1.0 / 40_320.0);
+        let c = c * x + R::splat(1.0 / 5_040.0);
+        let c = c * x + R::splat(1.0 / 720.0);
+        let c = c * x + R::splat(1.0 / 120.0);
+        let c = c * x + R::splat(1.0 / 24.0);
+        let c = c * x + R::splat(1.0 / 6.0);
+        let c = c * x + R::splat(0.5);
         c * (x * x) + x
     };
     // NaN fails the comparison and takes `e - 1`, which is NaN.
-    if x.abs() < EXPM1_POLY_LIMIT {
-        small
-    } else {
-        e - 1.0
-    }
+    R::select(
+        x.abs().lt(R::splat(EXPM1_POLY_LIMIT)),
+        small,
+        e - R::splat(1.0),
+    )
 }
 
 /// The logistic function σ(x) = 1 / (1 + e^-x), evaluated stably.
@@ -143,10 +156,21 @@ fn expm1_from_exp(x: f32, e: f32) -> f32 {
 /// ```
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
-    let e = exp(-x.abs());
+    sigmoid_lanes(x)
+}
+
+/// [`sigmoid`] on any [`Lanes`] type.
+///
+/// ```
+/// assert_eq!(gradguard::math::sigmoid_lanes(0.0_f32), 0.5);
+/// ```
+#[inline(always)]
+pub fn sigmoid_lanes<R: Lanes>(x: R) -> R {
+    let one = R::splat(1.0);
+    let e = exp_lanes(-x.abs());
     // `x >= 0` is false for NaN, which then takes `e` = NaN.
-    let numerator = if x >= 0.0 { 1.0 } else { e };
-    numerator / (1.0 + e)
+    let numerator = R::select(x.ge(R::splat(0.0)), one, e);
+    numerator / (one + e)
 }
 
 /// σ'(x) = σ(x)·(1 − σ(x)), computed from the **pre-activation** x (the fast form the kernels
@@ -171,9 +195,20 @@ pub fn sigmoid(x: f32) -> f32 {
 /// ```
 #[inline(always)]
 pub fn sigmoid_derivative(x: f32) -> f32 {
-    let e = exp(-x.abs());
-    let s = e / (1.0 + e);
-    s * (1.0 - s)
+    sigmoid_derivative_lanes(x)
+}
+
+/// [`sigmoid_derivative`] on any [`Lanes`] type.
+///
+/// ```
+/// assert_eq!(gradguard::math::sigmoid_derivative_lanes(0.0_f32), 0.25);
+/// ```
+#[inline(always)]
+pub fn sigmoid_derivative_lanes<R: Lanes>(x: R) -> R {
+    let one = R::splat(1.0);
+    let e = exp_lanes(-x.abs());
+    let s = e / (one + e);
+    s * (one - s)
 }
 
 /// tanh(x), odd-symmetric, without cancellation near 0 and accurately rounded near ±1.
@@ -198,20 +233,29 @@ pub fn sigmoid_derivative(x: f32) -> f32 {
 /// ```
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
+    tanh_lanes(x)
+}
+
+/// [`tanh`] on any [`Lanes`] type.
+///
+/// ```
+/// assert_eq!(gradguard::math::tanh_lanes(-20.0_f32), -1.0);
+/// ```
+#[inline(always)]
+pub fn tanh_lanes<R: Lanes>(x: R) -> R {
+    let (one, two) = (R::splat(1.0), R::splat(2.0));
     let a = x.abs();
-    let e = exp(-2.0 * a);
-    let m = expm1_from_exp(-2.0 * a, e);
-    let near_zero = -m / (2.0 + m);
-    let near_one = 1.0 - 2.0 * e / (1.0 + e);
+    let e = exp_lanes(-two * a);
+    let m = expm1_from_exp(-two * a, e);
+    let near_zero = -m / (two + m);
+    let near_one = one - two * e / (one + e);
     // NaN fails both comparisons and takes `near_one`, which is NaN.
-    let t = if a < 2.441_406_3e-4 {
-        a
-    } else if a < 0.55 {
-        near_zero
-    } else {
-        near_one
-    };
-    f32::from_bits(t.to_bits() | (x.to_bits() & 0x8000_0000))
+    let t = R::select(
+        a.lt(R::splat(2.441_406_3e-4)),
+        a,
+        R::select(a.lt(R::splat(0.55)), near_zero, near_one),
+    );
+    t.or_sign_of(x)
 }
 
 /// tanh'(x) = 1 − tanh²(x), computed from the pre-activation as 4·σ'(2x) (an exact identity).
@@ -233,7 +277,17 @@ pub fn tanh(x: f32) -> f32 {
 /// ```
 #[inline(always)]
 pub fn tanh_derivative(x: f32) -> f32 {
-    4.0 * sigmoid_derivative(2.0 * x)
+    tanh_derivative_lanes(x)
+}
+
+/// [`tanh_derivative`] on any [`Lanes`] type.
+///
+/// ```
+/// assert_eq!(gradguard::math::tanh_derivative_lanes(0.0_f32), 1.0);
+/// ```
+#[inline(always)]
+pub fn tanh_derivative_lanes<R: Lanes>(x: R) -> R {
+    R::splat(4.0) * sigmoid_derivative_lanes(R::splat(2.0) * x)
 }
 
 /// σ'(x) from the *output* s = σ(x) as `s * (1 - s)`: the cheap textbook form.

@@ -1,10 +1,16 @@
 //! The kernels: every loop over arrays in gradguard lives below this module.
 //!
-//! Layers, losses and optimisers call only the functions re-exported here. Today they are the
-//! portable scalar implementations in [`scalar`], which are also the reference the per-ISA
-//! backends (x86_64, aarch64, wasm32) must reproduce — bit for bit for elementwise kernels,
-//! within a documented bound where a backend reorders a sum. Adding a backend means adding a
-//! sibling module and dispatching here; no caller changes.
+//! Layers, losses and optimisers call only the functions here. Each one runs on the active
+//! [`Backend`] — AVX-512F, AVX2+FMA or SSE2 on x86_64 (chosen at run time by CPUID, no std
+//! needed), NEON on aarch64, simd128 on wasm32, scalar everywhere else — see [`backend`],
+//! [`set_backend`] and the build-time variable `GRADGUARD_BACKEND`.
+//!
+//! What a backend may change: only [`dense_forward`], whose dot products are summed in a
+//! different order (and with fused multiply-adds where available); its result stays within
+//! [`dense_forward_error_bound`] of the [`scalar`] reference. Every other kernel — the
+//! backward matrix products, activations and derivatives, softmax and losses, optimiser
+//! updates, health statistics — gives the same bits on every backend (NaN payloads aside,
+//! which Rust leaves unspecified).
 //!
 //! Slices of different lengths are processed up to the shortest one: a kernel never panics.
 //!
@@ -21,17 +27,47 @@
 #[allow(unsafe_code)]
 mod cortex_m;
 #[allow(unsafe_code)]
+mod dispatch;
+#[allow(unsafe_code)]
 mod fpu;
+// Without a SIMD backend only the elementwise bodies are instantiated (at f32).
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
+pub(crate) mod generic;
+#[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)]
+mod neon;
+mod rows;
 pub mod scalar;
+mod track;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(unsafe_code)]
+mod wasm;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86;
 
+use dispatch::dispatch;
+use generic::{AdamStep, Backward, Derivative, ExpShifted, Product, Value};
+
+pub use dispatch::{backend, set_backend, Backend, BUILD_TIME_BACKEND};
 pub use fpu::{subnormal_mode, SubnormalMode};
-
-pub use scalar::{
-    activation_backward_tracked, adam_update, binary_cross_entropy_with_logits_row,
-    dense_backward_input, dense_backward_input_tracked, dense_backward_params,
-    dense_backward_params_tracked, dense_forward, map, map_backward, sgd_momentum_update,
-    sgd_update, softmax_backward_row, softmax_cross_entropy_row, softmax_row, squared_error_row,
+pub use rows::{
+    binary_cross_entropy_with_logits_row, softmax_backward_row, softmax_cross_entropy_row,
+    softmax_row, squared_error_row,
 };
+pub use track::{
+    activation_backward_tracked, dense_backward_input_tracked, dense_backward_params_tracked,
+};
+
+use crate::activation::Elementwise;
+use crate::health::TensorStats;
 
 /// Whether a backward pass overwrites the gradient buffers or adds to them.
 ///
@@ -50,4 +86,259 @@ pub enum GradMode {
     Overwrite,
     /// dW += dYᵀ·X, db += Σ dY.
     Accumulate,
+}
+
+/// Dense forward for a batch: `z[s][o] = Σ_i w[o][i]·x[s][i] + b[o]` (W is `OUT × IN`,
+/// row-major).
+///
+/// On a SIMD backend each dot product is summed as partial sums along the inputs, with
+/// fused multiply-adds where the instruction set has them, so the result may differ from
+/// [`scalar::dense_forward`] by up to [`dense_forward_error_bound`].
+///
+/// ```
+/// let mut z = [[0.0; 1]; 2];
+/// gradguard::kernels::dense_forward(&[[2.0, -1.0]], &[1.0], &[[1.0, 1.0], [0.0, 3.0]], &mut z);
+/// assert_eq!(z, [[2.0], [-2.0]]);
+/// ```
+#[inline]
+pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
+    w: &[[f32; IN]; OUT],
+    b: &[f32; OUT],
+    x: &[[f32; IN]; B],
+    z: &mut [[f32; OUT]; B],
+) {
+    dispatch!(scalar::dense_forward(w, b, x, z), dense_forward(w, b, x, z))
+}
+
+/// How far [`dense_forward`] on any backend may be from [`scalar::dense_forward`], for one
+/// output whose terms have `sum_abs` = Σ_i |w_i·x_i| + |b| (computed exactly, e.g. in f64)
+/// over `inputs` = IN terms:
+/// `2·γ(IN + 1)·sum_abs + (IN + 1)·2^-149`, with γ(n) = n·u/(1 − n·u), u = 2^-24.
+///
+/// Both results are sums of the same IN + 1 terms in some order of at most IN + 1 rounded
+/// additions (and products, fused or not), so each is within γ(IN + 1)·sum_abs of the exact
+/// value (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1) plus half a
+/// subnormal ulp per operation. Valid when no partial sum overflows (sum_abs < f32::MAX);
+/// beyond that both results are ±∞ or NaN, possibly different ones.
+///
+/// ```
+/// use gradguard::kernels::dense_forward_error_bound;
+/// assert!(dense_forward_error_bound(128, 1.0) < 1.6e-5);
+/// ```
+pub fn dense_forward_error_bound(inputs: usize, sum_abs: f64) -> f64 {
+    let n = (inputs + 1) as f64;
+    let u = f64::from(f32::EPSILON) / 2.0;
+    let gamma = n * u / (1.0 - n * u);
+    2.0 * gamma * sum_abs + n * f64::from(f32::from_bits(1)) / 2.0
+}
+
+/// Dense backward to the input: `dx[s][i] = Σ_o dz[s][o]·w[o][i]` (always overwrites `dx`).
+///
+/// Order: `dx` starts at +0.0 and the rows of `w` are added for `o = 0, 1, …`, each term a
+/// rounded product and a rounded sum — on every backend, so the result is bit-identical to
+/// [`scalar::dense_backward_input`].
+///
+/// ```
+/// let mut dx = [[9.0; 2]];
+/// gradguard::kernels::dense_backward_input(&[[1.0, 2.0], [3.0, 4.0]], &[[1.0, -1.0]], &mut dx);
+/// assert_eq!(dx, [[-2.0, -2.0]]);
+/// ```
+#[inline]
+pub fn dense_backward_input<const IN: usize, const OUT: usize, const B: usize>(
+    w: &[[f32; IN]; OUT],
+    dz: &[[f32; OUT]; B],
+    dx: &mut [[f32; IN]; B],
+) {
+    dispatch!(
+        scalar::dense_backward_input(w, dz, dx),
+        dense_backward_input(w, dz, dx)
+    )
+}
+
+/// Dense backward to the parameters: `dw[o][i] (+)= Σ_s dz[s][o]·x[s][i]`,
+/// `db[o] (+)= Σ_s dz[s][o]`.
+///
+/// Order: with [`GradMode::Overwrite`] both start at +0.0; samples are added for
+/// `s = 0, 1, …` — on every backend, bit-identical to [`scalar::dense_backward_params`].
+///
+/// ```
+/// use gradguard::GradMode;
+/// let (mut dw, mut db) = ([[0.0; 2]; 1], [0.0; 1]);
+/// let dz = [[2.0], [1.0]];
+/// let x = [[1.0, 0.5], [4.0, 0.0]];
+/// gradguard::kernels::dense_backward_params(&dz, &x, &mut dw, &mut db, GradMode::Overwrite);
+/// assert_eq!((dw, db), ([[6.0, 1.0]], [3.0]));
+/// ```
+#[inline]
+pub fn dense_backward_params<const IN: usize, const OUT: usize, const B: usize>(
+    dz: &[[f32; OUT]; B],
+    x: &[[f32; IN]; B],
+    dw: &mut [[f32; IN]; OUT],
+    db: &mut [f32; OUT],
+    mode: GradMode,
+) {
+    dispatch!(
+        scalar::dense_backward_params(dz, x, dw, db, mode),
+        dense_backward_params(dz, x, dw, db, mode)
+    )
+}
+
+/// `out[k] = f(z[k])` for an elementwise activation, through its
+/// [`Elementwise::value_lanes`] (bit-identical on every backend).
+///
+/// ```
+/// let mut a = [0.0; 3];
+/// gradguard::kernels::activation_forward(&gradguard::Relu, &[1.0, -2.0, 3.0], &mut a);
+/// assert_eq!(a, [1.0, 0.0, 3.0]);
+/// ```
+#[inline]
+pub fn activation_forward<A: Elementwise>(activation: &A, z: &[f32], out: &mut [f32]) {
+    let f = Value(activation);
+    dispatch!(
+        generic::map::<f32, _>(&f, z, &[], &[], out),
+        map(&f, z, &[], &[], out)
+    )
+}
+
+/// `dz[k] = dy[k] · f'(z[k])` for an elementwise activation (bit-identical on every backend).
+///
+/// ```
+/// let mut dz = [0.0; 2];
+/// gradguard::kernels::activation_backward(&gradguard::Relu, &[1.0, -1.0], &[0.5, 0.5], &mut dz);
+/// assert_eq!(dz, [0.5, 0.0]);
+/// ```
+#[inline]
+pub fn activation_backward<A: Elementwise>(activation: &A, z: &[f32], dy: &[f32], dz: &mut [f32]) {
+    let f = Backward(activation);
+    dispatch!(
+        generic::map::<f32, _>(&f, z, dy, &[], dz),
+        map(&f, z, dy, &[], dz)
+    )
+}
+
+/// `d[k] = f'(z[k])` for an elementwise activation (bit-identical on every backend).
+///
+/// ```
+/// let mut d = [0.0; 2];
+/// gradguard::kernels::activation_derivative(&gradguard::Sigmoid, &[0.0, 100.0], &mut d);
+/// assert_eq!(d[0], 0.25);
+/// assert!(d[1] > 0.0); // 3.7e-44: subnormal, not a false zero
+/// ```
+#[inline]
+pub fn activation_derivative<A: Elementwise>(activation: &A, z: &[f32], d: &mut [f32]) {
+    let f = Derivative(activation);
+    dispatch!(
+        generic::map::<f32, _>(&f, z, &[], &[], d),
+        map(&f, z, &[], &[], d)
+    )
+}
+
+/// `out[k] = e^(z[k] − m)`.
+#[inline]
+pub(crate) fn exp_shifted(z: &[f32], m: f32, out: &mut [f32]) {
+    let f = ExpShifted(m);
+    dispatch!(
+        generic::map::<f32, _>(&f, z, &[], &[], out),
+        map(&f, z, &[], &[], out)
+    )
+}
+
+/// `out[k] = x[k] · y[k]`.
+#[inline]
+pub(crate) fn multiply(x: &[f32], y: &[f32], out: &mut [f32]) {
+    dispatch!(
+        generic::map::<f32, _>(&Product, x, y, &[], out),
+        map(&Product, x, y, &[], out)
+    )
+}
+
+/// Adds `values` to `stats` (the body of [`TensorStats::add_slice`], compiled for the active
+/// backend's instruction set; eight accumulators on every backend, so the same bits).
+#[inline]
+pub(crate) fn add_to_stats(stats: &mut TensorStats, values: &[f32]) {
+    dispatch!(
+        stats.add_slice_portable(values),
+        tensor_stats(stats, values)
+    )
+}
+
+/// Plain SGD with L2 weight decay: `w −= lr · (g + λ·w)` (bit-identical on every backend).
+///
+/// ```
+/// let mut w = [1.0, 2.0];
+/// gradguard::kernels::sgd_update(&mut w, &[0.5, -1.0], 0.1, 0.0);
+/// assert_eq!(w, [0.95, 2.1]);
+/// ```
+#[inline]
+pub fn sgd_update(w: &mut [f32], g: &[f32], lr: f32, weight_decay: f32) {
+    dispatch!(
+        generic::sgd_update::<f32>(w, g, lr, weight_decay),
+        sgd_update(w, g, lr, weight_decay)
+    )
+}
+
+/// SGD with momentum (PyTorch convention): `v = μ·v + (g + λ·w)`, `w −= lr · v`
+/// (bit-identical on every backend).
+///
+/// ```
+/// let (mut w, mut v) = ([1.0], [1.0]);
+/// gradguard::kernels::sgd_momentum_update(&mut w, &[0.5], &mut v, 0.5, 0.9, 0.0);
+/// assert_eq!((w, v), ([0.3], [1.4]));
+/// ```
+#[inline]
+pub fn sgd_momentum_update(
+    w: &mut [f32],
+    g: &[f32],
+    velocity: &mut [f32],
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+) {
+    dispatch!(
+        generic::sgd_momentum_update::<f32>(w, g, velocity, lr, momentum, weight_decay),
+        sgd_momentum_update(w, g, velocity, lr, momentum, weight_decay)
+    )
+}
+
+/// One Adam step (Kingma & Ba, with L2 weight decay added to the gradient):
+/// `m = β1·m + (1−β1)·g`, `v = β2·v + (1−β2)·g²`,
+/// `w −= lr_t · m / (√v + ε_t)` where `lr_t = lr·√(1−β2^t)/(1−β1^t)` and
+/// `ε_t = ε·√(1−β2^t)` (the bias corrections folded into two scalars, so
+/// the loop does one square root and one division per element; both are correctly
+/// rounded on every backend, so the result is bit-identical everywhere).
+///
+/// `bias1 = 1 − β1^t`, `bias2 = 1 − β2^t` are passed in by the optimiser.
+///
+/// ```
+/// let (mut w, mut m, mut v) = ([1.0], [0.0], [0.0]);
+/// gradguard::kernels::adam_update(&mut w, &[0.5], &mut m, &mut v, 0.1, 0.9, 0.999, 1e-8, 0.0, 0.1, 0.001);
+/// assert!((w[0] - 0.9).abs() < 1e-6); // the first Adam step moves by lr
+/// ```
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn adam_update(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    bias1: f32,
+    bias2: f32,
+) {
+    let root_bias2 = libm::sqrtf(bias2);
+    let step = AdamStep {
+        beta1,
+        beta2,
+        weight_decay,
+        lr_t: lr * root_bias2 / bias1,
+        eps_t: epsilon * root_bias2,
+    };
+    dispatch!(
+        generic::adam_update::<f32>(w, g, m, v, &step),
+        adam_update(w, g, m, v, &step)
+    )
 }

@@ -1,0 +1,427 @@
+//! Which backend runs: detection without std, a cached choice, an override, and one
+//! `#[target_feature]` wrapper per kernel and instruction set.
+//!
+//! * x86_64: CPUID leaves 1 and 7 say what the CPU has, XGETBV says whether the OS saves
+//!   the AVX / AVX-512 register state; read once, cached in an [`AtomicU8`]. When the crate
+//!   is compiled with the features enabled (`-C target-feature=+avx512f`, …), the check is
+//!   still made but the compiler knows the answer.
+//! * aarch64: NEON is baseline. wasm32: simd128 when compiled with `+simd128`.
+//! * Everything else (Cortex-M, RISC-V, soft-float targets): the scalar kernels only.
+//!
+//! The environment variable `GRADGUARD_BACKEND` (read at **build** time, like
+//! matrixmultiply's `MMTEST_FEATURE`) selects the initial backend by name — `scalar`,
+//! `sse2`, `avx2`, `avx512`, `neon`, `simd128` — so CI can run the whole test suite once per
+//! backend; [`set_backend`] changes it at run time.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use crate::Error;
+
+/// A set of kernels for one instruction set.
+///
+/// ```
+/// use gradguard::kernels::{backend, Backend};
+/// assert!(backend().is_available());
+/// assert!(Backend::Scalar.is_available());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Backend {
+    /// Portable scalar code: the reference, and the microcontroller path.
+    Scalar = 1,
+    /// x86_64 SSE2, 4 lanes (every x86_64 CPU).
+    Sse2 = 2,
+    /// x86_64 AVX2 with FMA, 8 lanes.
+    Avx2Fma = 3,
+    /// x86_64 AVX-512F, 16 lanes.
+    Avx512 = 4,
+    /// aarch64 NEON, 4 lanes.
+    Neon = 5,
+    /// wasm32 simd128, 4 lanes.
+    Simd128 = 6,
+}
+
+impl Backend {
+    /// Every backend, best last.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::kernels::Backend::ALL.len(), 6);
+    /// ```
+    pub const ALL: [Backend; 6] = [
+        Backend::Scalar,
+        Backend::Sse2,
+        Backend::Simd128,
+        Backend::Neon,
+        Backend::Avx2Fma,
+        Backend::Avx512,
+    ];
+
+    /// The name used by `GRADGUARD_BACKEND` and in reports.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::kernels::Backend::Avx2Fma.name(), "avx2");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Sse2 => "sse2",
+            Backend::Avx2Fma => "avx2",
+            Backend::Avx512 => "avx512",
+            Backend::Neon => "neon",
+            Backend::Simd128 => "simd128",
+        }
+    }
+
+    /// The backend called `name` (as [`Backend::name`] spells it).
+    ///
+    /// ```
+    /// use gradguard::kernels::Backend;
+    /// assert_eq!(Backend::from_name("avx512"), Some(Backend::Avx512));
+    /// assert_eq!(Backend::from_name("mmx"), None);
+    /// ```
+    pub const fn from_name(name: &str) -> Option<Backend> {
+        let mut rest: &[Backend] = &Backend::ALL;
+        while let Some((&b, tail)) = rest.split_first() {
+            if bytes_equal(b.name().as_bytes(), name.as_bytes()) {
+                return Some(b);
+            }
+            rest = tail;
+        }
+        None
+    }
+
+    /// Whether this machine can run the backend (and this build contains it).
+    ///
+    /// ```
+    /// use gradguard::kernels::Backend;
+    /// assert!(Backend::Scalar.is_available());
+    /// assert_eq!(Backend::Neon.is_available(), cfg!(target_arch = "aarch64"));
+    /// ```
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Scalar => true,
+            Backend::Sse2 => cfg!(target_arch = "x86_64"),
+            Backend::Avx2Fma => cpu().avx2_fma,
+            Backend::Avx512 => cpu().avx512,
+            Backend::Neon => cfg!(target_arch = "aarch64"),
+            Backend::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
+        }
+    }
+
+    /// The fastest backend this machine can run.
+    ///
+    /// ```
+    /// assert!(gradguard::kernels::Backend::best().is_available());
+    /// ```
+    pub fn best() -> Backend {
+        let mut best = Backend::Scalar;
+        for b in Backend::ALL {
+            if b.is_available() {
+                best = b;
+            }
+        }
+        best
+    }
+
+    const fn from_u8(v: u8) -> Option<Backend> {
+        match v {
+            1 => Some(Backend::Scalar),
+            2 => Some(Backend::Sse2),
+            3 => Some(Backend::Avx2Fma),
+            4 => Some(Backend::Avx512),
+            5 => Some(Backend::Neon),
+            6 => Some(Backend::Simd128),
+            _ => None,
+        }
+    }
+}
+
+const fn bytes_equal(mut a: &[u8], mut b: &[u8]) -> bool {
+    loop {
+        match (a.split_first(), b.split_first()) {
+            (None, None) => return true,
+            (Some((x, a_rest)), Some((y, b_rest))) if *x == *y => (a, b) = (a_rest, b_rest),
+            _ => return false,
+        }
+    }
+}
+
+/// The backend named by `GRADGUARD_BACKEND` at build time, if any (an unknown name is a
+/// build error, so a typo in CI cannot silently test the default).
+// The panic runs in const evaluation only: an unknown name fails the build.
+#[allow(clippy::panic)]
+pub const BUILD_TIME_BACKEND: Option<Backend> = match option_env!("GRADGUARD_BACKEND") {
+    None => None,
+    Some(name) => match Backend::from_name(name) {
+        Some(b) => Some(b),
+        None => panic!("GRADGUARD_BACKEND must be scalar, sse2, avx2, avx512, neon or simd128"),
+    },
+};
+
+/// 0 until the first kernel call, then the active backend's `repr(u8)`.
+static ACTIVE: AtomicU8 = AtomicU8::new(0);
+
+/// The backend the kernels use now: [`set_backend`]'s choice, else `GRADGUARD_BACKEND`'s
+/// (when this machine can run it), else [`Backend::best`]. Decided on first use.
+///
+/// ```
+/// println!("gradguard kernels: {}", gradguard::kernels::backend().name());
+/// ```
+#[inline]
+pub fn backend() -> Backend {
+    if let Some(b) = Backend::from_u8(ACTIVE.load(Ordering::Relaxed)) {
+        return b;
+    }
+    let chosen = match BUILD_TIME_BACKEND {
+        Some(b) if b.is_available() => b,
+        _ => Backend::best(),
+    };
+    ACTIVE.store(chosen as u8, Ordering::Relaxed);
+    chosen
+}
+
+/// Makes every later kernel call use `backend` (for all threads). Fails, changing nothing,
+/// if this machine cannot run it. Results differ between backends only where documented
+/// (`dense_forward`'s summation order); everything else is bit-identical.
+///
+/// ```
+/// use gradguard::kernels::{backend, set_backend, Backend};
+/// let before = backend();
+/// set_backend(Backend::Scalar).unwrap();
+/// assert_eq!(backend(), Backend::Scalar);
+/// set_backend(before).unwrap();
+/// ```
+pub fn set_backend(backend: Backend) -> Result<(), Error> {
+    if !backend.is_available() {
+        return Err(Error::BackendUnavailable(backend));
+    }
+    ACTIVE.store(backend as u8, Ordering::Relaxed);
+    Ok(())
+}
+
+/// What the CPU and OS support, as far as gradguard's backends care.
+#[derive(Clone, Copy)]
+struct CpuFeatures {
+    avx2_fma: bool,
+    avx512: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cpu() -> CpuFeatures {
+    /// Bit 7: detected; bit 0: AVX2+FMA; bit 1: AVX-512F.
+    static CPU: AtomicU8 = AtomicU8::new(0);
+    let mut bits = CPU.load(Ordering::Relaxed);
+    if bits == 0 {
+        bits = 0x80 | detect_x86();
+        CPU.store(bits, Ordering::Relaxed);
+    }
+    CpuFeatures {
+        avx2_fma: bits & 1 != 0,
+        avx512: bits & 2 != 0,
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu() -> CpuFeatures {
+    CpuFeatures {
+        avx2_fma: false,
+        avx512: false,
+    }
+}
+
+/// CPUID + XGETBV: bit 0 AVX2+FMA usable, bit 1 AVX-512F usable.
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)] // `__cpuid_count` became a safe function in Rust 1.9x
+fn detect_x86() -> u8 {
+    use core::arch::x86_64::__cpuid_count;
+    // SAFETY: CPUID exists on every x86_64 CPU; leaf 0 gives the highest leaf.
+    let max_leaf = unsafe { __cpuid_count(0, 0) }.eax;
+    if max_leaf < 7 {
+        return 0;
+    }
+    // SAFETY: leaf 1 ≤ max_leaf (checked above).
+    let leaf1 = unsafe { __cpuid_count(1, 0) };
+    // SAFETY: leaf 7 ≤ max_leaf (checked above).
+    let leaf7 = unsafe { __cpuid_count(7, 0) };
+    let osxsave = leaf1.ecx & (1 << 27) != 0;
+    let (avx, fma) = (leaf1.ecx & (1 << 28) != 0, leaf1.ecx & (1 << 12) != 0);
+    let (avx2, avx512f) = (leaf7.ebx & (1 << 5) != 0, leaf7.ebx & (1 << 16) != 0);
+    if !osxsave {
+        return 0;
+    }
+    // SAFETY: CPUID.1:ECX.OSXSAVE = 1 (checked), so XGETBV is enabled and XCR0 readable.
+    let xcr0 = unsafe { xcr0() };
+    let os_avx = xcr0 & 0b110 == 0b110; // SSE and AVX state
+    let os_avx512 = xcr0 & 0b1110_0110 == 0b1110_0110; // + opmask, ZMM_Hi256, Hi16_ZMM
+    let avx2_fma = avx && fma && avx2 && os_avx;
+    u8::from(avx2_fma) | (u8::from(avx2_fma && avx512f && os_avx512) << 1)
+}
+
+/// XCR0 (which register states the OS saves on a context switch).
+///
+/// # Safety
+/// CPUID.1:ECX.OSXSAVE must be set.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "xsave")]
+unsafe fn xcr0() -> u64 {
+    // SAFETY: the caller checked OSXSAVE, so XGETBV with ECX = 0 does not fault.
+    unsafe { core::arch::x86_64::_xgetbv(0) }
+}
+
+/// One wrapper per kernel for a vector type `$V`, each carrying the `$attr` attributes
+/// (`#[target_feature(...)]`), so the generic bodies in `generic` are compiled once per
+/// instruction set.
+///
+/// Every wrapper is `unsafe`: its caller must have checked that the CPU supports `$attr`.
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(unused_macros)
+)]
+macro_rules! backend_kernels {
+    ($V:ty $(, #[$attr:meta])*) => {
+        use crate::kernels::generic::{self, AdamStep, LaneMap};
+        use crate::kernels::GradMode;
+
+        $(#[$attr])*
+        pub(crate) unsafe fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
+            w: &[[f32; IN]; OUT],
+            b: &[f32; OUT],
+            x: &[[f32; IN]; B],
+            z: &mut [[f32; OUT]; B],
+        ) {
+            generic::dense_forward::<$V, IN, OUT, B>(w, b, x, z)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn dense_backward_input<
+            const IN: usize,
+            const OUT: usize,
+            const B: usize,
+        >(
+            w: &[[f32; IN]; OUT],
+            dz: &[[f32; OUT]; B],
+            dx: &mut [[f32; IN]; B],
+        ) {
+            generic::dense_backward_input::<$V, IN, OUT, B>(w, dz, dx)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn dense_backward_params<
+            const IN: usize,
+            const OUT: usize,
+            const B: usize,
+        >(
+            dz: &[[f32; OUT]; B],
+            x: &[[f32; IN]; B],
+            dw: &mut [[f32; IN]; OUT],
+            db: &mut [f32; OUT],
+            mode: GradMode,
+        ) {
+            generic::dense_backward_params::<$V, IN, OUT, B>(dz, x, dw, db, mode)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn map<F: LaneMap>(
+            f: &F,
+            a: &[f32],
+            b: &[f32],
+            c: &[f32],
+            out: &mut [f32],
+        ) {
+            generic::map::<$V, F>(f, a, b, c, out)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn sgd_update(w: &mut [f32], g: &[f32], lr: f32, weight_decay: f32) {
+            generic::sgd_update::<$V>(w, g, lr, weight_decay)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn sgd_momentum_update(
+            w: &mut [f32],
+            g: &[f32],
+            velocity: &mut [f32],
+            lr: f32,
+            momentum: f32,
+            weight_decay: f32,
+        ) {
+            generic::sgd_momentum_update::<$V>(w, g, velocity, lr, momentum, weight_decay)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn adam_update(
+            w: &mut [f32],
+            g: &[f32],
+            m: &mut [f32],
+            v: &mut [f32],
+            step: &AdamStep,
+        ) {
+            generic::adam_update::<$V>(w, g, m, v, step)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn tensor_stats(stats: &mut crate::health::TensorStats, values: &[f32]) {
+            stats.add_slice_portable(values)
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod sse2 {
+    backend_kernels!(crate::kernels::x86::Sse2, #[target_feature(enable = "sse2")]);
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    backend_kernels!(crate::kernels::x86::Avx2, #[target_feature(enable = "avx2,fma")]);
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    backend_kernels!(crate::kernels::x86::Avx512, #[target_feature(enable = "avx512f,avx2,fma")]);
+}
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    backend_kernels!(crate::kernels::neon::Neon);
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) mod simd128 {
+    backend_kernels!(crate::kernels::wasm::Simd128);
+}
+
+/// Calls `$kernel` of the active backend; `$scalar` is the scalar-backend expression.
+macro_rules! dispatch {
+    ($scalar:expr, $kernel:ident($($arg:expr),* $(,)?)) => {{
+        use crate::kernels::dispatch as d;
+        // The dispatch is the one place outside the kernel modules' own files with `unsafe`:
+        // each arm's SAFETY line says why its backend's wrapper may be called.
+        #[allow(unsafe_code)]
+        let result = match d::backend() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `backend()` returns Avx512 only if `is_available` saw AVX-512F, AVX2 and
+            // FMA in CPUID and their register state enabled in XCR0.
+            d::Backend::Avx512 => unsafe { d::avx512::$kernel($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX2 and FMA.
+            d::Backend::Avx2Fma => unsafe { d::avx2::$kernel($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is part of the x86_64 baseline.
+            d::Backend::Sse2 => unsafe { d::sse2::$kernel($($arg),*) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is part of the aarch64 baseline.
+            d::Backend::Neon => unsafe { d::neon::$kernel($($arg),*) },
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            // SAFETY: this build was compiled for simd128, so the module validated with it.
+            d::Backend::Simd128 => unsafe { d::simd128::$kernel($($arg),*) },
+            _ => $scalar,
+        };
+        result
+    }};
+}
+pub(crate) use dispatch;

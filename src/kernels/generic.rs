@@ -1,0 +1,499 @@
+//! One body per kernel family, generic over a [`Vector`] type.
+//!
+//! Every backend instantiates these functions with its own vector type inside a thin
+//! `#[target_feature]` wrapper (see `backend_kernels!`), so each body exists once and is
+//! compiled once per instruction set. `f32` is a one-lane [`Vector`] too: the scalar
+//! backend's elementwise kernels and backward matrix kernels are these same bodies.
+//!
+//! * Elementwise kernels (activations, derivatives, optimiser updates, the exponentials of
+//!   softmax) apply a [`Lanes`]-generic formula to whole vectors and then to the tail at
+//!   `f32`: the same operations in the same order, so every backend agrees bit for bit.
+//! * `dense_backward_input` and `dense_backward_params` add their terms in the scalar
+//!   reference order, each as a rounded product and a rounded sum (never fused), vectorised
+//!   across the independent output elements: bit-identical to the reference too.
+//! * `dense_forward` is a dot product per output: vectorised along the inputs, it reorders
+//!   the sum (and fuses multiply-adds where the instruction set has FMA), so it agrees with
+//!   the reference within [`DENSE_FORWARD_BOUND`](super::dense_forward_error_bound).
+
+use super::GradMode;
+use crate::activation::Elementwise;
+use crate::lanes::Lanes;
+
+/// A SIMD vector of f32 lanes (or `f32` itself): [`Lanes`] plus memory access and the
+/// operations whose rounding is allowed to differ between instruction sets.
+pub(crate) trait Vector: Lanes {
+    /// Number of f32 lanes.
+    const LANES: usize;
+    /// The first `LANES` elements of `s` (zeros if `s` is shorter, which no kernel does).
+    fn load(s: &[f32]) -> Self;
+    /// Writes the lanes to the first `LANES` elements of `s` (nothing if `s` is shorter).
+    fn store(self, s: &mut [f32]);
+    /// `self · b + c`, with one rounding where the instruction set has FMA. Used only by
+    /// `dense_forward`, whose result is specified up to a bound.
+    fn mul_add(self, b: Self, c: Self) -> Self;
+    /// The sum of the lanes (in an order of the instruction set's choosing).
+    fn reduce_sum(self) -> f32;
+    /// The four lane sums of four vectors; backends override it with a transposing
+    /// reduction that is cheaper than four [`Vector::reduce_sum`]s.
+    #[inline(always)]
+    fn reduce_sum4(v: [Self; 4]) -> [f32; 4] {
+        let [a, b, c, d] = v;
+        [
+            a.reduce_sum(),
+            b.reduce_sum(),
+            c.reduce_sum(),
+            d.reduce_sum(),
+        ]
+    }
+}
+
+impl Vector for f32 {
+    const LANES: usize = 1;
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        s.first().copied().unwrap_or(0.0)
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        if let Some(d) = s.first_mut() {
+            *d = self;
+        }
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        self * b + c
+    }
+    #[inline(always)]
+    fn reduce_sum(self) -> f32 {
+        self
+    }
+}
+
+/// [`Lanes::map_lanes`] for a vector type: through memory, one lane at a time.
+#[inline(always)]
+pub(crate) fn map_lanes_in_memory<V: Vector>(v: V, f: impl Fn(f32) -> f32) -> V {
+    let mut lanes = [0.0f32; 16];
+    v.store(&mut lanes);
+    for x in lanes.iter_mut().take(V::LANES) {
+        *x = f(*x);
+    }
+    V::load(&lanes)
+}
+
+/// An elementwise function of one or more inputs, written once for every [`Lanes`] type.
+pub(crate) trait LaneMap {
+    /// Number of input slices (1 to 3).
+    fn apply<R: Lanes>(&self, inputs: [R; 3]) -> R;
+}
+
+/// `f(z)` of an activation.
+pub(crate) struct Value<'a, A>(pub &'a A);
+impl<A: Elementwise> LaneMap for Value<'_, A> {
+    #[inline(always)]
+    fn apply<R: Lanes>(&self, [z, _, _]: [R; 3]) -> R {
+        self.0.value_lanes(z)
+    }
+}
+
+/// `f'(z)` of an activation.
+pub(crate) struct Derivative<'a, A>(pub &'a A);
+impl<A: Elementwise> LaneMap for Derivative<'_, A> {
+    #[inline(always)]
+    fn apply<R: Lanes>(&self, [z, _, _]: [R; 3]) -> R {
+        self.0.derivative_lanes(z)
+    }
+}
+
+/// `dy · f'(z)`: the backward pass through an activation.
+pub(crate) struct Backward<'a, A>(pub &'a A);
+impl<A: Elementwise> LaneMap for Backward<'_, A> {
+    #[inline(always)]
+    fn apply<R: Lanes>(&self, [z, dy, _]: [R; 3]) -> R {
+        dy * self.0.derivative_lanes(z)
+    }
+}
+
+/// `e^(z − m)`: the exponentials of a max-shifted softmax row.
+pub(crate) struct ExpShifted(pub f32);
+impl LaneMap for ExpShifted {
+    #[inline(always)]
+    fn apply<R: Lanes>(&self, [z, _, _]: [R; 3]) -> R {
+        crate::math::exp_lanes(z - R::splat(self.0))
+    }
+}
+
+/// `x · y`.
+pub(crate) struct Product;
+impl LaneMap for Product {
+    #[inline(always)]
+    fn apply<R: Lanes>(&self, [x, y, _]: [R; 3]) -> R {
+        x * y
+    }
+}
+
+/// The first `n` elements of `s` (all of it if shorter).
+#[inline(always)]
+fn head(s: &[f32], n: usize) -> &[f32] {
+    s.get(..n).unwrap_or(s)
+}
+
+/// The first `n` elements of `s`, mutably.
+#[inline(always)]
+fn head_mut(s: &mut [f32], n: usize) -> &mut [f32] {
+    let n = n.min(s.len());
+    s.split_at_mut(n).0
+}
+
+/// `s[k..]`, empty if `k` is past the end.
+#[inline(always)]
+fn lane(s: &[f32], k: usize) -> &[f32] {
+    s.get(k..).unwrap_or(&[])
+}
+
+/// `out[k] = f(a[k], b[k], c[k])` over the common length; unused inputs may be empty.
+#[inline(always)]
+pub(crate) fn map<V: Vector, F: LaneMap>(f: &F, a: &[f32], b: &[f32], c: &[f32], out: &mut [f32]) {
+    let n = out.len().min(a.len());
+    let (a, out) = (head(a, n), head_mut(out, n));
+    let mut chunks = out.chunks_exact_mut(V::LANES);
+    let mut k = 0;
+    for o in &mut chunks {
+        let inputs = [
+            V::load(lane(a, k)),
+            V::load(lane(b, k)),
+            V::load(lane(c, k)),
+        ];
+        f.apply(inputs).store(o);
+        k += V::LANES;
+    }
+    for o in chunks.into_remainder() {
+        let at = |s: &[f32]| s.get(k).copied().unwrap_or(0.0);
+        *o = f.apply([at(a), at(b), at(c)]);
+        k += 1;
+    }
+}
+
+/// SGD with weight decay on any [`Lanes`] type: `w − lr · (g + λ·w)`.
+#[inline(always)]
+pub(crate) fn sgd_step<R: Lanes>(w: R, g: R, lr: f32, weight_decay: f32) -> R {
+    let step = g + R::splat(weight_decay) * w;
+    w - R::splat(lr) * step
+}
+
+/// Momentum on any [`Lanes`] type: returns `(w − lr·v', v')` with `v' = μ·v + (g + λ·w)`.
+#[inline(always)]
+pub(crate) fn momentum_step<R: Lanes>(w: R, g: R, v: R, lr: f32, mu: f32, wd: f32) -> (R, R) {
+    let step = g + R::splat(wd) * w;
+    let v = R::splat(mu) * v + step;
+    (w - R::splat(lr) * v, v)
+}
+
+/// The constants of one Adam step (see `kernels::adam_update`).
+#[derive(Clone, Copy)]
+pub(crate) struct AdamStep {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub weight_decay: f32,
+    pub lr_t: f32,
+    pub eps_t: f32,
+}
+
+/// Adam on any [`Lanes`] type: returns `(w', m', v')`.
+#[inline(always)]
+pub(crate) fn adam_step<R: Lanes>(w: R, g: R, m: R, v: R, c: &AdamStep) -> (R, R, R) {
+    let grad = g + R::splat(c.weight_decay) * w;
+    let m = R::splat(c.beta1) * m + R::splat(1.0 - c.beta1) * grad;
+    let v = R::splat(c.beta2) * v + R::splat(1.0 - c.beta2) * (grad * grad);
+    let w = w - R::splat(c.lr_t) * m / (v.sqrt() + R::splat(c.eps_t));
+    (w, m, v)
+}
+
+/// `w −= lr · (g + λ·w)` over the common length.
+#[inline(always)]
+pub(crate) fn sgd_update<V: Vector>(w: &mut [f32], g: &[f32], lr: f32, weight_decay: f32) {
+    let n = w.len().min(g.len());
+    let (w, g) = (head_mut(w, n), head(g, n));
+    let mut ws = w.chunks_exact_mut(V::LANES);
+    let mut gs = g.chunks_exact(V::LANES);
+    for (wc, gc) in (&mut ws).zip(&mut gs) {
+        sgd_step(V::load(wc), V::load(gc), lr, weight_decay).store(wc);
+    }
+    for (wk, &gk) in ws.into_remainder().iter_mut().zip(gs.remainder()) {
+        *wk = sgd_step(*wk, gk, lr, weight_decay);
+    }
+}
+
+/// SGD with momentum over the common length.
+#[inline(always)]
+pub(crate) fn sgd_momentum_update<V: Vector>(
+    w: &mut [f32],
+    g: &[f32],
+    velocity: &mut [f32],
+    lr: f32,
+    mu: f32,
+    wd: f32,
+) {
+    let n = w.len().min(g.len()).min(velocity.len());
+    let (w, g, velocity) = (head_mut(w, n), head(g, n), head_mut(velocity, n));
+    let mut ws = w.chunks_exact_mut(V::LANES);
+    let mut gs = g.chunks_exact(V::LANES);
+    let mut vs = velocity.chunks_exact_mut(V::LANES);
+    for ((wc, gc), vc) in (&mut ws).zip(&mut gs).zip(&mut vs) {
+        let (w1, v1) = momentum_step(V::load(wc), V::load(gc), V::load(vc), lr, mu, wd);
+        w1.store(wc);
+        v1.store(vc);
+    }
+    let tail = ws.into_remainder().iter_mut().zip(gs.remainder());
+    for ((wk, &gk), vk) in tail.zip(vs.into_remainder().iter_mut()) {
+        (*wk, *vk) = momentum_step(*wk, gk, *vk, lr, mu, wd);
+    }
+}
+
+/// One Adam step over the common length.
+#[inline(always)]
+pub(crate) fn adam_update<V: Vector>(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    c: &AdamStep,
+) {
+    let n = w.len().min(g.len()).min(m.len()).min(v.len());
+    let (w, g, m, v) = (head_mut(w, n), head(g, n), head_mut(m, n), head_mut(v, n));
+    let mut ws = w.chunks_exact_mut(V::LANES);
+    let mut gs = g.chunks_exact(V::LANES);
+    let mut ms = m.chunks_exact_mut(V::LANES);
+    let mut vs = v.chunks_exact_mut(V::LANES);
+    for (((wc, gc), mc), vc) in (&mut ws).zip(&mut gs).zip(&mut ms).zip(&mut vs) {
+        let (w1, m1, v1) = adam_step(V::load(wc), V::load(gc), V::load(mc), V::load(vc), c);
+        w1.store(wc);
+        m1.store(mc);
+        v1.store(vc);
+    }
+    let tail = ws.into_remainder().iter_mut().zip(gs.remainder());
+    let tail = tail.zip(ms.into_remainder().iter_mut());
+    for (((wk, &gk), mk), vk) in tail.zip(vs.into_remainder().iter_mut()) {
+        (*wk, *mk, *vk) = adam_step(*wk, gk, *mk, *vk, c);
+    }
+}
+
+/// `out[r] = init[r] + Σ_k coefficient(r, k) · rows[k]` for every output row r, adding the
+/// terms for k = 0, 1, … each as a rounded product and a rounded sum (the scalar reference
+/// order), vectorised across the IN columns, four output rows at a time so that each loaded
+/// vector of `rows` serves four rows. `init` is +0.0 (`accumulate == false`) or `out`.
+///
+/// * dX: out = dx (rows: samples), k = unit o, coefficient dz[s][o], rows = W.
+/// * dW: out = dW (rows: units), k = sample s, coefficient dz[s][o], rows = X.
+#[inline(always)]
+fn accumulate_rows<V: Vector, const IN: usize, const R: usize, const K: usize>(
+    out: &mut [[f32; IN]; R],
+    rows: &[[f32; IN]; K],
+    coefficient: impl Fn(usize, usize) -> f32,
+    accumulate: bool,
+) {
+    let mut blocks = out.chunks_exact_mut(4);
+    let mut r0 = 0;
+    for block in &mut blocks {
+        if let [a, b, c, d] = block {
+            accumulate_block::<V, IN, K, 4>([a, b, c, d], r0, rows, &coefficient, accumulate);
+        }
+        r0 += 4;
+    }
+    for row in blocks.into_remainder() {
+        accumulate_block::<V, IN, K, 1>([row], r0, rows, &coefficient, accumulate);
+        r0 += 1;
+    }
+}
+
+/// `accumulate_rows` for `N` output rows starting at row `r0`: two vectors per row at a
+/// time, then one, then the scalar tail (the same arithmetic at f32).
+#[inline(always)]
+fn accumulate_block<V: Vector, const IN: usize, const K: usize, const N: usize>(
+    mut out: [&mut [f32; IN]; N],
+    r0: usize,
+    rows: &[[f32; IN]; K],
+    coefficient: &impl Fn(usize, usize) -> f32,
+    accumulate: bool,
+) {
+    let init = |o: &[f32]| {
+        if accumulate {
+            V::load(o)
+        } else {
+            V::splat(0.0)
+        }
+    };
+    let step = 2 * V::LANES;
+    let mut i = 0;
+    while i + step <= IN {
+        let mut acc = [[V::splat(0.0); 2]; N];
+        for (a, o) in acc.iter_mut().zip(out.iter()) {
+            let o = o.get(i..).unwrap_or(&[]);
+            *a = [init(o), init(o.get(V::LANES..).unwrap_or(&[]))];
+        }
+        for (k, row) in rows.iter().enumerate() {
+            let row = row.get(i..).unwrap_or(&[]);
+            let x = [V::load(row), V::load(row.get(V::LANES..).unwrap_or(&[]))];
+            for (n, a) in acc.iter_mut().enumerate() {
+                let g = V::splat(coefficient(r0 + n, k));
+                a[0] = a[0] + g * x[0];
+                a[1] = a[1] + g * x[1];
+            }
+        }
+        for (a, o) in acc.iter().zip(out.iter_mut()) {
+            let o = o.get_mut(i..).unwrap_or(&mut []);
+            a[0].store(o);
+            a[1].store(o.get_mut(V::LANES..).unwrap_or(&mut []));
+        }
+        i += step;
+    }
+    while i + V::LANES <= IN {
+        let mut acc = [V::splat(0.0); N];
+        for (a, o) in acc.iter_mut().zip(out.iter()) {
+            *a = init(o.get(i..).unwrap_or(&[]));
+        }
+        for (k, row) in rows.iter().enumerate() {
+            let x = V::load(row.get(i..).unwrap_or(&[]));
+            for (n, a) in acc.iter_mut().enumerate() {
+                *a = *a + V::splat(coefficient(r0 + n, k)) * x;
+            }
+        }
+        for (a, o) in acc.iter().zip(out.iter_mut()) {
+            a.store(o.get_mut(i..).unwrap_or(&mut []));
+        }
+        i += V::LANES;
+    }
+    if i < IN {
+        // The last IN % LANES columns: the same loop at one lane.
+        for (n, o) in out.iter_mut().enumerate() {
+            for (c, d) in o.iter_mut().enumerate().skip(i) {
+                let mut a = if accumulate { *d } else { 0.0 };
+                for (k, row) in rows.iter().enumerate() {
+                    a += coefficient(r0 + n, k) * row.get(c).copied().unwrap_or(0.0);
+                }
+                *d = a;
+            }
+        }
+    }
+}
+
+/// Dense backward to the input, `dx[s] = Σ_o dz[s][o]·w[o]` (overwrites), in the reference
+/// order: bit-identical to `scalar::dense_backward_input`.
+#[inline(always)]
+pub(crate) fn dense_backward_input<V: Vector, const IN: usize, const OUT: usize, const B: usize>(
+    w: &[[f32; IN]; OUT],
+    dz: &[[f32; OUT]; B],
+    dx: &mut [[f32; IN]; B],
+) {
+    let coefficient = |s: usize, o: usize| dz.get(s).and_then(|r| r.get(o)).copied().unwrap_or(0.0);
+    accumulate_rows::<V, IN, B, OUT>(dx, w, coefficient, false);
+}
+
+/// Dense backward to the parameters, `dw[o] (+)= Σ_s dz[s][o]·x[s]`, `db (+)= Σ_s dz[s]`, in
+/// the reference order: bit-identical to `scalar::dense_backward_params`.
+#[inline(always)]
+pub(crate) fn dense_backward_params<
+    V: Vector,
+    const IN: usize,
+    const OUT: usize,
+    const B: usize,
+>(
+    dz: &[[f32; OUT]; B],
+    x: &[[f32; IN]; B],
+    dw: &mut [[f32; IN]; OUT],
+    db: &mut [f32; OUT],
+    mode: GradMode,
+) {
+    let accumulate = mode == GradMode::Accumulate;
+    let coefficient = |o: usize, s: usize| dz.get(s).and_then(|r| r.get(o)).copied().unwrap_or(0.0);
+    accumulate_rows::<V, IN, OUT, B>(dw, x, coefficient, accumulate);
+    // db is one row of OUT columns whose terms are the rows of dz, each with coefficient 1.
+    let db = core::array::from_mut(db);
+    accumulate_rows::<V, OUT, 1, B>(db, dz, |_, _| 1.0, accumulate);
+}
+
+/// Dense forward for a batch, `z[s][o] = Σ_i w[o][i]·x[s][i] + b[o]`: four samples × four
+/// units at a time, each a vector of partial sums along the inputs (fused multiply-add where
+/// available), reduced with [`Vector::reduce_sum4`], then the scalar tail of the inputs,
+/// then the bias.
+#[inline(always)]
+pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const B: usize>(
+    w: &[[f32; IN]; OUT],
+    b: &[f32; OUT],
+    x: &[[f32; IN]; B],
+    z: &mut [[f32; OUT]; B],
+) {
+    let mut samples = x.chunks_exact(4).zip(z.chunks_exact_mut(4));
+    for (xs, zs) in &mut samples {
+        if let ([x0, x1, x2, x3], [z0, z1, z2, z3]) = (xs, zs) {
+            forward_block::<V, IN, OUT, 4>([x0, x1, x2, x3], w, b, [z0, z1, z2, z3]);
+        }
+    }
+    let tail = x.len() - x.len() % 4;
+    let rest = x.iter().zip(z.iter_mut()).skip(tail);
+    for (xs, zs) in rest {
+        forward_block::<V, IN, OUT, 1>([xs], w, b, [zs]);
+    }
+}
+
+/// [`dense_forward`] for `S` samples, all units.
+#[inline(always)]
+fn forward_block<V: Vector, const IN: usize, const OUT: usize, const S: usize>(
+    x: [&[f32; IN]; S],
+    w: &[[f32; IN]; OUT],
+    b: &[f32; OUT],
+    z: [&mut [f32; OUT]; S],
+) {
+    let full = IN - IN % V::LANES;
+    let mut z = z;
+    let mut units = w.chunks_exact(4).zip(b.chunks_exact(4));
+    let mut o = 0;
+    for (ws, bs) in &mut units {
+        let mut acc = [[V::splat(0.0); 4]; S];
+        let mut i = 0;
+        while i < full {
+            let wv: [V; 4] = core::array::from_fn(|u| {
+                V::load(ws.get(u).and_then(|r| r.get(i..)).unwrap_or(&[]))
+            });
+            for (a, xs) in acc.iter_mut().zip(x.iter()) {
+                let xv = V::load(xs.get(i..).unwrap_or(&[]));
+                for (au, &wu) in a.iter_mut().zip(wv.iter()) {
+                    *au = wu.mul_add(xv, *au);
+                }
+            }
+            i += V::LANES;
+        }
+        for ((a, xs), zs) in acc.iter().zip(x.iter()).zip(z.iter_mut()) {
+            let sums = V::reduce_sum4(*a);
+            for (u, (&sum, &bias)) in sums.iter().zip(bs.iter()).enumerate() {
+                let row = ws.get(u).map_or(&[][..], |r| &r[..]);
+                let mut t = sum;
+                for (&wi, &xi) in row.iter().zip(xs.iter()).skip(full) {
+                    t += wi * xi;
+                }
+                if let Some(out) = zs.get_mut(o + u) {
+                    *out = t + bias;
+                }
+            }
+        }
+        o += 4;
+    }
+    for (wo, &bias) in w.iter().zip(b.iter()).skip(o) {
+        for (xs, zs) in x.iter().zip(z.iter_mut()) {
+            let mut acc = V::splat(0.0);
+            let mut i = 0;
+            while i < full {
+                let wv = V::load(wo.get(i..).unwrap_or(&[]));
+                acc = wv.mul_add(V::load(xs.get(i..).unwrap_or(&[])), acc);
+                i += V::LANES;
+            }
+            let mut t = acc.reduce_sum();
+            for (&wi, &xi) in wo.iter().zip(xs.iter()).skip(full) {
+                t += wi * xi;
+            }
+            if let Some(out) = zs.get_mut(o) {
+                *out = t + bias;
+            }
+        }
+        o += 1;
+    }
+}

@@ -1,0 +1,483 @@
+//! x86_64 vector types: SSE2 (`__m128`, the x86_64 baseline), AVX2+FMA (`__m256`) and
+//! AVX-512F (`__m512`), each implementing [`Lanes`] and [`Vector`].
+//!
+//! **Invariant (what makes the `unsafe` blocks below sound):** a value of [`Avx2`] or
+//! [`Avx512`] is only ever created inside the `#[target_feature]` kernels of
+//! `kernels::dispatch`, which are only called once `dispatch` has verified with CPUID and
+//! XGETBV that the CPU and the OS support those features. SSE2 is part of the x86_64
+//! baseline, so [`Sse2`] needs no check. Every load and store goes through a slice whose
+//! length was checked first.
+
+use core::arch::x86_64::*;
+use core::ops::{Add, Div, Mul, Neg, Sub};
+
+use super::generic::Vector;
+use crate::lanes::{Lanes, ROUND_MAGIC_BITS};
+
+/// Four f32 lanes in an SSE register.
+#[derive(Clone, Copy)]
+pub(crate) struct Sse2(__m128);
+/// Eight f32 lanes in an AVX register (the backend uses FMA in `mul_add`).
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2(__m256);
+/// Sixteen f32 lanes in an AVX-512 register.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512(__m512);
+
+/// The arithmetic operators of a vector type, one intrinsic each.
+macro_rules! operators {
+    ($V:ident, $add:ident, $sub:ident, $mul:ident, $div:ident, $xor:ident, $set1:ident) => {
+        impl Add for $V {
+            type Output = Self;
+            #[inline(always)]
+            fn add(self, o: Self) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $add(self.0, o.0) })
+            }
+        }
+        impl Sub for $V {
+            type Output = Self;
+            #[inline(always)]
+            fn sub(self, o: Self) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $sub(self.0, o.0) })
+            }
+        }
+        impl Mul for $V {
+            type Output = Self;
+            #[inline(always)]
+            fn mul(self, o: Self) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $mul(self.0, o.0) })
+            }
+        }
+        impl Div for $V {
+            type Output = Self;
+            #[inline(always)]
+            fn div(self, o: Self) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $div(self.0, o.0) })
+            }
+        }
+        impl Neg for $V {
+            type Output = Self;
+            #[inline(always)]
+            fn neg(self) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $xor(self.0, $set1(-0.0)) })
+            }
+        }
+    };
+}
+
+operators!(
+    Sse2,
+    _mm_add_ps,
+    _mm_sub_ps,
+    _mm_mul_ps,
+    _mm_div_ps,
+    _mm_xor_ps,
+    _mm_set1_ps
+);
+operators!(
+    Avx2,
+    _mm256_add_ps,
+    _mm256_sub_ps,
+    _mm256_mul_ps,
+    _mm256_div_ps,
+    _mm256_xor_ps,
+    _mm256_set1_ps
+);
+operators!(
+    Avx512,
+    _mm512_add_ps,
+    _mm512_sub_ps,
+    _mm512_mul_ps,
+    _mm512_div_ps,
+    xor512,
+    _mm512_set1_ps
+);
+
+/// AVX-512F has no `xor_ps` (that is AVX-512DQ): XOR the bits as integers.
+#[inline(always)]
+unsafe fn xor512(a: __m512, b: __m512) -> __m512 {
+    // SAFETY: AVX-512F exists (module invariant); registers only.
+    unsafe {
+        _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(a),
+            _mm512_castps_si512(b),
+        ))
+    }
+}
+
+/// The memory access and lane operations shared by the SSE2 and AVX2 types, whose masks
+/// are vectors of all-ones lanes.
+macro_rules! vector_common {
+    ($V:ident, $lanes:expr, $loadu:ident, $storeu:ident, $set1:ident, $cmp:ident, $and:ident,
+     $andnot:ident, $or:ident, $sqrt:ident, $max:ident, $min:ident, $arr:ty) => {
+        impl Lanes for $V {
+            type Mask = $V;
+            #[inline(always)]
+            fn splat(v: f32) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $set1(v) })
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $andnot($set1(-0.0), self.0) })
+            }
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $sqrt(self.0) })
+            }
+            #[inline(always)]
+            fn clamp(self, lo: f32, hi: f32) -> Self {
+                // max/min return their second operand when either is NaN: NaN passes.
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $min($set1(hi), $max($set1(lo), self.0)) })
+            }
+            #[inline(always)]
+            fn lt(self, other: Self) -> Self {
+                cmp!($V, $cmp, self, other, _CMP_LT_OQ, _mm_cmplt_ps)
+            }
+            #[inline(always)]
+            fn le(self, other: Self) -> Self {
+                cmp!($V, $cmp, self, other, _CMP_LE_OQ, _mm_cmple_ps)
+            }
+            #[inline(always)]
+            fn gt(self, other: Self) -> Self {
+                cmp!($V, $cmp, self, other, _CMP_GT_OQ, _mm_cmpgt_ps)
+            }
+            #[inline(always)]
+            fn ge(self, other: Self) -> Self {
+                cmp!($V, $cmp, self, other, _CMP_GE_OQ, _mm_cmpge_ps)
+            }
+            #[inline(always)]
+            fn is_nan(self) -> Self {
+                cmp!($V, $cmp, self, self, _CMP_UNORD_Q, _mm_cmpunord_ps)
+            }
+            #[inline(always)]
+            fn select(mask: Self, a: Self, b: Self) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $or($and(mask.0, a.0), $andnot(mask.0, b.0)) })
+            }
+            #[inline(always)]
+            fn or_sign_of(self, sign: Self) -> Self {
+                // SAFETY: the features exist (module invariant); registers only.
+                $V(unsafe { $or(self.0, $and(sign.0, $set1(-0.0))) })
+            }
+            #[inline(always)]
+            fn mul_pow2_rounded(self, t: Self) -> Self {
+                let (p1, p2) = pow2_pair!($V, t);
+                self * p1 * p2
+            }
+            #[inline(always)]
+            fn map_lanes(self, f: impl Fn(f32) -> f32) -> Self {
+                super::generic::map_lanes_in_memory(self, f)
+            }
+        }
+    };
+}
+
+/// A comparison: `_mm_cmp*_ps` for SSE2 (no VEX), `_mm256_cmp_ps::<PRED>` for AVX.
+macro_rules! cmp {
+    (Sse2, $cmp:ident, $a:expr, $b:expr, $pred:ident, $sse:ident) => {
+        // SAFETY: SSE2 is baseline on x86_64; registers only.
+        Sse2(unsafe { $sse($a.0, $b.0) })
+    };
+    (Avx2, $cmp:ident, $a:expr, $b:expr, $pred:ident, $sse:ident) => {
+        // SAFETY: AVX exists (module invariant); registers only.
+        Avx2(unsafe { $cmp::<$pred>($a.0, $b.0) })
+    };
+}
+
+/// 2^n1 and 2^n2 (n1 + n2 = n, both in [−75, 65]) from the rounded `t` = n + 1.5·2^23.
+macro_rules! pow2_pair {
+    (Sse2, $t:expr) => {{
+        // SAFETY: SSE2 is baseline on x86_64; registers only.
+        unsafe {
+            let n = _mm_sub_epi32(_mm_castps_si128($t.0), _mm_set1_epi32(ROUND_MAGIC_BITS));
+            let n1 = _mm_srai_epi32::<1>(n);
+            let n2 = _mm_sub_epi32(n, n1);
+            let bias = _mm_set1_epi32(127);
+            let p1 = _mm_castsi128_ps(_mm_slli_epi32::<23>(_mm_add_epi32(n1, bias)));
+            let p2 = _mm_castsi128_ps(_mm_slli_epi32::<23>(_mm_add_epi32(n2, bias)));
+            (Sse2(p1), Sse2(p2))
+        }
+    }};
+    (Avx2, $t:expr) => {{
+        // SAFETY: AVX2 exists (module invariant); registers only.
+        unsafe {
+            let n = _mm256_sub_epi32(
+                _mm256_castps_si256($t.0),
+                _mm256_set1_epi32(ROUND_MAGIC_BITS),
+            );
+            let n1 = _mm256_srai_epi32::<1>(n);
+            let n2 = _mm256_sub_epi32(n, n1);
+            let bias = _mm256_set1_epi32(127);
+            let p1 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n1, bias)));
+            let p2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n2, bias)));
+            (Avx2(p1), Avx2(p2))
+        }
+    }};
+}
+
+vector_common!(
+    Sse2,
+    4,
+    _mm_loadu_ps,
+    _mm_storeu_ps,
+    _mm_set1_ps,
+    _mm_cmp_ps,
+    _mm_and_ps,
+    _mm_andnot_ps,
+    _mm_or_ps,
+    _mm_sqrt_ps,
+    _mm_max_ps,
+    _mm_min_ps,
+    [f32; 4]
+);
+vector_common!(
+    Avx2,
+    8,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_set1_ps,
+    _mm256_cmp_ps,
+    _mm256_and_ps,
+    _mm256_andnot_ps,
+    _mm256_or_ps,
+    _mm256_sqrt_ps,
+    _mm256_max_ps,
+    _mm256_min_ps,
+    [f32; 8]
+);
+
+/// `[a0+a1+a2+a3, b…, c…, d…]` of four SSE vectors by a 4×4 transpose and three adds.
+#[inline(always)]
+unsafe fn sum4_128(a: __m128, b: __m128, c: __m128, d: __m128) -> __m128 {
+    // SAFETY: SSE2 is baseline on x86_64; registers only.
+    unsafe {
+        let ab_lo = _mm_unpacklo_ps(a, b); // a0 b0 a1 b1
+        let ab_hi = _mm_unpackhi_ps(a, b); // a2 b2 a3 b3
+        let cd_lo = _mm_unpacklo_ps(c, d);
+        let cd_hi = _mm_unpackhi_ps(c, d);
+        let ab = _mm_add_ps(ab_lo, ab_hi); // a0+a2 b0+b2 a1+a3 b1+b3
+        let cd = _mm_add_ps(cd_lo, cd_hi);
+        let lo = _mm_movelh_ps(ab, cd); // a02 b02 c02 d02
+        let hi = _mm_movehl_ps(cd, ab); // a13 b13 c13 d13
+        _mm_add_ps(lo, hi)
+    }
+}
+
+impl Vector for Sse2 {
+    const LANES: usize = 4;
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        match s.get(..4) {
+            // SAFETY: 4 readable f32 (checked); unaligned load; SSE2 is baseline.
+            Some(c) => Sse2(unsafe { _mm_loadu_ps(c.as_ptr()) }),
+            None => Self::splat(0.0),
+        }
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        if let Some(c) = s.get_mut(..4) {
+            // SAFETY: 4 writable f32 (checked); unaligned store; SSE2 is baseline.
+            unsafe { _mm_storeu_ps(c.as_mut_ptr(), self.0) }
+        }
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        self * b + c
+    }
+    #[inline(always)]
+    fn reduce_sum(self) -> f32 {
+        // SAFETY: SSE2 is baseline on x86_64; registers only.
+        unsafe {
+            let h = _mm_add_ps(self.0, _mm_movehl_ps(self.0, self.0));
+            _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps::<0b01>(h, h)))
+        }
+    }
+    #[inline(always)]
+    fn reduce_sum4(v: [Self; 4]) -> [f32; 4] {
+        let [a, b, c, d] = v;
+        // SAFETY: SSE2 is baseline on x86_64; registers only.
+        let s = Sse2(unsafe { sum4_128(a.0, b.0, c.0, d.0) });
+        let mut out = [0.0; 4];
+        s.store(&mut out);
+        out
+    }
+}
+
+impl Vector for Avx2 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        match s.get(..8) {
+            // SAFETY: 8 readable f32 (checked); unaligned load; AVX exists (invariant).
+            Some(c) => Avx2(unsafe { _mm256_loadu_ps(c.as_ptr()) }),
+            None => Self::splat(0.0),
+        }
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        if let Some(c) = s.get_mut(..8) {
+            // SAFETY: 8 writable f32 (checked); unaligned store; AVX exists (invariant).
+            unsafe { _mm256_storeu_ps(c.as_mut_ptr(), self.0) }
+        }
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: FMA exists (module invariant); registers only.
+        Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn reduce_sum(self) -> f32 {
+        // SAFETY: AVX exists (module invariant); registers only.
+        let half = unsafe {
+            _mm_add_ps(
+                _mm256_castps256_ps128(self.0),
+                _mm256_extractf128_ps::<1>(self.0),
+            )
+        };
+        Sse2(half).reduce_sum()
+    }
+    #[inline(always)]
+    fn reduce_sum4(v: [Self; 4]) -> [f32; 4] {
+        // SAFETY: AVX exists (module invariant); registers only.
+        let h = v.map(|x| unsafe {
+            _mm_add_ps(_mm256_castps256_ps128(x.0), _mm256_extractf128_ps::<1>(x.0))
+        });
+        let [a, b, c, d] = h.map(Sse2);
+        Sse2::reduce_sum4([a, b, c, d])
+    }
+}
+
+impl Lanes for Avx512 {
+    type Mask = __mmask16;
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe { _mm512_set1_ps(v) })
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe { _mm512_abs_ps(self.0) })
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe { _mm512_sqrt_ps(self.0) })
+    }
+    #[inline(always)]
+    fn clamp(self, lo: f32, hi: f32) -> Self {
+        // max/min return their second operand when either is NaN: NaN passes.
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe {
+            _mm512_min_ps(
+                _mm512_set1_ps(hi),
+                _mm512_max_ps(_mm512_set1_ps(lo), self.0),
+            )
+        })
+    }
+    #[inline(always)]
+    fn lt(self, other: Self) -> __mmask16 {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(self.0, other.0) }
+    }
+    #[inline(always)]
+    fn le(self, other: Self) -> __mmask16 {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LE_OQ>(self.0, other.0) }
+    }
+    #[inline(always)]
+    fn gt(self, other: Self) -> __mmask16 {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, other.0) }
+    }
+    #[inline(always)]
+    fn ge(self, other: Self) -> __mmask16 {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_GE_OQ>(self.0, other.0) }
+    }
+    #[inline(always)]
+    fn is_nan(self) -> __mmask16 {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(self.0, self.0) }
+    }
+    #[inline(always)]
+    fn select(mask: __mmask16, a: Self, b: Self) -> Self {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe { _mm512_mask_blend_ps(mask, b.0, a.0) })
+    }
+    #[inline(always)]
+    fn or_sign_of(self, sign: Self) -> Self {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe {
+            let s = _mm512_and_si512(_mm512_castps_si512(sign.0), _mm512_set1_epi32(i32::MIN));
+            _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(self.0), s))
+        })
+    }
+    #[inline(always)]
+    fn mul_pow2_rounded(self, t: Self) -> Self {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        let (p1, p2) = unsafe {
+            let magic = _mm512_set1_epi32(ROUND_MAGIC_BITS);
+            let n = _mm512_sub_epi32(_mm512_castps_si512(t.0), magic);
+            let n1 = _mm512_srai_epi32::<1>(n);
+            let n2 = _mm512_sub_epi32(n, n1);
+            let bias = _mm512_set1_epi32(127);
+            let p1 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n1, bias)));
+            let p2 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n2, bias)));
+            (Avx512(p1), Avx512(p2))
+        };
+        self * p1 * p2
+    }
+    #[inline(always)]
+    fn map_lanes(self, f: impl Fn(f32) -> f32) -> Self {
+        super::generic::map_lanes_in_memory(self, f)
+    }
+}
+
+impl Vector for Avx512 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        match s.get(..16) {
+            // SAFETY: 16 readable f32 (checked); unaligned load; AVX-512F exists (invariant).
+            Some(c) => Avx512(unsafe { _mm512_loadu_ps(c.as_ptr()) }),
+            None => Self::splat(0.0),
+        }
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        if let Some(c) = s.get_mut(..16) {
+            // SAFETY: 16 writable f32 (checked); unaligned store; AVX-512F exists (invariant).
+            unsafe { _mm512_storeu_ps(c.as_mut_ptr(), self.0) }
+        }
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn reduce_sum(self) -> f32 {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        unsafe { _mm512_reduce_add_ps(self.0) }
+    }
+    #[inline(always)]
+    fn reduce_sum4(v: [Self; 4]) -> [f32; 4] {
+        // 512 → 256 bits per vector (AVX-512F: extract the high half as f64x4), then AVX2.
+        // SAFETY: AVX-512F (and with it AVX) exists (module invariant); registers only.
+        let h = v.map(|x| unsafe {
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x.0)));
+            Avx2(_mm256_add_ps(_mm512_castps512_ps256(x.0), hi))
+        });
+        Avx2::reduce_sum4(h)
+    }
+}

@@ -1,0 +1,153 @@
+//! [`Lanes`]: the arithmetic every elementwise formula in gradguard is written against once.
+//!
+//! A formula such as σ'(x) is a generic function over `R: Lanes`. With `R = f32` it is the
+//! scalar reference (and the microcontroller path); with a SIMD vector (`__m512`, `__m256`,
+//! `__m128`, `float32x4_t`, `v128`, private to [`crate::kernels`]) it is the vector kernel.
+//! Both run the same IEEE operations in the same order — no fused multiply-add, and every
+//! data-dependent `if` is a [`Lanes::select`] of two values that were both computed — so the
+//! vector results are the scalar results, bit for bit (NaN payloads aside, which Rust leaves
+//! unspecified).
+//!
+//! A user activation implements [`crate::Elementwise::value`] and
+//! [`crate::Elementwise::derivative`] on `f32`; its `*_lanes` forms default to
+//! [`Lanes::map_lanes`], which applies the scalar function lane by lane.
+//!
+//! ```
+//! use gradguard::lanes::Lanes;
+//! fn softplus_derivative<R: Lanes>(x: R) -> R {
+//!     gradguard::math::sigmoid_lanes(x)
+//! }
+//! assert_eq!(softplus_derivative(0.0_f32), 0.5);
+//! ```
+
+use core::ops::{Add, Div, Mul, Neg, Sub};
+
+/// One or more f32 lanes with IEEE-754 arithmetic, each lane rounded independently.
+///
+/// Implemented for `f32` (one lane) and, inside the crate, for the SIMD vector types.
+/// Operators are lane-wise and round exactly like the `f32` operators.
+///
+/// ```
+/// use gradguard::lanes::Lanes;
+/// let x = <f32 as Lanes>::splat(-2.0);
+/// assert_eq!(Lanes::abs(x), 2.0);
+/// assert_eq!(f32::select(x.lt(0.0), 1.0, 2.0), 1.0);
+/// ```
+pub trait Lanes:
+    Copy
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+{
+    /// A lane-wise boolean, the result of a comparison.
+    type Mask: Copy;
+    /// Every lane set to `v`.
+    fn splat(v: f32) -> Self;
+    /// |x|: the sign bit cleared (NaN stays NaN).
+    fn abs(self) -> Self;
+    /// The correctly rounded square root (IEEE `sqrt`, as `f32::sqrt`).
+    fn sqrt(self) -> Self;
+    /// `x.clamp(lo, hi)` for `lo ≤ hi`, with NaN passed through (as [`f32::clamp`]).
+    fn clamp(self, lo: f32, hi: f32) -> Self;
+    /// `self < other` per lane (false where either is NaN).
+    fn lt(self, other: Self) -> Self::Mask;
+    /// `self <= other` per lane (false where either is NaN).
+    fn le(self, other: Self) -> Self::Mask;
+    /// `self > other` per lane (false where either is NaN).
+    fn gt(self, other: Self) -> Self::Mask;
+    /// `self >= other` per lane (false where either is NaN).
+    fn ge(self, other: Self) -> Self::Mask;
+    /// True in the lanes that hold a NaN.
+    fn is_nan(self) -> Self::Mask;
+    /// Per lane: `if mask { a } else { b }`.
+    fn select(mask: Self::Mask, a: Self, b: Self) -> Self;
+    /// `self` with the sign bit of `sign` OR-ed in (`self` is non-negative or NaN).
+    fn or_sign_of(self, sign: Self) -> Self;
+    /// `self · 2^n` where `t = n + 1.5·2^23` is the output of the round-to-integer trick
+    /// used by [`crate::math::exp`] (`n ∈ [−150, 129]`). Applied as two exact power-of-two
+    /// products, so a subnormal result is rounded once.
+    fn mul_pow2_rounded(self, t: Self) -> Self;
+    /// Applies a scalar function to every lane: how an activation without a vector form
+    /// runs inside a vector kernel (same results, one lane at a time).
+    fn map_lanes(self, f: impl Fn(f32) -> f32) -> Self;
+}
+
+/// 2^k for k ∈ [−126, 127], built from the exponent bits.
+#[inline(always)]
+pub(crate) fn pow2(k: i32) -> f32 {
+    f32::from_bits((k.wrapping_add(127) as u32) << 23)
+}
+
+/// The bits of 1.5·2^23, the constant of the round-to-integer trick.
+pub(crate) const ROUND_MAGIC_BITS: i32 = 0x4b40_0000;
+
+impl Lanes for f32 {
+    type Mask = bool;
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32::from_bits(self.to_bits() & 0x7fff_ffff)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        libm::sqrtf(self)
+    }
+    #[inline(always)]
+    fn clamp(self, lo: f32, hi: f32) -> Self {
+        // Written as compares (not `f32::clamp`, which asserts lo ≤ hi) so no panic path exists.
+        let v = if self < lo { lo } else { self };
+        if v > hi {
+            hi
+        } else {
+            v
+        }
+    }
+    #[inline(always)]
+    fn lt(self, other: Self) -> bool {
+        self < other
+    }
+    #[inline(always)]
+    fn le(self, other: Self) -> bool {
+        self <= other
+    }
+    #[inline(always)]
+    fn gt(self, other: Self) -> bool {
+        self > other
+    }
+    #[inline(always)]
+    fn ge(self, other: Self) -> bool {
+        self >= other
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+    #[inline(always)]
+    fn select(mask: bool, a: Self, b: Self) -> Self {
+        if mask {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
+    fn or_sign_of(self, sign: Self) -> Self {
+        f32::from_bits(self.to_bits() | (sign.to_bits() & 0x8000_0000))
+    }
+    #[inline(always)]
+    fn mul_pow2_rounded(self, t: Self) -> Self {
+        let n = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC_BITS);
+        let n1 = n >> 1;
+        let n2 = n.wrapping_sub(n1);
+        self * pow2(n1) * pow2(n2)
+    }
+    #[inline(always)]
+    fn map_lanes(self, f: impl Fn(f32) -> f32) -> Self {
+        f(self)
+    }
+}
