@@ -411,10 +411,13 @@ pub(crate) fn dense_backward_params<
     accumulate_rows::<V, OUT, 1, B>(db, dz, |_, _| 1.0, accumulate);
 }
 
-/// Dense forward for a batch, `z[s][o] = Σ_i w[o][i]·x[s][i] + b[o]`: four samples × four
-/// units at a time, each a vector of partial sums along the inputs (fused multiply-add where
-/// available), reduced with [`Vector::reduce_sum4`], then the scalar tail of the inputs,
-/// then the bias.
+/// Dense forward for a batch, `z[s][o] = Σ_i w[o][i]·x[s][i] + b[o]`.
+///
+/// Eight units at a time (outer loop, so their 8 rows of W stay in L1 while every sample
+/// passes), one sample at a time (inner loop): eight independent vectors of partial sums
+/// along the inputs (fused multiply-add where available) hide the FMA latency, are reduced
+/// with [`Vector::reduce_sum4`], then the scalar tail of the inputs and the bias are added.
+/// The units left over (OUT mod 8) take one vector each.
 #[inline(always)]
 pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const B: usize>(
     w: &[[f32; IN]; OUT],
@@ -422,78 +425,55 @@ pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const 
     x: &[[f32; IN]; B],
     z: &mut [[f32; OUT]; B],
 ) {
-    let mut samples = x.chunks_exact(4).zip(z.chunks_exact_mut(4));
-    for (xs, zs) in &mut samples {
-        if let ([x0, x1, x2, x3], [z0, z1, z2, z3]) = (xs, zs) {
-            forward_block::<V, IN, OUT, 4>([x0, x1, x2, x3], w, b, [z0, z1, z2, z3]);
-        }
-    }
-    let tail = x.len() - x.len() % 4;
-    let rest = x.iter().zip(z.iter_mut()).skip(tail);
-    for (xs, zs) in rest {
-        forward_block::<V, IN, OUT, 1>([xs], w, b, [zs]);
-    }
-}
-
-/// [`dense_forward`] for `S` samples, all units.
-#[inline(always)]
-fn forward_block<V: Vector, const IN: usize, const OUT: usize, const S: usize>(
-    x: [&[f32; IN]; S],
-    w: &[[f32; IN]; OUT],
-    b: &[f32; OUT],
-    z: [&mut [f32; OUT]; S],
-) {
     let full = IN - IN % V::LANES;
-    let mut z = z;
-    let mut units = w.chunks_exact(4).zip(b.chunks_exact(4));
     let mut o = 0;
-    for (ws, bs) in &mut units {
-        let mut acc = [[V::splat(0.0); 4]; S];
-        let mut i = 0;
-        while i < full {
-            let wv: [V; 4] = core::array::from_fn(|u| {
-                V::load(ws.get(u).and_then(|r| r.get(i..)).unwrap_or(&[]))
-            });
-            for (a, xs) in acc.iter_mut().zip(x.iter()) {
-                let xv = V::load(xs.get(i..).unwrap_or(&[]));
-                for (au, &wu) in a.iter_mut().zip(wv.iter()) {
-                    *au = wu.mul_add(xv, *au);
+    for (ws, bs) in w.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let (Ok(ws), Ok(bs)) = (<&[[f32; IN]; 8]>::try_from(ws), <&[f32; 8]>::try_from(bs)) else {
+            continue;
+        };
+        for (xs, zs) in x.iter().zip(z.iter_mut()) {
+            let mut acc = [V::splat(0.0); 8];
+            let mut i = 0;
+            while i < full {
+                let xv = V::load(lane(xs, i));
+                for (a, row) in acc.iter_mut().zip(ws.iter()) {
+                    *a = V::load(lane(row, i)).mul_add(xv, *a);
                 }
+                i += V::LANES;
             }
-            i += V::LANES;
-        }
-        for ((a, xs), zs) in acc.iter().zip(x.iter()).zip(z.iter_mut()) {
-            let sums = V::reduce_sum4(*a);
-            for (u, (&sum, &bias)) in sums.iter().zip(bs.iter()).enumerate() {
-                let row = ws.get(u).map_or(&[][..], |r| &r[..]);
-                let mut t = sum;
-                for (&wi, &xi) in row.iter().zip(xs.iter()).skip(full) {
-                    t += wi * xi;
-                }
-                if let Some(out) = zs.get_mut(o + u) {
-                    *out = t + bias;
-                }
+            let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+            let lo = V::reduce_sum4([a0, a1, a2, a3]);
+            let hi = V::reduce_sum4([a4, a5, a6, a7]);
+            let sums = lo.iter().chain(hi.iter());
+            let out = zs.iter_mut().skip(o);
+            for (((&sum, row), &bias), out) in sums.zip(ws.iter()).zip(bs.iter()).zip(out) {
+                *out = sum + tail_dot(row, xs, full) + bias;
             }
         }
-        o += 4;
+        o += 8;
     }
     for (wo, &bias) in w.iter().zip(b.iter()).skip(o) {
         for (xs, zs) in x.iter().zip(z.iter_mut()) {
             let mut acc = V::splat(0.0);
             let mut i = 0;
             while i < full {
-                let wv = V::load(wo.get(i..).unwrap_or(&[]));
-                acc = wv.mul_add(V::load(xs.get(i..).unwrap_or(&[])), acc);
+                acc = V::load(lane(wo, i)).mul_add(V::load(lane(xs, i)), acc);
                 i += V::LANES;
             }
-            let mut t = acc.reduce_sum();
-            for (&wi, &xi) in wo.iter().zip(xs.iter()).skip(full) {
-                t += wi * xi;
-            }
             if let Some(out) = zs.get_mut(o) {
-                *out = t + bias;
+                *out = acc.reduce_sum() + tail_dot(wo, xs, full) + bias;
             }
         }
         o += 1;
     }
+}
+
+/// Σ_{i ≥ from} w[i]·x[i], in index order (the inputs after the last full vector).
+#[inline(always)]
+fn tail_dot(w: &[f32], x: &[f32], from: usize) -> f32 {
+    let mut t = 0.0;
+    for (&wi, &xi) in lane(w, from).iter().zip(lane(x, from)) {
+        t += wi * xi;
+    }
+    t
 }

@@ -312,6 +312,32 @@ impl Vector for Sse2 {
     }
 }
 
+impl Avx2 {
+    /// Low and high 128-bit halves added: four partial sums.
+    #[inline(always)]
+    fn halves_added(self) -> Sse2 {
+        // SAFETY: AVX exists (module invariant); registers only.
+        Sse2(unsafe {
+            _mm_add_ps(
+                _mm256_castps256_ps128(self.0),
+                _mm256_extractf128_ps::<1>(self.0),
+            )
+        })
+    }
+}
+
+impl Avx512 {
+    /// Low and high 256-bit halves added (AVX-512F has no f32x8 extract: go through f64x4).
+    #[inline(always)]
+    fn halves_added(self) -> Avx2 {
+        // SAFETY: AVX-512F (and with it AVX) exists (module invariant); registers only.
+        Avx2(unsafe {
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(self.0)));
+            _mm256_add_ps(_mm512_castps512_ps256(self.0), hi)
+        })
+    }
+}
+
 impl Vector for Avx2 {
     const LANES: usize = 8;
     #[inline(always)]
@@ -347,12 +373,14 @@ impl Vector for Avx2 {
     }
     #[inline(always)]
     fn reduce_sum4(v: [Self; 4]) -> [f32; 4] {
-        // SAFETY: AVX exists (module invariant); registers only.
-        let h = v.map(|x| unsafe {
-            _mm_add_ps(_mm256_castps256_ps128(x.0), _mm256_extractf128_ps::<1>(x.0))
-        });
-        let [a, b, c, d] = h.map(Sse2);
-        Sse2::reduce_sum4([a, b, c, d])
+        // (No `array::map` here: a closure it does not inline would run without AVX.)
+        let [a, b, c, d] = v;
+        Sse2::reduce_sum4([
+            a.halves_added(),
+            b.halves_added(),
+            c.halves_added(),
+            d.halves_added(),
+        ])
     }
 }
 
@@ -472,12 +500,12 @@ impl Vector for Avx512 {
     }
     #[inline(always)]
     fn reduce_sum4(v: [Self; 4]) -> [f32; 4] {
-        // 512 → 256 bits per vector (AVX-512F: extract the high half as f64x4), then AVX2.
-        // SAFETY: AVX-512F (and with it AVX) exists (module invariant); registers only.
-        let h = v.map(|x| unsafe {
-            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x.0)));
-            Avx2(_mm256_add_ps(_mm512_castps512_ps256(x.0), hi))
-        });
-        Avx2::reduce_sum4(h)
+        let [a, b, c, d] = v;
+        Avx2::reduce_sum4([
+            a.halves_added(),
+            b.halves_added(),
+            c.halves_added(),
+            d.halves_added(),
+        ])
     }
 }
