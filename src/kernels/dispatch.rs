@@ -108,6 +108,18 @@ impl Backend {
         }
     }
 
+    /// Whether the backend's matrix kernels fuse multiply-adds (AVX2+FMA, AVX-512F, NEON),
+    /// so that dX and dW differ from the scalar reference within
+    /// [`matrix_error_bound`](super::matrix_error_bound) instead of matching it bit for bit.
+    ///
+    /// ```
+    /// use gradguard::kernels::Backend;
+    /// assert!(Backend::Avx512.fuses_multiply_add() && !Backend::Sse2.fuses_multiply_add());
+    /// ```
+    pub const fn fuses_multiply_add(self) -> bool {
+        matches!(self, Backend::Avx2Fma | Backend::Avx512 | Backend::Neon)
+    }
+
     /// The fastest backend this machine can run.
     ///
     /// ```

@@ -9,11 +9,11 @@
 //!   softmax) apply a [`Lanes`]-generic formula to whole vectors and then to the tail at
 //!   `f32`: the same operations in the same order, so every backend agrees bit for bit.
 //! * `dense_backward_input` and `dense_backward_params` add their terms in the scalar
-//!   reference order, each as a rounded product and a rounded sum (never fused), vectorised
-//!   across the independent output elements: bit-identical to the reference too.
+//!   reference order, vectorised across the independent output elements: bit-identical to
+//!   the reference on backends without FMA (SSE2, simd128), within
+//!   [`matrix_error_bound`](super::matrix_error_bound) where the multiply-adds are fused.
 //! * `dense_forward` is a dot product per output: vectorised along the inputs, it reorders
-//!   the sum (and fuses multiply-adds where the instruction set has FMA), so it agrees with
-//!   the reference within [`DENSE_FORWARD_BOUND`](super::dense_forward_error_bound).
+//!   the sum (and fuses where the instruction set has FMA): within the same bound.
 
 use super::GradMode;
 use crate::activation::Elementwise;
@@ -28,8 +28,8 @@ pub(crate) trait Vector: Lanes {
     fn load(s: &[f32]) -> Self;
     /// Writes the lanes to the first `LANES` elements of `s` (nothing if `s` is shorter).
     fn store(self, s: &mut [f32]);
-    /// `self · b + c`, with one rounding where the instruction set has FMA. Used only by
-    /// `dense_forward`, whose result is specified up to a bound.
+    /// `self · b + c`, with one rounding where the instruction set has FMA. Used only by the
+    /// matrix kernels, whose results are specified up to a bound.
     fn mul_add(self, b: Self, c: Self) -> Self;
     /// The sum of the lanes (in an order of the instruction set's choosing).
     fn reduce_sum(self) -> f32;
@@ -278,9 +278,11 @@ pub(crate) fn adam_update<V: Vector>(
 }
 
 /// `out[r] = init[r] + Σ_k coefficient(r, k) · rows[k]` for every output row r, adding the
-/// terms for k = 0, 1, … each as a rounded product and a rounded sum (the scalar reference
-/// order), vectorised across the IN columns, four output rows at a time so that each loaded
-/// vector of `rows` serves four rows. `init` is +0.0 (`accumulate == false`) or `out`.
+/// terms for k = 0, 1, … in the scalar reference order with [`Vector::mul_add`] (fused on
+/// FMA backends, a rounded product and a rounded sum otherwise), vectorised across the IN
+/// columns, four output rows at a time so that each loaded vector of `rows` serves four
+/// rows. `init` is +0.0 (`accumulate == false`) or `out`. The last IN mod LANES columns are
+/// never fused.
 ///
 /// * dX: out = dx (rows: samples), k = unit o, coefficient dz[s][o], rows = W.
 /// * dW: out = dW (rows: units), k = sample s, coefficient dz[s][o], rows = X.
@@ -335,8 +337,8 @@ fn accumulate_block<V: Vector, const IN: usize, const K: usize, const N: usize>(
             let x = [V::load(row), V::load(row.get(V::LANES..).unwrap_or(&[]))];
             for (n, a) in acc.iter_mut().enumerate() {
                 let g = V::splat(coefficient(r0 + n, k));
-                a[0] = a[0] + g * x[0];
-                a[1] = a[1] + g * x[1];
+                a[0] = g.mul_add(x[0], a[0]);
+                a[1] = g.mul_add(x[1], a[1]);
             }
         }
         for (a, o) in acc.iter().zip(out.iter_mut()) {
@@ -354,7 +356,7 @@ fn accumulate_block<V: Vector, const IN: usize, const K: usize, const N: usize>(
         for (k, row) in rows.iter().enumerate() {
             let x = V::load(row.get(i..).unwrap_or(&[]));
             for (n, a) in acc.iter_mut().enumerate() {
-                *a = *a + V::splat(coefficient(r0 + n, k)) * x;
+                *a = V::splat(coefficient(r0 + n, k)).mul_add(x, *a);
             }
         }
         for (a, o) in acc.iter().zip(out.iter_mut()) {

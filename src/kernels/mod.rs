@@ -5,12 +5,14 @@
 //! needed), NEON on aarch64, simd128 on wasm32, scalar everywhere else — see [`backend`],
 //! [`set_backend`] and the build-time variable `GRADGUARD_BACKEND`.
 //!
-//! What a backend may change: only [`dense_forward`], whose dot products are summed in a
-//! different order (and with fused multiply-adds where available); its result stays within
-//! [`dense_forward_error_bound`] of the [`scalar`] reference. Every other kernel — the
-//! backward matrix products, activations and derivatives, softmax and losses, optimiser
-//! updates, health statistics — gives the same bits on every backend (NaN payloads aside,
-//! which Rust leaves unspecified).
+//! What a backend may change: only the three matrix products. [`dense_forward`] sums its dot
+//! products in a different order, and on backends with FMA ([`Backend::fuses_multiply_add`])
+//! [`dense_backward_input`] and [`dense_backward_params`] fuse their multiply-adds (in the
+//! reference order); all three stay within [`matrix_error_bound`] of the [`scalar`]
+//! reference, and the backward ones are bit-identical to it on SSE2 and simd128. Every other
+//! kernel — activations and derivatives, softmax and losses, optimiser updates, health
+//! statistics, the bias gradient — gives the same bits on every backend (NaN payloads
+//! aside, which Rust leaves unspecified).
 //!
 //! Slices of different lengths are processed up to the shortest one: a kernel never panics.
 //!
@@ -93,7 +95,7 @@ pub enum GradMode {
 ///
 /// On a SIMD backend each dot product is summed as partial sums along the inputs, with
 /// fused multiply-adds where the instruction set has them, so the result may differ from
-/// [`scalar::dense_forward`] by up to [`dense_forward_error_bound`].
+/// [`scalar::dense_forward`] by up to [`matrix_error_bound`]`(IN, Σ|w·x| + |b|)`.
 ///
 /// ```
 /// let mut z = [[0.0; 1]; 2];
@@ -110,23 +112,28 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
     dispatch!(scalar::dense_forward(w, b, x, z), dense_forward(w, b, x, z))
 }
 
-/// How far [`dense_forward`] on any backend may be from [`scalar::dense_forward`], for one
-/// output whose terms have `sum_abs` = Σ_i |w_i·x_i| + |b| (computed exactly, e.g. in f64)
-/// over `inputs` = IN terms:
-/// `2·γ(IN + 1)·sum_abs + (IN + 1)·2^-149`, with γ(n) = n·u/(1 − n·u), u = 2^-24.
+/// How far a matrix kernel on any backend may be from the [`scalar`] reference, for one
+/// output that sums `terms` products plus one more term (the bias, or the old value when
+/// accumulating), whose magnitudes add up to `sum_abs` (computed exactly, e.g. in f64):
+/// `2·γ(terms + 1)·sum_abs + (terms + 1)·2^-150`, with γ(n) = n·u/(1 − n·u), u = 2^-24.
 ///
-/// Both results are sums of the same IN + 1 terms in some order of at most IN + 1 rounded
-/// additions (and products, fused or not), so each is within γ(IN + 1)·sum_abs of the exact
-/// value (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1) plus half a
+/// * [`dense_forward`]: terms = IN, sum_abs = Σ_i |w_i·x_i| + |b|.
+/// * [`dense_backward_input`]: terms = OUT, sum_abs = Σ_o |dz_o·w_oi|.
+/// * [`dense_backward_params`] (dW): terms = B, sum_abs = Σ_s |dz_so·x_si| (+ |old dW|).
+///
+/// Both results are sums of the same terms in some order with at most terms + 1 rounded
+/// additions (and products, fused or not), so each is within γ(terms + 1)·sum_abs of the
+/// exact value (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1) plus half a
 /// subnormal ulp per operation. Valid when no partial sum overflows (sum_abs < f32::MAX);
-/// beyond that both results are ±∞ or NaN, possibly different ones.
+/// beyond that both results are ±∞ or NaN, possibly different ones. `tests/backends.rs`
+/// enforces it on every backend.
 ///
 /// ```
-/// use gradguard::kernels::dense_forward_error_bound;
-/// assert!(dense_forward_error_bound(128, 1.0) < 1.6e-5);
+/// use gradguard::kernels::matrix_error_bound;
+/// assert!(matrix_error_bound(128, 1.0) < 1.6e-5);
 /// ```
-pub fn dense_forward_error_bound(inputs: usize, sum_abs: f64) -> f64 {
-    let n = (inputs + 1) as f64;
+pub fn matrix_error_bound(terms: usize, sum_abs: f64) -> f64 {
+    let n = (terms + 1) as f64;
     let u = f64::from(f32::EPSILON) / 2.0;
     let gamma = n * u / (1.0 - n * u);
     2.0 * gamma * sum_abs + n * f64::from(f32::from_bits(1)) / 2.0
@@ -134,9 +141,9 @@ pub fn dense_forward_error_bound(inputs: usize, sum_abs: f64) -> f64 {
 
 /// Dense backward to the input: `dx[s][i] = Σ_o dz[s][o]·w[o][i]` (always overwrites `dx`).
 ///
-/// Order: `dx` starts at +0.0 and the rows of `w` are added for `o = 0, 1, …`, each term a
-/// rounded product and a rounded sum — on every backend, so the result is bit-identical to
-/// [`scalar::dense_backward_input`].
+/// Order: `dx` starts at +0.0 and the rows of `w` are added for `o = 0, 1, …` on every
+/// backend; each term is a rounded product and a rounded sum, except on backends with FMA,
+/// which fuse them (within [`matrix_error_bound`] of [`scalar::dense_backward_input`]).
 ///
 /// ```
 /// let mut dx = [[9.0; 2]];
@@ -159,7 +166,8 @@ pub fn dense_backward_input<const IN: usize, const OUT: usize, const B: usize>(
 /// `db[o] (+)= Σ_s dz[s][o]`.
 ///
 /// Order: with [`GradMode::Overwrite`] both start at +0.0; samples are added for
-/// `s = 0, 1, …` — on every backend, bit-identical to [`scalar::dense_backward_params`].
+/// `s = 0, 1, …` on every backend. db is bit-identical to [`scalar::dense_backward_params`]
+/// everywhere, dW on backends without FMA (otherwise within [`matrix_error_bound`]).
 ///
 /// ```
 /// use gradguard::GradMode;
