@@ -152,47 +152,6 @@ fn scale_by_pow2(v: f32, k: i32) -> f32 {
     v * pow2(half.clamp(-149, 127)) * pow2((k - half).clamp(-149, 127))
 }
 
-/// Calls `f` on `values` in chunks of [`TensorStats::LANES`], the last one padded with +0.0.
-#[inline(always)]
-fn for_each_chunk(values: &[f32], mut f: impl FnMut(&[f32; TensorStats::LANES])) {
-    let chunks = values.chunks_exact(TensorStats::LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        if let Ok(chunk) = <&[f32; TensorStats::LANES]>::try_from(chunk) {
-            f(chunk);
-        }
-    }
-    if !tail.is_empty() {
-        let mut padded = [0.0f32; TensorStats::LANES];
-        padded.iter_mut().zip(tail).for_each(|(p, &v)| *p = v);
-        f(&padded);
-    }
-}
-
-/// The smallest nonzero finite |v| of `values` (+∞ if there is none), in lanes.
-#[inline]
-#[allow(clippy::indexing_slicing)] // `k` in `0..LANES` on `[_; LANES]` arrays, as in `add_slice`
-pub(crate) fn min_nonzero_abs(values: &[f32]) -> f32 {
-    let mut min = [f32::INFINITY; TensorStats::LANES];
-    for_each_chunk(values, |chunk| {
-        for k in 0..TensorStats::LANES {
-            let bits = chunk[k].to_bits() & 0x7fff_ffff;
-            let a = if (bits != 0) & (bits >> 23 != 0xff) {
-                f32::from_bits(bits)
-            } else {
-                f32::INFINITY
-            };
-            min[k] = if a < min[k] { a } else { min[k] };
-        }
-    });
-    min.iter()
-        .fold(f32::INFINITY, |m, &v| if v < m { v } else { m })
-}
-
-fn sum_u32(lanes: &[u32]) -> u32 {
-    lanes.iter().sum()
-}
-
 /// Exponent `e` with |v| < 2^e for a finite nonzero `v` (at least −126).
 #[inline(always)]
 fn exponent_bound(v: f32) -> i32 {
@@ -290,93 +249,39 @@ impl TensorStats {
     /// s.add_slice(&[4.0; 16]); // norm 16, together √(81 + 256)
     /// assert!((s.l2_norm() - 337f32.sqrt()).abs() < 1e-5);
     /// ```
-    // Every `[k]` below indexes a `[_; LANES]` array with `k` in `0..LANES`: in bounds by
-    // construction, and the constant trip count is what lets LLVM vectorise the lanes.
     #[inline]
     pub fn add_slice(&mut self, values: &[f32]) {
-        crate::kernels::add_to_stats(self, values);
-    }
-
-    /// The body of [`TensorStats::add_slice`], which `kernels` compiles once per backend.
-    #[allow(clippy::indexing_slicing)]
-    #[inline(always)]
-    pub(crate) fn add_slice_portable(&mut self, values: &[f32]) {
-        const L: usize = TensorStats::LANES;
-        let (mut zero, mut subnormal, mut infinite, mut nan) =
-            ([0u32; L], [0u32; L], [0u32; L], [0u32; L]);
-        let (mut max, mut min) = ([0.0f32; L], [f32::INFINITY; L]);
-        for_each_chunk(values, |chunk| {
-            for k in 0..L {
-                let bits = chunk[k].to_bits() & 0x7fff_ffff;
-                let exponent = bits >> 23;
-                let finite = exponent != 0xff;
-                zero[k] += u32::from(bits == 0);
-                subnormal[k] += u32::from((exponent == 0) & (bits != 0));
-                infinite[k] += u32::from(bits == 0x7f80_0000);
-                nan[k] += u32::from(bits > 0x7f80_0000);
-                let a = f32::from_bits(bits);
-                let a_finite = if finite { a } else { 0.0 };
-                max[k] = if a_finite > max[k] { a_finite } else { max[k] };
-                let a_min = if finite & (bits != 0) {
-                    a
-                } else {
-                    f32::INFINITY
-                };
-                min[k] = if a_min < min[k] { a_min } else { min[k] };
-            }
-        });
-        // The padding of the last chunk was counted as zeros.
-        let padding = (L - values.len() % L) % L;
-        let z = sum_u32(&zero) - padding as u32;
-        let (sub, inf, n) = (sum_u32(&subnormal), sum_u32(&infinite), sum_u32(&nan));
-        self.counts.zero += z;
-        self.counts.subnormal += sub;
-        self.counts.infinite += inf;
-        self.counts.nan += n;
-        self.counts.normal += values.len() as u32 - z - sub - inf - n;
-        let slice_max = max.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
-        let slice_min = min
-            .iter()
-            .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
-        if slice_max == 0.0 {
+        // Pass 1 (active backend): classes and extremes.
+        let c = crate::kernels::classify(values);
+        self.counts.zero += c.zero;
+        self.counts.subnormal += c.subnormal;
+        self.counts.infinite += c.infinite;
+        self.counts.nan += c.nan;
+        let special = c.zero + c.subnormal + c.infinite + c.nan;
+        self.counts.normal += (values.len() as u32).wrapping_sub(special);
+        if c.max_abs == 0.0 {
             return; // nothing finite and nonzero: the sums do not change
         }
-        if slice_max > self.max_abs {
-            self.max_abs = slice_max;
+        if c.max_abs > self.max_abs {
+            self.max_abs = c.max_abs;
         }
-        if slice_min < self.min_nonzero_abs {
-            self.min_nonzero_abs = slice_min;
+        if c.min_nonzero_abs < self.min_nonzero_abs {
+            self.min_nonzero_abs = c.min_nonzero_abs;
         }
-        let e = exponent_bound(slice_max);
+        let e = exponent_bound(c.max_abs);
         if e > self.scale_exponent {
             let shift = self.scale_exponent - e;
             self.sum_abs_scaled = scale_by_pow2(self.sum_abs_scaled, shift);
             self.sum_squares_scaled = scale_by_pow2(self.sum_squares_scaled, 2 * shift);
             self.scale_exponent = e;
         }
-        // 2^-E for E ∈ [-126, 128] is an f32 (2^-128 is subnormal but exact), and
+        // Pass 2: 2^-E for E ∈ [-126, 128] is an f32 (2^-128 is subnormal but exact), and
         // multiplying by it is exact whenever the product is normal.
-        let inverse_scale = pow2(-self.scale_exponent);
-        let (mut sum_abs, mut sum_squares) = ([0.0f32; L], [0.0f32; L]);
-        for_each_chunk(values, |chunk| {
-            for k in 0..L {
-                let bits = chunk[k].to_bits() & 0x7fff_ffff;
-                let a = if bits >> 23 != 0xff {
-                    f32::from_bits(bits)
-                } else {
-                    0.0
-                };
-                let scaled = a * inverse_scale;
-                sum_abs[k] += scaled;
-                sum_squares[k] += scaled * scaled;
-            }
-        });
-        self.sum_abs_scaled += sum_abs.iter().sum::<f32>();
-        self.sum_squares_scaled += sum_squares.iter().sum::<f32>();
+        let (sum_abs, sum_squares) =
+            crate::kernels::scaled_sums(values, pow2(-self.scale_exponent));
+        self.sum_abs_scaled += sum_abs;
+        self.sum_squares_scaled += sum_squares;
     }
-
-    /// Independent accumulators per pass of [`TensorStats::add_slice`].
-    pub const LANES: usize = 8;
 
     /// Number of values added.
     ///

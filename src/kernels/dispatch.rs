@@ -376,8 +376,18 @@ macro_rules! backend_kernels {
         }
 
         $(#[$attr])*
-        pub(crate) unsafe fn tensor_stats(stats: &mut crate::health::TensorStats, values: &[f32]) {
-            stats.add_slice_portable(values)
+        pub(crate) unsafe fn classify(values: &[f32]) -> generic::ClassSummary {
+            generic::classify::<$V>(values)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn min_nonzero_abs(values: &[f32]) -> f32 {
+            generic::min_nonzero_abs::<$V>(values)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn scaled_sums(values: &[f32], inverse_scale: f32) -> (f32, f32) {
+            generic::scaled_sums::<$V>(values, inverse_scale)
         }
     };
 }

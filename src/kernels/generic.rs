@@ -479,3 +479,184 @@ fn tail_dot(w: &[f32], x: &[f32], from: usize) -> f32 {
     }
     t
 }
+
+/// Class counts and extremes of a slice (the first pass of `TensorStats::add_slice`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ClassSummary {
+    pub zero: u32,
+    pub subnormal: u32,
+    pub infinite: u32,
+    pub nan: u32,
+    /// Largest finite |v| (0 if none).
+    pub max_abs: f32,
+    /// Smallest nonzero finite |v| (+∞ if none).
+    pub min_nonzero_abs: f32,
+}
+
+/// Per-lane accumulators of [`classify`]; counts are f32 lanes, exact below 2^24.
+#[derive(Clone, Copy)]
+struct ClassLanes<R> {
+    zero: R,
+    subnormal: R,
+    infinite: R,
+    nan: R,
+    max: R,
+    min: R,
+}
+
+impl<R: Lanes> ClassLanes<R> {
+    #[inline(always)]
+    fn new() -> Self {
+        let (zero, infinity) = (R::splat(0.0), R::splat(f32::INFINITY));
+        ClassLanes {
+            zero,
+            subnormal: zero,
+            infinite: zero,
+            nan: zero,
+            max: zero,
+            min: infinity,
+        }
+    }
+
+    /// Adds the counts and extremes of `other`.
+    #[inline(always)]
+    fn merge(&mut self, other: &Self) {
+        self.zero = self.zero + other.zero;
+        self.subnormal = self.subnormal + other.subnormal;
+        self.infinite = self.infinite + other.infinite;
+        self.nan = self.nan + other.nan;
+        self.max = R::select(other.max.gt(self.max), other.max, self.max);
+        self.min = R::select(other.min.lt(self.min), other.min, self.min);
+    }
+
+    /// Classifies every lane of `v` by comparisons on |v| (no integer lanes needed).
+    #[inline(always)]
+    fn add(&mut self, v: R) {
+        let (zero, one, infinity) = (R::splat(0.0), R::splat(1.0), R::splat(f32::INFINITY));
+        let a = v.abs();
+        let count = |m| R::select(m, one, zero);
+        // NaN fails every comparison below and is counted by `is_nan` only.
+        self.zero = self.zero + count(a.le(zero));
+        let tiny = R::select(a.gt(zero), count(a.lt(R::splat(f32::MIN_POSITIVE))), zero);
+        self.subnormal = self.subnormal + tiny;
+        self.infinite = self.infinite + count(a.ge(infinity));
+        self.nan = self.nan + count(v.is_nan());
+        let finite = R::select(a.lt(infinity), a, zero);
+        self.max = R::select(finite.gt(self.max), finite, self.max);
+        let candidate = R::select(finite.gt(zero), finite, infinity);
+        self.min = R::select(candidate.lt(self.min), candidate, self.min);
+    }
+}
+
+/// Largest and smallest lane of a vector.
+#[inline(always)]
+fn lane_extremes<V: Vector>(max: V, min: V) -> (f32, f32) {
+    let (mut hi, mut lo) = ([0.0f32; 16], [f32::INFINITY; 16]);
+    max.store(&mut hi);
+    min.store(&mut lo);
+    let hi = hi.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
+    let lo = lo
+        .iter()
+        .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
+    (hi, lo)
+}
+
+/// Counts the classes of `values` and finds the extremes of the finite magnitudes.
+#[inline(always)]
+pub(crate) fn classify<V: Vector>(values: &[f32]) -> ClassSummary {
+    let mut out = ClassSummary {
+        min_nonzero_abs: f32::INFINITY,
+        ..ClassSummary::default()
+    };
+    // Blocks of 2^20 vectors keep every f32 lane count exact (< 2^24).
+    for block in values.chunks(V::LANES << 20) {
+        // Two sets of accumulators: the max/min chains are loop-carried.
+        let (mut lanes, mut second) = (ClassLanes::<V>::new(), ClassLanes::<V>::new());
+        let mut pairs = block.chunks_exact(2 * V::LANES);
+        for c in &mut pairs {
+            lanes.add(V::load(c));
+            second.add(V::load(lane(c, V::LANES)));
+        }
+        lanes.merge(&second);
+        let mut chunks = pairs.remainder().chunks_exact(V::LANES);
+        for c in &mut chunks {
+            lanes.add(V::load(c));
+        }
+        let mut tail = ClassLanes::<f32>::new();
+        for &v in chunks.remainder() {
+            tail.add(v);
+        }
+        let count = |v: V, t: f32| (v.reduce_sum() + t) as u32;
+        out.zero += count(lanes.zero, tail.zero);
+        out.subnormal += count(lanes.subnormal, tail.subnormal);
+        out.infinite += count(lanes.infinite, tail.infinite);
+        out.nan += count(lanes.nan, tail.nan);
+        let (max, min) = lane_extremes(lanes.max, lanes.min);
+        let max = if tail.max > max { tail.max } else { max };
+        let min = if tail.min < min { tail.min } else { min };
+        if max > out.max_abs {
+            out.max_abs = max;
+        }
+        if min < out.min_nonzero_abs {
+            out.min_nonzero_abs = min;
+        }
+    }
+    out
+}
+
+/// `(Σ s, Σ s²)` with s = |v|·`inverse_scale` over the finite values (lane-wise partial sums,
+/// then the lanes in the instruction set's order).
+#[inline(always)]
+pub(crate) fn scaled_sums<V: Vector>(values: &[f32], inverse_scale: f32) -> (f32, f32) {
+    #[inline(always)]
+    fn add<R: Lanes>(sums: &mut (R, R), v: R, inverse_scale: f32) {
+        let (zero, infinity) = (R::splat(0.0), R::splat(f32::INFINITY));
+        let a = v.abs();
+        let s = R::select(a.lt(infinity), a, zero) * R::splat(inverse_scale);
+        sums.0 = sums.0 + s;
+        sums.1 = sums.1 + s * s;
+    }
+    let mut lanes = (V::splat(0.0), V::splat(0.0));
+    let mut chunks = values.chunks_exact(V::LANES);
+    for c in &mut chunks {
+        add(&mut lanes, V::load(c), inverse_scale);
+    }
+    let mut tail = (0.0f32, 0.0f32);
+    for &v in chunks.remainder() {
+        add(&mut tail, v, inverse_scale);
+    }
+    (lanes.0.reduce_sum() + tail.0, lanes.1.reduce_sum() + tail.1)
+}
+
+/// The smallest nonzero finite |v| of `values` (+∞ if there is none).
+#[inline(always)]
+pub(crate) fn min_nonzero_abs<V: Vector>(values: &[f32]) -> f32 {
+    #[inline(always)]
+    fn add<R: Lanes>(min: R, v: R) -> R {
+        let (zero, infinity) = (R::splat(0.0), R::splat(f32::INFINITY));
+        let a = v.abs();
+        // NaN and ∞ fail `a < ∞`, zero fails `a > 0`: both become +∞.
+        let candidate = R::select(a.lt(infinity), R::select(a.gt(zero), a, infinity), infinity);
+        R::select(candidate.lt(min), candidate, min)
+    }
+    let (mut m0, mut m1) = (V::splat(f32::INFINITY), V::splat(f32::INFINITY));
+    let mut pairs = values.chunks_exact(2 * V::LANES);
+    for c in &mut pairs {
+        m0 = add(m0, V::load(c));
+        m1 = add(m1, V::load(lane(c, V::LANES)));
+    }
+    let mut chunks = pairs.remainder().chunks_exact(V::LANES);
+    for c in &mut chunks {
+        m0 = add(m0, V::load(c));
+    }
+    let mut tail = f32::INFINITY;
+    for &v in chunks.remainder() {
+        tail = add(tail, v);
+    }
+    let (_, lo) = lane_extremes(V::splat(0.0), V::select(m1.lt(m0), m1, m0));
+    if tail < lo {
+        tail
+    } else {
+        lo
+    }
+}

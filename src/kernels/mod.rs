@@ -56,6 +56,7 @@ mod wasm;
 mod x86;
 
 use dispatch::dispatch;
+pub(crate) use generic::ClassSummary;
 use generic::{AdamStep, Backward, Derivative, ExpShifted, Product, Value};
 
 pub use dispatch::{backend, set_backend, Backend, BUILD_TIME_BACKEND};
@@ -69,7 +70,6 @@ pub use track::{
 };
 
 use crate::activation::Elementwise;
-use crate::health::TensorStats;
 
 /// Whether a backward pass overwrites the gradient buffers or adds to them.
 ///
@@ -260,13 +260,29 @@ pub(crate) fn multiply(x: &[f32], y: &[f32], out: &mut [f32]) {
     )
 }
 
-/// Adds `values` to `stats` (the body of [`TensorStats::add_slice`], compiled for the active
-/// backend's instruction set; eight accumulators on every backend, so the same bits).
+/// Class counts and the extremes of the finite magnitudes of `values` (identical on every
+/// backend: counting and comparing do not round).
 #[inline]
-pub(crate) fn add_to_stats(stats: &mut TensorStats, values: &[f32]) {
+pub(crate) fn classify(values: &[f32]) -> ClassSummary {
+    dispatch!(generic::classify::<f32>(values), classify(values))
+}
+
+/// The smallest nonzero finite |v| of `values` (+∞ if there is none).
+#[inline]
+pub(crate) fn min_nonzero_abs(values: &[f32]) -> f32 {
     dispatch!(
-        stats.add_slice_portable(values),
-        tensor_stats(stats, values)
+        generic::min_nonzero_abs::<f32>(values),
+        min_nonzero_abs(values)
+    )
+}
+
+/// `(Σ s, Σ s²)` with s = |v|·`inverse_scale` over the finite values, summed in one partial
+/// sum per lane of the active backend (so the last bits depend on the backend).
+#[inline]
+pub(crate) fn scaled_sums(values: &[f32], inverse_scale: f32) -> (f32, f32) {
+    dispatch!(
+        generic::scaled_sums::<f32>(values, inverse_scale),
+        scaled_sums(values, inverse_scale)
     )
 }
 

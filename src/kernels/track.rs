@@ -5,7 +5,7 @@
 
 use super::GradMode;
 use crate::activation::Activation;
-use crate::health::{is_zero_or_subnormal, min_nonzero_abs, LayerHealth};
+use crate::health::{is_zero_or_subnormal, LayerHealth};
 
 /// [`dense_backward_input`](super::dense_backward_input) that also records health (same
 /// values, bit for bit): statistics of W, of the dX rows, and the dX entries that are zero
@@ -61,9 +61,12 @@ pub fn dense_backward_input_tracked<
 /// True if some entry is ±0 or subnormal (a branch-free scan that vectorises).
 #[inline]
 fn any_zero_or_subnormal(values: &[f32]) -> bool {
-    values
+    // A count, not `any`: an early exit would keep LLVM from vectorising the scan.
+    let count: u32 = values
         .iter()
-        .fold(false, |acc, v| acc | (v.to_bits() & 0x7f80_0000 == 0))
+        .map(|v| u32::from(v.to_bits() & 0x7f80_0000 == 0))
+        .sum();
+    count != 0
 }
 
 /// [`dense_backward_params`](super::dense_backward_params) that also records health (same
@@ -117,10 +120,15 @@ pub fn dense_backward_params_tracked<
             *mask |= if g != 0.0 { bit } else { 0 };
         }
         // Products that underflow: the screen, then an exact count where it fails.
-        let min_x = min_nonzero_abs(xs);
+        let min_x = super::min_nonzero_abs(xs);
+        // |g|·min_x is ∞ or NaN for a non-finite g (or min_x = +∞), failing the test.
+        let screen = |g: f32| (g != 0.0) & (g.abs() * min_x < f32::MIN_POSITIVE);
+        let failing: u32 = dzs.iter().map(|&g| u32::from(screen(g))).sum();
+        if failing == 0 {
+            continue;
+        }
         for &g in dzs {
-            // g is finite and nonzero and min_x finite or +∞, so the product is never NaN.
-            if g != 0.0 && g.is_finite() && g.abs() * min_x < f32::MIN_POSITIVE {
+            if screen(g) {
                 for &xi in xs {
                     if xi != 0.0 && xi.is_finite() {
                         let p = g * xi;
@@ -212,25 +220,29 @@ pub fn activation_backward_tracked<A: Activation, const N: usize, const B: usize
         }
         super::multiply(gs, &derivative, ds);
         h.pre_activation_grad.add_slice(ds);
-        for (o, ((&p, &g), &d)) in ds.iter().zip(gs.iter()).zip(derivative.iter()).enumerate() {
-            if is_zero_or_subnormal(p) {
-                let g_ok = g != 0.0 && g.is_finite();
-                let factors_nonzero = g_ok && d != 0.0 && d.is_finite();
-                if p == 0.0 {
-                    if factors_nonzero || (d == 0.0 && never_zero && g_ok) {
-                        h.pre_activation_became_zero += 1;
-                    } else {
-                        h.pre_activation_structural_zeros += 1;
-                    }
-                } else if factors_nonzero {
-                    h.pre_activation_became_subnormal += 1;
-                }
-            }
-            if let (Some(zero), Some(below)) = (all_zero.get_mut(o), all_below.get_mut(o)) {
-                *zero &= d == 0.0;
-                *below &= d < threshold;
-            }
+        let units = all_zero.iter_mut().zip(all_below.iter_mut());
+        for ((zero, below), &d) in units.zip(derivative.iter()) {
+            *zero &= d == 0.0;
+            *below &= d < threshold;
         }
+        if !any_zero_or_subnormal(ds) {
+            continue;
+        }
+        // Branch-free, so the loop vectorises: every condition is a 0/1 count.
+        let (mut became_zero, mut structural, mut became_subnormal) = (0u32, 0u32, 0u32);
+        for ((&p, &g), &d) in ds.iter().zip(gs.iter()).zip(derivative.iter()) {
+            let tiny = is_zero_or_subnormal(p);
+            let g_ok = (g != 0.0) & g.is_finite();
+            let factors_nonzero = g_ok & (d != 0.0) & d.is_finite();
+            let zero = p == 0.0;
+            let lost = factors_nonzero | ((d == 0.0) & never_zero & g_ok);
+            became_zero += u32::from(zero & lost);
+            structural += u32::from(zero & !lost);
+            became_subnormal += u32::from(tiny & !zero & factors_nonzero);
+        }
+        h.pre_activation_became_zero += became_zero;
+        h.pre_activation_structural_zeros += structural;
+        h.pre_activation_became_subnormal += became_subnormal;
     }
     let dead = all_zero.iter().filter(|&&v| v).count();
     let saturated = all_below.iter().filter(|&&v| v).count();
