@@ -12,14 +12,17 @@
 
 use std::sync::Mutex;
 
-use gradguard::health::{LayerHealth, TensorStats};
+use gradguard::health::TensorStats;
 use gradguard::kernels::{self, backend, set_backend, Backend};
 use gradguard::{
-    Activation, Elementwise, Elu, Error, GradMode, Identity, LeakyRelu, Relu, Sigmoid, Softsign,
-    Tanh,
+    Activation, Elementwise, Elu, Error, Identity, LeakyRelu, Relu, Sigmoid, Softsign, Tanh,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
+
+#[path = "support/differential.rs"]
+mod differential;
+use differential::{canonical, check_dense, stats_agree};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -39,13 +42,6 @@ fn on<T>(b: Backend, f: impl FnOnce() -> T) -> T {
     let r = f();
     set_backend(before).expect("was available");
     r
-}
-
-/// Bits with every NaN mapped to one pattern (Rust leaves NaN payloads unspecified).
-fn canonical(v: &[f32]) -> Vec<u32> {
-    v.iter()
-        .map(|x| if x.is_nan() { 0x7fc0_0000 } else { x.to_bits() })
-        .collect()
 }
 
 /// Mostly ordinary values, some adversarial ones.
@@ -109,230 +105,6 @@ fn any_f32() -> impl Strategy<Value = f32> {
     ]
 }
 
-fn array<const N: usize>(v: &[f32]) -> [f32; N] {
-    core::array::from_fn(|k| v[k])
-}
-
-fn matrix<const C: usize, const R: usize>(v: &[f32]) -> [[f32; C]; R] {
-    core::array::from_fn(|r| array::<C>(&v[r * C..]))
-}
-
-/// Everything the dense kernels produce on one backend.
-#[derive(PartialEq, Debug)]
-struct DenseResults {
-    z: Vec<f32>,
-    dx: Vec<f32>,
-    dw: Vec<f32>,
-    db: Vec<u32>,
-    dw_accumulated: Vec<f32>,
-    db_accumulated: Vec<u32>,
-    health: LayerHealth,
-}
-
-fn run_dense<const IN: usize, const OUT: usize, const B: usize>(
-    w: &[[f32; IN]; OUT],
-    b: &[f32; OUT],
-    x: &[[f32; IN]; B],
-    dz: &[[f32; OUT]; B],
-) -> DenseResults {
-    let mut z = [[0.0; OUT]; B];
-    kernels::dense_forward(w, b, x, &mut z);
-    let mut dx = [[7.0; IN]; B];
-    kernels::dense_backward_input(w, dz, &mut dx);
-    let (mut dw, mut db) = ([[7.0; IN]; OUT], [7.0; OUT]);
-    kernels::dense_backward_params(dz, x, &mut dw, &mut db, GradMode::Overwrite);
-    let (mut dw2, mut db2) = (dw, db);
-    kernels::dense_backward_params(dz, x, &mut dw2, &mut db2, GradMode::Accumulate);
-    // The tracked kernels: the same values and the health of the layer.
-    let mut health = LayerHealth::EMPTY;
-    let (mut dw3, mut db3, mut dx3) = ([[0.0; IN]; OUT], [0.0; OUT], [[0.0; IN]; B]);
-    kernels::dense_backward_params_tracked::<true, IN, OUT, B>(
-        dz,
-        x,
-        &mut dw3,
-        &mut db3,
-        GradMode::Overwrite,
-        Some(&mut health),
-    );
-    kernels::dense_backward_input_tracked::<true, IN, OUT, B>(w, dz, &mut dx3, Some(&mut health));
-    assert_eq!(canonical(dw3.as_flattened()), canonical(dw.as_flattened()));
-    assert_eq!(canonical(dx3.as_flattened()), canonical(dx.as_flattened()));
-    DenseResults {
-        z: z.as_flattened().to_vec(),
-        dx: dx.as_flattened().to_vec(),
-        dw: dw.as_flattened().to_vec(),
-        db: canonical(&db),
-        dw_accumulated: dw2.as_flattened().to_vec(),
-        db_accumulated: canonical(&db2),
-        health,
-    }
-}
-
-/// Every count and extreme of a layer's health (what must agree exactly across backends).
-fn exact_health(h: &LayerHealth) -> Vec<u32> {
-    let mut v = vec![
-        h.pre_activation_structural_zeros,
-        h.pre_activation_became_subnormal,
-        h.pre_activation_became_zero,
-        h.weight_products_became_subnormal,
-        h.weight_products_became_zero,
-        h.weight_sums_vanished,
-        h.bias_sums_vanished,
-        h.input_sums_vanished,
-        u32::from(h.dead_units),
-        u32::from(h.saturated_units),
-    ];
-    for s in health_stats(h) {
-        let c = s.counts;
-        v.extend([c.zero, c.subnormal, c.normal, c.infinite, c.nan]);
-        v.extend([s.max_abs.to_bits(), s.min_nonzero_abs.to_bits()]);
-    }
-    v
-}
-
-fn health_stats(h: &LayerHealth) -> [TensorStats; 5] {
-    [
-        h.pre_activation_grad,
-        h.weight_grad,
-        h.bias_grad,
-        h.input_grad,
-        h.weights,
-    ]
-}
-
-/// Counts and extremes identical; norm and mean (sums in one partial sum per lane) within
-/// the error bound of a sum of n positive terms, 2·γ(n) relative.
-fn stats_agree(
-    got: &TensorStats,
-    reference: &TensorStats,
-    name: &str,
-) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.counts, reference.counts, "counts on {}", name);
-    prop_assert_eq!(got.max_abs.to_bits(), reference.max_abs.to_bits());
-    prop_assert_eq!(
-        got.min_nonzero_abs.to_bits(),
-        reference.min_nonzero_abs.to_bits()
-    );
-    let n = f64::from(got.len());
-    let tolerance = 2.0 * (n + 2.0) * f64::from(f32::EPSILON) / 2.0 + 1e-12;
-    for (g, r) in [
-        (got.l2_norm(), reference.l2_norm()),
-        (got.mean_abs(), reference.mean_abs()),
-    ] {
-        let (g, r) = (f64::from(g), f64::from(r));
-        let same = g == r || (g.is_nan() && r.is_nan());
-        prop_assert!(
-            same || (g - r).abs() <= tolerance * r.abs(),
-            "{g:e} vs {r:e} on {name}"
-        );
-    }
-    Ok(())
-}
-
-/// `got` is within `matrix_error_bound` of `reference` for a sum of `terms` (products, as
-/// f64) plus `extra`: NaN where a term is NaN, unchecked where a partial sum could overflow.
-fn within_bound(
-    what: &str,
-    got: f32,
-    reference: f32,
-    terms: &[f64],
-    extra: f64,
-) -> Result<(), TestCaseError> {
-    if terms.iter().any(|t| t.is_nan()) || extra.is_nan() {
-        prop_assert!(
-            got.is_nan() && reference.is_nan(),
-            "{what}: {got} vs {reference}"
-        );
-        return Ok(());
-    }
-    let sum_abs: f64 = terms.iter().map(|t| t.abs()).sum::<f64>() + extra.abs();
-    if sum_abs < f64::from(f32::MAX) {
-        let bound = kernels::matrix_error_bound(terms.len(), sum_abs);
-        let diff = (f64::from(got) - f64::from(reference)).abs();
-        prop_assert!(
-            diff <= bound,
-            "{what}: {got:e} vs {reference:e}, |diff| {diff:e} > {bound:e}"
-        );
-    }
-    Ok(())
-}
-
-// Index loops mirror the formulas (dx[s][i] = Σ_o dz[s][o]·w[o][i], …).
-#[allow(clippy::needless_range_loop)]
-fn check_dense<const IN: usize, const OUT: usize, const B: usize>(
-    wv: &[f32],
-    bv: &[f32],
-    xv: &[f32],
-    dzv: &[f32],
-) -> Result<(), TestCaseError> {
-    let (w, b) = (matrix::<IN, OUT>(wv), array::<OUT>(bv));
-    let (x, dz) = (matrix::<IN, B>(xv), matrix::<OUT, B>(dzv));
-    let reference = on(Backend::Scalar, || run_dense(&w, &b, &x, &dz));
-    let product = |a: f32, b: f32| f64::from(a) * f64::from(b);
-    for backend in simd_backends() {
-        let got = on(backend, || run_dense(&w, &b, &x, &dz));
-        let name = backend.name();
-        prop_assert_eq!(&got.db, &reference.db, "db on {}", name);
-        prop_assert_eq!(
-            &got.db_accumulated,
-            &reference.db_accumulated,
-            "db += on {}",
-            name
-        );
-        let exact_backward = canonical(&got.dx) == canonical(&reference.dx)
-            && canonical(&got.dw) == canonical(&reference.dw);
-        if !backend.fuses_multiply_add() {
-            prop_assert!(
-                exact_backward,
-                "dX/dW differ from the reference on {}",
-                name
-            );
-            prop_assert_eq!(
-                canonical(&got.dw_accumulated),
-                canonical(&reference.dw_accumulated)
-            );
-        }
-        if exact_backward {
-            // The health counts are a function of the values.
-            prop_assert_eq!(exact_health(&got.health), exact_health(&reference.health));
-            for (g, r) in health_stats(&got.health)
-                .iter()
-                .zip(health_stats(&reference.health))
-            {
-                stats_agree(g, &r, name)?;
-            }
-        }
-        for s in 0..B {
-            for o in 0..OUT {
-                let terms: Vec<f64> = (0..IN).map(|i| product(w[o][i], x[s][i])).collect();
-                let k = s * OUT + o;
-                let what = format!("z[{s}][{o}] on {name}");
-                within_bound(&what, got.z[k], reference.z[k], &terms, f64::from(b[o]))?;
-            }
-            for i in 0..IN {
-                let terms: Vec<f64> = (0..OUT).map(|o| product(dz[s][o], w[o][i])).collect();
-                let k = s * IN + i;
-                let what = format!("dx[{s}][{i}] on {name}");
-                within_bound(&what, got.dx[k], reference.dx[k], &terms, 0.0)?;
-            }
-        }
-        for o in 0..OUT {
-            for i in 0..IN {
-                let terms: Vec<f64> = (0..B).map(|s| product(dz[s][o], x[s][i])).collect();
-                let k = o * IN + i;
-                let what = format!("dw[{o}][{i}] on {name}");
-                within_bound(&what, got.dw[k], reference.dw[k], &terms, 0.0)?;
-                // Accumulated: the same terms twice.
-                let twice: Vec<f64> = terms.iter().chain(terms.iter()).copied().collect();
-                let what = format!("dw[{o}][{i}] += on {name}");
-                let (g, r) = (got.dw_accumulated[k], reference.dw_accumulated[k]);
-                within_bound(&what, g, r, &twice, 0.0)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 macro_rules! dense_shapes {
     ($($name:ident: $in:literal x $out:literal, batch $b:literal, $cases:literal;)*) => {
         $(
@@ -345,7 +117,9 @@ macro_rules! dense_shapes {
                     x in values($in * $b),
                     dz in values($out * $b),
                 ) {
-                    check_dense::<$in, $out, $b>(&w, &b, &x, &dz)?;
+                    let on = |b: Backend, f: &mut dyn FnMut()| on(b, f);
+                    let r = check_dense::<$in, $out, $b>(&w, &b, &x, &dz, &simd_backends(), &on);
+                    prop_assert!(r.is_ok(), "{}", r.unwrap_err());
                 }
             }
         )*
@@ -459,7 +233,8 @@ proptest! {
         };
         let reference = on(Backend::Scalar, run);
         for backend in simd_backends() {
-            stats_agree(&on(backend, run), &reference, backend.name())?;
+            let r = stats_agree(&on(backend, run), &reference, backend.name());
+            prop_assert!(r.is_ok(), "{}", r.unwrap_err());
         }
     }
 }

@@ -1,12 +1,70 @@
 //! Activations and derivatives on arbitrary f32 bit patterns, with their invariants
-//! asserted inside the target. Run: `cargo +nightly fuzz run activations`.
+//! asserted inside the target, and the slice kernels of every available backend against
+//! the scalar functions, bit for bit (NaN payloads aside). Run:
+//! `cargo +nightly fuzz run activations`.
 #![no_main]
 
+use gradguard::kernels::{self, Backend};
 use gradguard::math;
-use gradguard::{Elementwise, Elu, LeakyRelu, Relu, Softsign};
+use gradguard::{Elementwise, Elu, Identity, LeakyRelu, Relu, Sigmoid, Softsign, Tanh};
 use libfuzzer_sys::fuzz_target;
 
+fn canonical(v: f32) -> u32 {
+    if v.is_nan() {
+        0x7fc0_0000
+    } else {
+        v.to_bits()
+    }
+}
+
+/// f, f' and dy·f' over the whole slice on every backend equal the scalar functions.
+fn slices_agree<A: Elementwise>(a: A, z: &[f32]) {
+    let n = z.len();
+    let dy: Vec<f32> = z.iter().rev().copied().collect();
+    let before = kernels::backend();
+    for backend in Backend::ALL.into_iter().filter(|b| b.is_available()) {
+        kernels::set_backend(backend).expect("available");
+        let (mut f, mut d, mut g) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        kernels::activation_forward(&a, z, &mut f);
+        kernels::activation_derivative(&a, z, &mut d);
+        kernels::activation_backward(&a, z, &dy, &mut g);
+        for k in 0..n {
+            let x = z[k];
+            assert_eq!(
+                canonical(f[k]),
+                canonical(a.value(x)),
+                "{} f({x:e}) {backend:?}",
+                A::NAME
+            );
+            assert_eq!(
+                canonical(d[k]),
+                canonical(a.derivative(x)),
+                "{} f'({x:e})",
+                A::NAME
+            );
+            assert_eq!(
+                canonical(g[k]),
+                canonical(dy[k] * a.derivative(x)),
+                "{} dz",
+                A::NAME
+            );
+        }
+    }
+    kernels::set_backend(before).expect("was available");
+}
+
 fuzz_target!(|data: &[u8]| {
+    let z: Vec<f32> = data
+        .chunks_exact(4)
+        .map(|c| f32::from_bits(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
+    slices_agree(Identity, &z);
+    slices_agree(Sigmoid, &z);
+    slices_agree(Tanh, &z);
+    slices_agree(Relu, &z);
+    slices_agree(LeakyRelu::new(0.2), &z);
+    slices_agree(Elu::new(1.0), &z);
+    slices_agree(Softsign, &z);
     for chunk in data.chunks_exact(4) {
         let x = f32::from_bits(u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
         let (s, t) = (math::sigmoid_derivative(x), math::tanh_derivative(x));

@@ -1,0 +1,59 @@
+//! Dense forward and backward on arbitrary weights, inputs and gradients, differential:
+//! every SIMD backend this machine has against the scalar reference (within
+//! `kernels::matrix_error_bound` or bit-identical, and the same health counts), with the
+//! check shared with `tests/backends.rs`. Run: `cargo +nightly fuzz run dense`.
+#![no_main]
+
+#[path = "../../tests/support/differential.rs"]
+mod differential;
+
+use gradguard::kernels::{self, Backend};
+use libfuzzer_sys::fuzz_target;
+
+/// Runs `f` with `backend` active (the fuzzer is single-threaded).
+fn on(backend: Backend, f: &mut dyn FnMut()) {
+    let before = kernels::backend();
+    kernels::set_backend(backend).expect("only available backends are passed");
+    f();
+    kernels::set_backend(before).expect("was available");
+}
+
+/// `n` f32 values from the input's bytes, as arbitrary bit patterns (cycled if short).
+fn values(data: &[u8], n: usize, offset: usize) -> Vec<f32> {
+    (0..n)
+        .map(|k| {
+            let at = (offset + 4 * k) % data.len().max(1);
+            let b = |j: usize| data.get((at + j) % data.len().max(1)).copied().unwrap_or(0);
+            f32::from_bits(u32::from_le_bytes([b(0), b(1), b(2), b(3)]))
+        })
+        .collect()
+}
+
+fn check<const IN: usize, const OUT: usize, const B: usize>(data: &[u8]) {
+    let backends: Vec<Backend> = Backend::ALL
+        .into_iter()
+        .filter(|b| *b != Backend::Scalar && b.is_available())
+        .collect();
+    let w = values(data, IN * OUT, 0);
+    let b = values(data, OUT, 4 * IN * OUT);
+    let x = values(data, IN * B, 4 * (IN * OUT + OUT));
+    let dz = values(data, OUT * B, 4 * (IN * OUT + OUT + IN * B));
+    if let Err(e) = differential::check_dense::<IN, OUT, B>(&w, &b, &x, &dz, &backends, &on) {
+        panic!("{e}");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&shape, rest)) = data.split_first() else {
+        return;
+    };
+    if rest.len() < 4 {
+        return;
+    }
+    match shape % 4 {
+        0 => check::<3, 5, 2>(rest),
+        1 => check::<17, 9, 3>(rest),
+        2 => check::<33, 20, 5>(rest),
+        _ => check::<8, 16, 4>(rest),
+    }
+});
