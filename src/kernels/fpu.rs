@@ -34,7 +34,7 @@ pub fn subnormal_mode() -> SubnormalMode {
     imp::subnormal_mode()
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 mod imp {
     use super::SubnormalMode;
 
@@ -60,7 +60,7 @@ mod imp {
     }
 }
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", not(miri)))]
 mod imp {
     use super::SubnormalMode;
 
@@ -79,7 +79,7 @@ mod imp {
     }
 }
 
-#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+#[cfg(all(target_arch = "arm", target_abi = "eabihf", not(miri)))]
 mod imp {
     use super::SubnormalMode;
 
@@ -98,11 +98,15 @@ mod imp {
     }
 }
 
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    all(target_arch = "arm", target_abi = "eabihf")
-)))]
+// Also under Miri, which cannot interpret the inline assembly that reads the register.
+#[cfg(any(
+    miri,
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "arm", target_abi = "eabihf")
+    ))
+))]
 mod imp {
     use super::SubnormalMode;
 

@@ -47,6 +47,8 @@ pub(crate) mod generic;
 mod neon;
 mod rows;
 pub mod scalar;
+#[cfg(test)]
+mod tests;
 mod track;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(unsafe_code)]

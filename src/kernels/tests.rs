@@ -1,0 +1,197 @@
+//! Unit tests of the kernels that `cargo +nightly miri test --lib` runs: the scalar path
+//! (the microcontroller path) and, on x86_64, the SSE2 instances of the generic bodies,
+//! whose unaligned loads and stores through checked slices Miri verifies for undefined
+//! behaviour. Small awkward shapes, adversarial values, naive references.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used)]
+
+use super::generic::{self, AdamStep, Backward, ExpShifted, Value, Vector};
+use super::{scalar, GradMode};
+use crate::health::TensorStats;
+use crate::{Elementwise, Relu, Sigmoid, Tanh};
+
+/// A deterministic mix of ordinary and adversarial values.
+fn values(n: usize, seed: u32) -> std::vec::Vec<f32> {
+    const SPECIAL: [f32; 8] = [
+        0.0,
+        -0.0,
+        1e-40,
+        -1e-45,
+        1e38,
+        f32::NAN,
+        f32::INFINITY,
+        -3.5,
+    ];
+    (0..n as u32)
+        .map(|k| {
+            let h = (k.wrapping_mul(2_654_435_761) ^ seed).rotate_left(7);
+            if h % 11 == 0 {
+                SPECIAL[(h / 11 % 8) as usize]
+            } else {
+                (h % 2001) as f32 / 250.0 - 4.0
+            }
+        })
+        .collect()
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+}
+
+extern crate std;
+
+#[test]
+fn scalar_matrix_kernels_match_naive_sums() {
+    const IN: usize = 5;
+    const OUT: usize = 3;
+    const B: usize = 2;
+    let v = values(IN * OUT + OUT + IN * B + OUT * B, 1)
+        .into_iter()
+        .map(|x| {
+            if x.is_finite() && x.abs() < 1e30 {
+                x
+            } else {
+                0.5
+            }
+        })
+        .collect::<std::vec::Vec<_>>();
+    let w: [[f32; IN]; OUT] = core::array::from_fn(|o| core::array::from_fn(|i| v[o * IN + i]));
+    let b: [f32; OUT] = core::array::from_fn(|o| v[IN * OUT + o]);
+    let x: [[f32; IN]; B] = core::array::from_fn(|s| core::array::from_fn(|i| v[18 + s * IN + i]));
+    let dz: [[f32; OUT]; B] =
+        core::array::from_fn(|s| core::array::from_fn(|o| v[28 + s * OUT + o]));
+    let mut z = [[0.0; OUT]; B];
+    scalar::dense_forward(&w, &b, &x, &mut z);
+    let mut dx = [[0.0; IN]; B];
+    scalar::dense_backward_input(&w, &dz, &mut dx);
+    let (mut dw, mut db) = ([[0.0; IN]; OUT], [0.0; OUT]);
+    scalar::dense_backward_params(&dz, &x, &mut dw, &mut db, GradMode::Overwrite);
+    for s in 0..B {
+        for o in 0..OUT {
+            // The reference order: inputs from 0 upwards, then the bias.
+            let mut t = 0.0f32;
+            for i in 0..IN {
+                t += w[o][i] * x[s][i];
+            }
+            assert_eq!(z[s][o].to_bits(), (t + b[o]).to_bits());
+        }
+        for i in 0..IN {
+            let mut t = 0.0f32;
+            for o in 0..OUT {
+                t += dz[s][o] * w[o][i];
+            }
+            assert_eq!(dx[s][i].to_bits(), t.to_bits());
+        }
+    }
+    for o in 0..OUT {
+        for i in 0..IN {
+            let mut t = 0.0f32;
+            for s in 0..B {
+                t += dz[s][o] * x[s][i];
+            }
+            assert_eq!(dw[o][i].to_bits(), t.to_bits());
+        }
+        assert_eq!(db[o], dz[0][o] + dz[1][o]);
+    }
+}
+
+/// Every generic body at `V` against the same body at f32, on lengths around the lane
+/// count (so both the vector loop and the tail run).
+fn generic_bodies_agree<V: Vector>() {
+    for n in [0, 1, 3, 4, 5, 7, 9, 17] {
+        let (z, dy) = (values(n, 2), values(n, 3));
+        let mut a = (std::vec![0.0; n], std::vec![0.0; n]);
+        generic::map::<V, _>(&Value(&Sigmoid), &z, &[], &[], &mut a.0);
+        generic::map::<f32, _>(&Value(&Sigmoid), &z, &[], &[], &mut a.1);
+        assert!(same_bits(&a.0, &a.1), "sigmoid, n = {n}");
+        generic::map::<V, _>(&Backward(&Tanh), &z, &dy, &[], &mut a.0);
+        generic::map::<f32, _>(&Backward(&Tanh), &z, &dy, &[], &mut a.1);
+        assert!(same_bits(&a.0, &a.1), "tanh backward, n = {n}");
+        generic::map::<V, _>(&ExpShifted(1.5), &z, &[], &[], &mut a.0);
+        generic::map::<f32, _>(&ExpShifted(1.5), &z, &[], &[], &mut a.1);
+        assert!(same_bits(&a.0, &a.1), "exp, n = {n}");
+        for (k, &x) in z.iter().enumerate() {
+            assert_eq!(
+                Relu.value_lanes(x).to_bits(),
+                Relu.value(x).to_bits(),
+                "{k}"
+            );
+        }
+        let step = AdamStep {
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: 0.01,
+            lr_t: 0.003,
+            eps_t: 1e-8,
+        };
+        let (mut w0, mut m0, mut v0) = (z.clone(), dy.clone(), std::vec![0.5; n]);
+        let (mut w1, mut m1, mut v1) = (w0.clone(), m0.clone(), v0.clone());
+        generic::adam_update::<V>(&mut w0, &dy, &mut m0, &mut v0, &step);
+        generic::adam_update::<f32>(&mut w1, &dy, &mut m1, &mut v1, &step);
+        assert!(same_bits(&w0, &w1) && same_bits(&m0, &m1) && same_bits(&v0, &v1));
+        let (c0, c1) = (generic::classify::<V>(&z), generic::classify::<f32>(&z));
+        assert_eq!(
+            (c0.zero, c0.subnormal, c0.infinite, c0.nan),
+            (c1.zero, c1.subnormal, c1.infinite, c1.nan)
+        );
+        assert_eq!(c0.max_abs.to_bits(), c1.max_abs.to_bits());
+        assert_eq!(
+            generic::min_nonzero_abs::<V>(&z).to_bits(),
+            c1.min_nonzero_abs.to_bits()
+        );
+    }
+    // The matrix bodies on a shape with vector and tail parts: dX/dW bit-identical when
+    // the vector type does not fuse (SSE2, f32).
+    const IN: usize = 9;
+    const OUT: usize = 5;
+    const B: usize = 3;
+    let v = values(IN * OUT + IN * B + OUT * B, 4);
+    let w: [[f32; IN]; OUT] = core::array::from_fn(|o| core::array::from_fn(|i| v[o * IN + i]));
+    let x: [[f32; IN]; B] = core::array::from_fn(|s| core::array::from_fn(|i| v[45 + s * IN + i]));
+    let dz: [[f32; OUT]; B] =
+        core::array::from_fn(|s| core::array::from_fn(|o| v[72 + s * OUT + o]));
+    let (mut dx0, mut dx1) = ([[0.0; IN]; B], [[0.0; IN]; B]);
+    generic::dense_backward_input::<V, IN, OUT, B>(&w, &dz, &mut dx0);
+    scalar::dense_backward_input(&w, &dz, &mut dx1);
+    let (mut dw0, mut db0, mut dw1, mut db1) =
+        ([[1.0; IN]; OUT], [1.0; OUT], [[1.0; IN]; OUT], [1.0; OUT]);
+    generic::dense_backward_params::<V, IN, OUT, B>(
+        &dz,
+        &x,
+        &mut dw0,
+        &mut db0,
+        GradMode::Accumulate,
+    );
+    scalar::dense_backward_params(&dz, &x, &mut dw1, &mut db1, GradMode::Accumulate);
+    assert!(same_bits(dx0.as_flattened(), dx1.as_flattened()));
+    assert!(same_bits(dw0.as_flattened(), dw1.as_flattened()));
+    assert!(same_bits(&db0, &db1));
+    let b = [0.25; OUT];
+    let (mut z0, mut z1) = ([[0.0; OUT]; B], [[0.0; OUT]; B]);
+    generic::dense_forward::<V, IN, OUT, B>(&w, &b, &x, &mut z0);
+    scalar::dense_forward(&w, &b, &x, &mut z1);
+    for (p, q) in z0.as_flattened().iter().zip(z1.as_flattened()) {
+        assert!(p.is_nan() == q.is_nan(), "{p} vs {q}");
+    }
+}
+
+#[test]
+fn generic_bodies_at_f32_are_the_scalar_functions() {
+    generic_bodies_agree::<f32>();
+    let z = values(33, 5);
+    let mut d = std::vec![0.0; 33];
+    super::activation_derivative(&Sigmoid, &z, &mut d);
+    for (x, g) in z.iter().zip(&d) {
+        assert!(g.to_bits() == Sigmoid.derivative(*x).to_bits() || g.is_nan());
+    }
+    let s = TensorStats::of(&z);
+    assert_eq!(s.len(), 33);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn sse2_bodies_agree_with_scalar() {
+    generic_bodies_agree::<super::x86::Sse2>();
+}
