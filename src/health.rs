@@ -238,10 +238,11 @@ impl TensorStats {
 
     /// Adds every value of `values`.
     ///
-    /// Written for vectorisation: a first pass gathers counts, max and min in
-    /// [`LANES`](Self::LANES) independent lanes; a second pass sums |g|·2^-E and (|g|·2^-E)²
-    /// with one power-of-two multiplier, again in lanes. The lane sums are added in a fixed
-    /// order, so the result is deterministic and exactly scale-invariant under 2^k.
+    /// Two SIMD kernels on the active backend: a first pass gathers class counts, max and
+    /// min (identical on every backend: counting and comparing do not round); a second pass
+    /// sums |g|·2^-E and (|g|·2^-E)² with one power-of-two multiplier, one partial sum per
+    /// lane, so norm and mean are deterministic for a backend and exactly scale-invariant
+    /// under 2^k, and agree across backends within the rounding of a sum.
     ///
     /// ```
     /// let mut s = gradguard::health::TensorStats::EMPTY;

@@ -24,7 +24,7 @@ fn values(n: usize, seed: u32) -> std::vec::Vec<f32> {
     (0..n as u32)
         .map(|k| {
             let h = (k.wrapping_mul(2_654_435_761) ^ seed).rotate_left(7);
-            if h % 11 == 0 {
+            if h.is_multiple_of(11) {
                 SPECIAL[(h / 11 % 8) as usize]
             } else {
                 (h % 2001) as f32 / 250.0 - 4.0

@@ -12,7 +12,8 @@ use gradguard::GradMode;
 /// Fails the check with a message (a `prop_assert!` that also works outside proptest).
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
-        if !$cond {
+        let holds: bool = $cond;
+        if !holds {
             return Err(format!($($msg)+));
         }
     };
