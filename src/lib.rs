@@ -13,10 +13,13 @@
 //! from the pre-activation so it stays a normal float as long as the true value is one.
 //!
 //! ## Shape of the crate
-//! * [`math`]: scalar elementary functions (exp, expm1, σ, tanh and their derivatives) with
-//!   their measured error bounds, plus `f64` reference derivatives.
+//! * [`math`]: elementary functions (exp, expm1, σ, tanh and their derivatives) with their
+//!   measured error bounds, written once over [`lanes::Lanes`] (f32 or a SIMD vector), plus
+//!   `f64` reference derivatives.
 //! * [`kernels`]: every loop over arrays (dense forward/backward, activations, softmax,
-//!   optimiser updates); the scalar reference today, per-ISA backends behind it later.
+//!   optimiser updates, health statistics) on the best backend of the machine — AVX-512F,
+//!   AVX2+FMA or SSE2 (detected with CPUID, no std needed), NEON, simd128 — or the scalar
+//!   reference, which is also the microcontroller path ([`kernels::Backend`]).
 //! * [`Activation`]s, [`Layer`]s ([`Dense`], [`ActivationLayer`], [`Chain`], [`Seq!`]),
 //!   [`Loss`]es, [`Optimizer`]s, [`init`] and [`train_step`].
 //! * Storage is plain arrays: parameters, gradients and caches have `const` zeroed values
@@ -60,8 +63,12 @@
 //!   to the shortest. This is enforced mechanically: the library denies
 //!   `clippy::panic`, `clippy::unwrap_used`, `clippy::expect_used` and
 //!   `clippy::indexing_slicing` (CI runs clippy with `-D warnings`). The few local
-//!   exceptions are constant-range indexing of fixed-size arrays (vectorised lanes) and
-//!   compile-time `const` evaluation, each with its reason beside it.
+//!   exceptions are compile-time `const` evaluation, each with its reason beside it. The
+//!   lints were chosen over a link-time "no panic path" check because they hold on every
+//!   target and every optimisation level, and point at the line; `fuzz/` then drives every
+//!   kernel with arbitrary bit patterns on every backend (a panic is a crash there).
+//! * `unsafe` exists only in the kernel modules (`kernels::{dispatch, x86, neon, wasm, fpu,
+//!   cortex_m}`), each block with a `// SAFETY:` line; Miri runs the library's unit tests.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]

@@ -417,31 +417,47 @@ pub(crate) mod simd128 {
     backend_kernels!(crate::kernels::wasm::Simd128);
 }
 
-/// Calls `$kernel` of the active backend; `$scalar` is the scalar-backend expression.
+/// Calls `$kernel` of the active backend; `$scalar` is the scalar-backend expression. On
+/// targets without a SIMD backend (Cortex-M, RISC-V, …) it is just `$scalar`: no atomic
+/// load, no branch.
 macro_rules! dispatch {
     ($scalar:expr, $kernel:ident($($arg:expr),* $(,)?)) => {{
-        use crate::kernels::dispatch as d;
-        // The dispatch is the one place outside the kernel modules' own files with `unsafe`:
-        // each arm's SAFETY line says why its backend's wrapper may be called.
-        #[allow(unsafe_code)]
-        let result = match d::backend() {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `backend()` returns Avx512 only if `is_available` saw AVX-512F, AVX2 and
-            // FMA in CPUID and their register state enabled in XCR0.
-            d::Backend::Avx512 => unsafe { d::avx512::$kernel($($arg),*) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above, for AVX2 and FMA.
-            d::Backend::Avx2Fma => unsafe { d::avx2::$kernel($($arg),*) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: SSE2 is part of the x86_64 baseline.
-            d::Backend::Sse2 => unsafe { d::sse2::$kernel($($arg),*) },
-            #[cfg(target_arch = "aarch64")]
-            // SAFETY: NEON is part of the aarch64 baseline.
-            d::Backend::Neon => unsafe { d::neon::$kernel($($arg),*) },
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            // SAFETY: this build was compiled for simd128, so the module validated with it.
-            d::Backend::Simd128 => unsafe { d::simd128::$kernel($($arg),*) },
-            _ => $scalar,
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            all(target_arch = "wasm32", target_feature = "simd128")
+        )))]
+        let result = $scalar;
+        #[cfg(any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            all(target_arch = "wasm32", target_feature = "simd128")
+        ))]
+        let result = {
+            use crate::kernels::dispatch as d;
+            // The dispatch is the one place outside the kernel modules' own files with
+            // `unsafe`: each arm's SAFETY line says why its backend's wrapper may be called.
+            #[allow(unsafe_code)]
+            let result = match d::backend() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `backend()` returns Avx512 only if `is_available` saw AVX-512F, AVX2
+                // and FMA in CPUID and their register state enabled in XCR0.
+                d::Backend::Avx512 => unsafe { d::avx512::$kernel($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above, for AVX2 and FMA.
+                d::Backend::Avx2Fma => unsafe { d::avx2::$kernel($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: SSE2 is part of the x86_64 baseline.
+                d::Backend::Sse2 => unsafe { d::sse2::$kernel($($arg),*) },
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: NEON is part of the aarch64 baseline.
+                d::Backend::Neon => unsafe { d::neon::$kernel($($arg),*) },
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                // SAFETY: this build was compiled for simd128, so the module validated with it.
+                d::Backend::Simd128 => unsafe { d::simd128::$kernel($($arg),*) },
+                _ => $scalar,
+            };
+            result
         };
         result
     }};

@@ -24,6 +24,8 @@ use crate::lanes::Lanes;
 pub(crate) trait Vector: Lanes {
     /// Number of f32 lanes.
     const LANES: usize;
+    /// 32 vector registers (AVX-512, NEON) rather than 16: room for bigger register blocks.
+    const MANY_REGISTERS: bool = false;
     /// The first `LANES` elements of `s` (zeros if `s` is shorter, which no kernel does).
     fn load(s: &[f32]) -> Self;
     /// Writes the lanes to the first `LANES` elements of `s` (nothing if `s` is shorter).
@@ -433,24 +435,18 @@ pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const 
         let (Ok(ws), Ok(bs)) = (<&[[f32; IN]; 8]>::try_from(ws), <&[f32; 8]>::try_from(bs)) else {
             continue;
         };
-        for (xs, zs) in x.iter().zip(z.iter_mut()) {
-            let mut acc = [V::splat(0.0); 8];
-            let mut i = 0;
-            while i < full {
-                let xv = V::load(lane(xs, i));
-                for (a, row) in acc.iter_mut().zip(ws.iter()) {
-                    *a = V::load(lane(row, i)).mul_add(xv, *a);
-                }
-                i += V::LANES;
+        let pairs = if V::MANY_REGISTERS { B / 2 } else { 0 };
+        let (x2, x1) = x.split_at(2 * pairs);
+        let (z2, z1) = z.split_at_mut(2 * pairs);
+        // With 32 registers, two samples per pass: 16 accumulators, and each loaded row
+        // vector of W serves both (the pass is then FMA-bound instead of load-bound).
+        for (xs, zs) in x2.chunks_exact(2).zip(z2.chunks_exact_mut(2)) {
+            if let ([x0, x1], [z0, z1]) = (xs, zs) {
+                units8::<V, IN, OUT, 2>([x0, x1], ws, bs, [z0, z1], o, full);
             }
-            let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
-            let lo = V::reduce_sum4([a0, a1, a2, a3]);
-            let hi = V::reduce_sum4([a4, a5, a6, a7]);
-            let sums = lo.iter().chain(hi.iter());
-            let out = zs.iter_mut().skip(o);
-            for (((&sum, row), &bias), out) in sums.zip(ws.iter()).zip(bs.iter()).zip(out) {
-                *out = sum + tail_dot(row, xs, full) + bias;
-            }
+        }
+        for (xs, zs) in x1.iter().zip(z1.iter_mut()) {
+            units8::<V, IN, OUT, 1>([xs], ws, bs, [zs], o, full);
         }
         o += 8;
     }
@@ -467,6 +463,43 @@ pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const 
             }
         }
         o += 1;
+    }
+}
+
+/// Eight units (rows `ws`, biases `bs`, outputs `o..o + 8`) for `S` samples.
+#[inline(always)]
+fn units8<V: Vector, const IN: usize, const OUT: usize, const S: usize>(
+    x: [&[f32; IN]; S],
+    ws: &[[f32; IN]; 8],
+    bs: &[f32; 8],
+    z: [&mut [f32; OUT]; S],
+    o: usize,
+    full: usize,
+) {
+    let mut acc = [[V::splat(0.0); 8]; S];
+    let mut i = 0;
+    while i < full {
+        let mut xv = [V::splat(0.0); S];
+        for (v, xs) in xv.iter_mut().zip(x.iter()) {
+            *v = V::load(lane(*xs, i));
+        }
+        for (u, row) in ws.iter().enumerate() {
+            let wv = V::load(lane(row, i));
+            for (a, &xs) in acc.iter_mut().zip(xv.iter()) {
+                a[u] = wv.mul_add(xs, a[u]);
+            }
+        }
+        i += V::LANES;
+    }
+    for ((a, xs), zs) in acc.iter().zip(x).zip(z) {
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = *a;
+        let lo = V::reduce_sum4([a0, a1, a2, a3]);
+        let hi = V::reduce_sum4([a4, a5, a6, a7]);
+        let sums = lo.iter().chain(hi.iter());
+        let out = zs.iter_mut().skip(o);
+        for (((&sum, row), &bias), out) in sums.zip(ws.iter()).zip(bs.iter()).zip(out) {
+            *out = sum + tail_dot(row, xs, full) + bias;
+        }
     }
 }
 

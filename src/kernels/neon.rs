@@ -125,6 +125,7 @@ impl Lanes for Neon {
 
 impl Vector for Neon {
     const LANES: usize = 4;
+    const MANY_REGISTERS: bool = true;
     #[inline(always)]
     fn load(s: &[f32]) -> Self {
         match s.get(..4) {

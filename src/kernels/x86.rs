@@ -473,6 +473,7 @@ impl Lanes for Avx512 {
 
 impl Vector for Avx512 {
     const LANES: usize = 16;
+    const MANY_REGISTERS: bool = true;
     #[inline(always)]
     fn load(s: &[f32]) -> Self {
         match s.get(..16) {
