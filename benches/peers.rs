@@ -1,6 +1,6 @@
 //! gradguard against the general-purpose Rust peers on the same shapes, in the same run.
 //!
-//! `cargo bench --bench peers` (single-threaded, default build flags: gradguard picks its
+//! `cargo bench --features bench-peers --bench peers` (single-threaded, default build flags: gradguard picks its
 //! backend at run time; `GRADGUARD_BACKEND=sse2 cargo bench …` pins one). Peers:
 //! a naive loop, nalgebra fixed-size `SMatrix`, ndarray (`general_mat_mul`),
 //! matrixmultiply (`sgemm`) and gemm 0.19 with its AVX-512 kernels (`x86-v4`), without

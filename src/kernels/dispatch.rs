@@ -6,7 +6,8 @@
 //!   is compiled with the features enabled (`-C target-feature=+avx512f`, …), the check is
 //!   still made but the compiler knows the answer.
 //! * aarch64: NEON is baseline. wasm32: simd128 when compiled with `+simd128`.
-//! * Everything else (Cortex-M, RISC-V, soft-float targets): the scalar kernels only.
+//! * Everything else (Cortex-M, RISC-V, soft-float targets such as `x86_64-unknown-none`,
+//!   which has no SSE): the scalar kernels only.
 //!
 //! The environment variable `GRADGUARD_BACKEND` (read at **build** time, like
 //! matrixmultiply's `MMTEST_FEATURE`) selects the initial backend by name — `scalar`,
@@ -100,7 +101,7 @@ impl Backend {
     pub fn is_available(self) -> bool {
         match self {
             Backend::Scalar => true,
-            Backend::Sse2 => cfg!(target_arch = "x86_64"),
+            Backend::Sse2 => cfg!(all(target_arch = "x86_64", target_feature = "sse2")),
             Backend::Avx2Fma => cpu().avx2_fma,
             Backend::Avx512 => cpu().avx512,
             Backend::Neon => cfg!(target_arch = "aarch64"),
@@ -218,7 +219,7 @@ struct CpuFeatures {
     avx512: bool,
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 fn cpu() -> CpuFeatures {
     /// Bit 7: detected; bit 0: AVX2+FMA; bit 1: AVX-512F.
     static CPU: AtomicU8 = AtomicU8::new(0);
@@ -233,7 +234,7 @@ fn cpu() -> CpuFeatures {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 fn cpu() -> CpuFeatures {
     CpuFeatures {
         avx2_fma: false,
@@ -242,7 +243,7 @@ fn cpu() -> CpuFeatures {
 }
 
 /// CPUID + XGETBV: bit 0 AVX2+FMA usable, bit 1 AVX-512F usable.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unused_unsafe)] // `__cpuid_count` became a safe function in Rust 1.9x
 fn detect_x86() -> u8 {
     use core::arch::x86_64::__cpuid_count;
@@ -273,7 +274,7 @@ fn detect_x86() -> u8 {
 ///
 /// # Safety
 /// CPUID.1:ECX.OSXSAVE must be set.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "xsave")]
 unsafe fn xcr0() -> u64 {
     // SAFETY: the caller checked OSXSAVE, so XGETBV with ECX = 0 does not fault.
@@ -287,7 +288,7 @@ unsafe fn xcr0() -> u64 {
 /// Every wrapper is `unsafe`: its caller must have checked that the CPU supports `$attr`.
 #[cfg_attr(
     not(any(
-        target_arch = "x86_64",
+        all(target_arch = "x86_64", target_feature = "sse2"),
         target_arch = "aarch64",
         all(target_arch = "wasm32", target_feature = "simd128")
     )),
@@ -392,17 +393,17 @@ macro_rules! backend_kernels {
     };
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 pub(crate) mod sse2 {
     backend_kernels!(crate::kernels::x86::Sse2, #[target_feature(enable = "sse2")]);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 pub(crate) mod avx2 {
     backend_kernels!(crate::kernels::x86::Avx2, #[target_feature(enable = "avx2,fma")]);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 pub(crate) mod avx512 {
     backend_kernels!(crate::kernels::x86::Avx512, #[target_feature(enable = "avx512f,avx2,fma")]);
 }
@@ -423,13 +424,13 @@ pub(crate) mod simd128 {
 macro_rules! dispatch {
     ($scalar:expr, $kernel:ident($($arg:expr),* $(,)?)) => {{
         #[cfg(not(any(
-            target_arch = "x86_64",
+            all(target_arch = "x86_64", target_feature = "sse2"),
             target_arch = "aarch64",
             all(target_arch = "wasm32", target_feature = "simd128")
         )))]
         let result = $scalar;
         #[cfg(any(
-            target_arch = "x86_64",
+            all(target_arch = "x86_64", target_feature = "sse2"),
             target_arch = "aarch64",
             all(target_arch = "wasm32", target_feature = "simd128")
         ))]
@@ -439,14 +440,14 @@ macro_rules! dispatch {
             // `unsafe`: each arm's SAFETY line says why its backend's wrapper may be called.
             #[allow(unsafe_code)]
             let result = match d::backend() {
-                #[cfg(target_arch = "x86_64")]
+                #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
                 // SAFETY: `backend()` returns Avx512 only if `is_available` saw AVX-512F, AVX2
                 // and FMA in CPUID and their register state enabled in XCR0.
                 d::Backend::Avx512 => unsafe { d::avx512::$kernel($($arg),*) },
-                #[cfg(target_arch = "x86_64")]
+                #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
                 // SAFETY: as above, for AVX2 and FMA.
                 d::Backend::Avx2Fma => unsafe { d::avx2::$kernel($($arg),*) },
-                #[cfg(target_arch = "x86_64")]
+                #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
                 // SAFETY: SSE2 is part of the x86_64 baseline.
                 d::Backend::Sse2 => unsafe { d::sse2::$kernel($($arg),*) },
                 #[cfg(target_arch = "aarch64")]

@@ -483,10 +483,13 @@ fn units8<V: Vector, const IN: usize, const OUT: usize, const S: usize>(
         for (v, xs) in xv.iter_mut().zip(x.iter()) {
             *v = V::load(lane(*xs, i));
         }
-        for (u, row) in ws.iter().enumerate() {
-            let wv = V::load(lane(row, i));
-            for (a, &xs) in acc.iter_mut().zip(xv.iter()) {
-                a[u] = wv.mul_add(xs, a[u]);
+        let mut wv = [V::splat(0.0); 8];
+        for (v, row) in wv.iter_mut().zip(ws.iter()) {
+            *v = V::load(lane(row, i));
+        }
+        for (a, &xs) in acc.iter_mut().zip(xv.iter()) {
+            for (au, &w) in a.iter_mut().zip(wv.iter()) {
+                *au = w.mul_add(xs, *au);
             }
         }
         i += V::LANES;

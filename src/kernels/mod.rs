@@ -35,7 +35,7 @@ mod fpu;
 // Without a SIMD backend only the elementwise bodies are instantiated (at f32).
 #[cfg_attr(
     not(any(
-        target_arch = "x86_64",
+        all(target_arch = "x86_64", target_feature = "sse2"),
         target_arch = "aarch64",
         all(target_arch = "wasm32", target_feature = "simd128")
     )),
@@ -53,7 +53,7 @@ mod track;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(unsafe_code)]
 mod wasm;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
 mod x86;
 

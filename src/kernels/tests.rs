@@ -190,7 +190,7 @@ fn generic_bodies_at_f32_are_the_scalar_functions() {
     assert_eq!(s.len(), 33);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[test]
 fn sse2_bodies_agree_with_scalar() {
     generic_bodies_agree::<super::x86::Sse2>();
