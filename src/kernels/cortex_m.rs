@@ -127,7 +127,7 @@ pub(crate) fn dense_rows(
     let rows = pairs.saturating_mul(2);
     let fits = pairs > 0
         && inputs >= 16
-        && inputs % 16 == 0
+        && inputs.is_multiple_of(16)
         && inputs <= 1 << 24
         && w.len() >= rows.saturating_mul(inputs)
         && b.len() >= rows

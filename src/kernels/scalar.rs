@@ -32,7 +32,9 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
         // Cortex-M with an FPU: the whole sample in hand-scheduled VFP code, when the shape
         // allows (IN a multiple of 16, OUT even); same operations in the same order.
         #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
-        if OUT % 2 == 0 && super::cortex_m::dense_rows(w.as_flattened(), b, xs, zs, IN, OUT / 2) {
+        if OUT.is_multiple_of(2)
+            && super::cortex_m::dense_rows(w.as_flattened(), b, xs, zs, IN, OUT / 2)
+        {
             continue;
         }
         // Two output rows at a time share each load of x, inputs eight at a time so
