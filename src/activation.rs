@@ -43,12 +43,6 @@ pub trait Activation: Copy {
     /// `dz = ∂L/∂z` given the row's pre-activation `z`, its output `a` and `dy = ∂L/∂a`.
     fn backward(&self, z: &[f32], a: &[f32], dy: &[f32], dz: &mut [f32]);
 
-    /// f'(z) for an elementwise activation, `None` for a row-wise one (softmax). Used by
-    /// the health tracking to attribute underflow.
-    fn elementwise_derivative(&self, _z: f32) -> Option<f32> {
-        None
-    }
-
     /// For an elementwise activation, writes `d = f'(z)` over the row and returns true;
     /// a row-wise one (softmax) writes nothing and returns false. The health tracking uses
     /// it to attribute underflow.
@@ -145,11 +139,6 @@ impl<T: Elementwise> Activation for T {
     #[inline]
     fn backward(&self, z: &[f32], _a: &[f32], dy: &[f32], dz: &mut [f32]) {
         kernels::activation_backward(self, z, dy, dz);
-    }
-
-    #[inline(always)]
-    fn elementwise_derivative(&self, z: f32) -> Option<f32> {
-        Some(self.derivative(z))
     }
 
     #[inline]

@@ -36,6 +36,8 @@
 
 use core::fmt;
 
+use crate::lanes::pow2_wide as pow2;
+
 /// The class of an f32, read from its bits.
 ///
 /// ```
@@ -132,16 +134,6 @@ impl ClassCounts {
     /// ```
     pub fn non_finite(&self) -> u32 {
         self.infinite + self.nan
-    }
-}
-
-/// 2^k for k ∈ [-149, 127] (subnormal powers included), exactly.
-#[inline(always)]
-fn pow2(k: i32) -> f32 {
-    if k >= -126 {
-        f32::from_bits(((k + 127) as u32) << 23)
-    } else {
-        f32::from_bits(1u32 << (k + 149).clamp(0, 22))
     }
 }
 

@@ -80,6 +80,16 @@ pub(crate) fn pow2(k: i32) -> f32 {
     f32::from_bits((k.wrapping_add(127) as u32) << 23)
 }
 
+/// 2^k for k ∈ [−149, 127] (subnormal powers included), exactly.
+#[inline(always)]
+pub(crate) fn pow2_wide(k: i32) -> f32 {
+    if k >= -126 {
+        pow2(k)
+    } else {
+        f32::from_bits(1u32 << (k + 149).clamp(0, 22))
+    }
+}
+
 /// The bits of 1.5·2^23, the constant of the round-to-integer trick.
 pub(crate) const ROUND_MAGIC_BITS: i32 = 0x4b40_0000;
 
@@ -195,16 +205,6 @@ pub(crate) fn sqrt_exact(x: f32) -> f32 {
     let with_sticky = (root << 1) | u64::from(rest != 0);
     // √x = with_sticky·2^((e − shift)/2 − 1); the integer conversion rounds once, correctly.
     (with_sticky as f32) * pow2_wide((e - shift) / 2 - 1)
-}
-
-/// 2^k for k ∈ [−149, 127], exact.
-#[cfg(any(miri, test))]
-fn pow2_wide(k: i32) -> f32 {
-    if k >= -126 {
-        pow2(k)
-    } else {
-        pow2(k + 64) * pow2(-64)
-    }
 }
 
 #[cfg(test)]

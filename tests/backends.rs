@@ -28,9 +28,8 @@ static LOCK: Mutex<()> = Mutex::new(());
 
 /// The backends this machine can run, other than the scalar reference.
 fn simd_backends() -> Vec<Backend> {
-    Backend::ALL
-        .into_iter()
-        .filter(|b| *b != Backend::Scalar && b.is_available())
+    Backend::available()
+        .filter(|&b| b != Backend::Scalar)
         .collect()
 }
 

@@ -127,13 +127,17 @@ impl Backend {
     /// assert!(gradguard::kernels::Backend::best().is_available());
     /// ```
     pub fn best() -> Backend {
-        let mut best = Backend::Scalar;
-        for b in Backend::ALL {
-            if b.is_available() {
-                best = b;
-            }
-        }
-        best
+        Backend::available().last().unwrap_or(Backend::Scalar)
+    }
+
+    /// The backends this machine can run, best last (always at least [`Backend::Scalar`]).
+    ///
+    /// ```
+    /// use gradguard::kernels::Backend;
+    /// assert_eq!(Backend::available().next(), Some(Backend::Scalar));
+    /// ```
+    pub fn available() -> impl Iterator<Item = Backend> {
+        Backend::ALL.into_iter().filter(|b| b.is_available())
     }
 
     const fn from_u8(v: u8) -> Option<Backend> {

@@ -34,18 +34,22 @@ pub fn dense_backward_input_tracked<
         return;
     };
     h.weights.add_slice(w.as_flattened());
-    // Which columns of W have a nonzero entry.
-    let mut w_column_nonzero = [false; IN];
-    for wo in w {
-        for (flag, &wi) in w_column_nonzero.iter_mut().zip(wo.iter()) {
-            *flag |= wi != 0.0;
-        }
-    }
     h.input_grad.add_slice(dx.as_flattened());
+    // Which columns of W have a nonzero entry: gathered only once some dX entry needs it.
+    let mut columns: Option<[bool; IN]> = None;
     for (dzs, dxs) in dz.iter().zip(dx.iter()) {
         if !dzs.iter().any(|&g| g != 0.0) || !any_zero_or_subnormal(dxs) {
             continue;
         }
+        let w_column_nonzero = columns.get_or_insert_with(|| {
+            let mut flags = [false; IN];
+            for wo in w {
+                for (flag, &wi) in flags.iter_mut().zip(wo.iter()) {
+                    *flag |= wi != 0.0;
+                }
+            }
+            flags
+        });
         for (i, &v) in dxs.iter().enumerate() {
             if is_zero_or_subnormal(v) && w_column_nonzero.get(i).copied().unwrap_or(false) {
                 let some_term = dzs

@@ -113,8 +113,8 @@ unsafe fn xor512(a: __m512, b: __m512) -> __m512 {
 /// The memory access and lane operations shared by the SSE2 and AVX2 types, whose masks
 /// are vectors of all-ones lanes.
 macro_rules! vector_common {
-    ($V:ident, $lanes:expr, $loadu:ident, $storeu:ident, $set1:ident, $cmp:ident, $and:ident,
-     $andnot:ident, $or:ident, $sqrt:ident, $max:ident, $min:ident, $arr:ty) => {
+    ($V:ident, $set1:ident, $cmp:ident, $and:ident, $andnot:ident, $or:ident, $sqrt:ident,
+     $max:ident, $min:ident) => {
         impl Lanes for $V {
             type Mask = $V;
             #[inline(always)]
@@ -226,9 +226,6 @@ macro_rules! pow2_pair {
 
 vector_common!(
     Sse2,
-    4,
-    _mm_loadu_ps,
-    _mm_storeu_ps,
     _mm_set1_ps,
     _mm_cmp_ps,
     _mm_and_ps,
@@ -236,14 +233,10 @@ vector_common!(
     _mm_or_ps,
     _mm_sqrt_ps,
     _mm_max_ps,
-    _mm_min_ps,
-    [f32; 4]
+    _mm_min_ps
 );
 vector_common!(
     Avx2,
-    8,
-    _mm256_loadu_ps,
-    _mm256_storeu_ps,
     _mm256_set1_ps,
     _mm256_cmp_ps,
     _mm256_and_ps,
@@ -251,8 +244,7 @@ vector_common!(
     _mm256_or_ps,
     _mm256_sqrt_ps,
     _mm256_max_ps,
-    _mm256_min_ps,
-    [f32; 8]
+    _mm256_min_ps
 );
 
 /// `[a0+a1+a2+a3, b…, c…, d…]` of four SSE vectors by a 4×4 transpose and three adds.
