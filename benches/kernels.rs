@@ -8,8 +8,8 @@ use gradguard::health::{HealthConfig, HealthReport};
 use gradguard::init::Init;
 use gradguard::kernels::{self, Backend};
 use gradguard::{
-    train_step, Dense, GradMode, Layer, Loss, Relu, Seq, Sgd, Sigmoid, SoftmaxCrossEntropy,
-    Workspace, Zeroed,
+    train_step, train_step_observed, Dense, GradMode, Layer, Loss, Relu, Seq, Sgd, Sigmoid,
+    SoftmaxCrossEntropy, Workspace, Zeroed,
 };
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -61,10 +61,12 @@ fn backends(c: &mut Criterion) {
     group.finish();
 }
 
-/// The backward pass of 64-128-128-10, batch 32, with and without health tracking (the
-/// gradient-health issue's goal: tracking costs at most 5 %).
-fn backward_health_overhead(c: &mut Criterion) {
-    let mut group = c.benchmark_group("backward_64_128_128_10_batch32");
+/// What health tracking costs on 64-128-128-10, batch 32, ReLU and sigmoid hidden layers,
+/// each pair in the same run: one SGD step with `train_step_observed` (the full report)
+/// against `train_step` (the gradient-health issue's goal: ≤ 1.10×), and the backward pass
+/// alone with and without a report.
+fn health_cost(c: &mut Criterion) {
+    let mut group = c.benchmark_group("health_64_128_128_10_batch32");
     macro_rules! net {
         ($name:literal, $act:ty) => {{
     type Net = Seq![Dense<64, 128, $act>, Dense<128, 128, $act>, Dense<128, 10>];
@@ -72,38 +74,69 @@ fn backward_health_overhead(c: &mut Criterion) {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
             let mut p = Box::new(<Net as Layer>::Params::ZEROED);
             let mut g = Box::new(<Net as Layer>::Params::ZEROED);
-            let mut cache = Box::new(<Net as Layer>::Cache::<32>::ZEROED);
+            let mut ws = Box::new(Workspace::<Net, 32>::ZEROED);
             net.init(&mut p, Init::HeNormal, &mut rng);
             let mut x = Box::new([[0.0f32; 64]; 32]);
             let mut y = [0usize; 32];
             assert!(digits::fill_batch(&digits::TRAIN[..32], &mut x, &mut y));
-            net.forward(&p, &x, &mut cache);
-            let mut dy = Box::new([[0.0f32; 10]; 32]);
+            let mut report = Box::new(HealthReport::<3>::new(HealthConfig::DEFAULT));
+            // A learning rate so small that the parameters barely move while measuring.
+            let mut sgd = Sgd::new(1e-6).expect("valid learning rate");
+            group.bench_function(concat!($name, "_train_step"), |b| {
+                b.iter(|| {
+                    train_step(
+                        &net,
+                        &mut p,
+                        &mut g,
+                        &mut ws,
+                        &mut sgd,
+                        &SoftmaxCrossEntropy,
+                        black_box(&x),
+                        &y,
+                    )
+                })
+            });
+            group.bench_function(concat!($name, "_train_step_observed"), |b| {
+                b.iter(|| {
+                    train_step_observed(
+                        &net,
+                        &mut p,
+                        &mut g,
+                        &mut ws,
+                        &mut sgd,
+                        &SoftmaxCrossEntropy,
+                        black_box(&x),
+                        &y,
+                        &mut *report,
+                    )
+                })
+            });
+            net.forward(&p, &x, &mut ws.cache);
             SoftmaxCrossEntropy
-                .loss_and_gradient(Net::output(&cache), &y, &mut dy)
+                .loss_and_gradient(Net::output(&ws.cache), &y, &mut ws.output_grad)
                 .expect("valid labels");
-            group.bench_function(concat!($name, "_untracked"), |b| {
+            let (cache, dy) = (&mut ws.cache, &ws.output_grad);
+            group.bench_function(concat!($name, "_backward"), |b| {
                 b.iter(|| {
                     net.backward(
                         &p,
                         black_box(&x),
-                        &mut cache,
-                        &dy,
+                        cache,
+                        dy,
                         &mut g,
                         None,
                         GradMode::Overwrite,
                     )
                 })
             });
-            let mut report = Box::new(HealthReport::<3>::new(HealthConfig::DEFAULT));
-            group.bench_function(concat!($name, "_health"), |b| {
+            group.bench_function(concat!($name, "_backward_observed"), |b| {
                 b.iter(|| {
                     report.reset();
                     net.backward_observed(
                         &p,
                         black_box(&x),
-                        &mut cache,
-                        &dy,
+                        cache,
+                        dy,
                         &mut g,
                         None,
                         GradMode::Overwrite,
@@ -118,5 +151,5 @@ fn backward_health_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, backends, backward_health_overhead);
+criterion_group!(benches, backends, health_cost);
 criterion_main!(benches);

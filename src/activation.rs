@@ -21,6 +21,7 @@
 //! assert!(dz[2] > 0.0 && dz[2] == Sigmoid.derivative(40.0)); // 4.2e-18, not a false zero
 //! ```
 
+use crate::health::LayerHealth;
 use crate::kernels;
 use crate::lanes::Lanes;
 use crate::math;
@@ -43,18 +44,36 @@ pub trait Activation: Copy {
     /// `dz = ∂L/∂z` given the row's pre-activation `z`, its output `a` and `dy = ∂L/∂a`.
     fn backward(&self, z: &[f32], a: &[f32], dy: &[f32], dz: &mut [f32]);
 
-    /// For an elementwise activation, writes `d = f'(z)` over the row and returns true;
-    /// a row-wise one (softmax) writes nothing and returns false. The health tracking uses
-    /// it to attribute underflow.
+    /// Backward over a whole batch (`dz`, `z`, `a`, `dy` are `[rows][units]` flattened) that
+    /// also records the health of dz in `health`: its statistics and, for elementwise
+    /// activations, the underflow attribution of every product `dy·f'(z)` and the dead and
+    /// saturated units. The values are those of [`Activation::backward`], bit for bit. The
+    /// default (row-wise activations such as softmax) records the statistics only.
     ///
     /// ```
-    /// use gradguard::{Activation, Relu, Softmax};
-    /// let mut d = [9.0; 2];
-    /// assert!(Relu.derivative_row(&[-1.0, 1.0], &mut d) && d == [0.0, 1.0]);
-    /// assert!(!Softmax.derivative_row(&[-1.0, 1.0], &mut d));
+    /// use gradguard::{health::LayerHealth, Activation, Relu};
+    /// let mut h = LayerHealth::EMPTY;
+    /// let mut dz = [0.0; 4];
+    /// let z = [-1.0, 2.0, -3.0, 4.0]; // two samples of two units: unit 0 is dead
+    /// Relu.backward_observed(&z, &z, &[1.0; 4], &mut dz, 2, &mut h);
+    /// assert_eq!((dz, h.dead_units, h.pre_activation_structural_zeros), ([0.0, 1.0, 0.0, 1.0], 1, 2));
     /// ```
-    fn derivative_row(&self, _z: &[f32], _d: &mut [f32]) -> bool {
-        false
+    fn backward_observed(
+        &self,
+        z: &[f32],
+        a: &[f32],
+        dy: &[f32],
+        dz: &mut [f32],
+        units: usize,
+        health: &mut LayerHealth,
+    ) {
+        if units > 0 {
+            let rows = z.chunks(units).zip(a.chunks(units)).zip(dy.chunks(units));
+            for (((z, a), dy), dz) in rows.zip(dz.chunks_mut(units)) {
+                self.backward(z, a, dy, dz);
+            }
+        }
+        health.pre_activation_grad.add_slice(dz);
     }
 
     /// True if f' is never zero mathematically (so a computed 0 is an underflow).
@@ -126,6 +145,18 @@ pub trait Elementwise: Copy {
     fn saturates(&self) -> bool {
         false
     }
+
+    /// True if f' only takes the values 0 and 1 (ReLU, identity; NaN aside): then
+    /// `dy·f'(z)` is exact, and a zero dz is always structural. The health tracking skips
+    /// its underflow attribution for such activations.
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, Relu, Sigmoid};
+    /// assert!(Relu.derivative_is_step() && !Sigmoid.derivative_is_step());
+    /// ```
+    fn derivative_is_step(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Elementwise> Activation for T {
@@ -142,9 +173,16 @@ impl<T: Elementwise> Activation for T {
     }
 
     #[inline]
-    fn derivative_row(&self, z: &[f32], d: &mut [f32]) -> bool {
-        kernels::activation_derivative(self, z, d);
-        true
+    fn backward_observed(
+        &self,
+        z: &[f32],
+        _a: &[f32],
+        dy: &[f32],
+        dz: &mut [f32],
+        units: usize,
+        health: &mut LayerHealth,
+    ) {
+        crate::health::elementwise_backward(self, z, dy, dz, units, health);
     }
 
     fn derivative_never_zero(&self) -> bool {
@@ -201,6 +239,9 @@ impl Elementwise for Identity {
         nan_or(x, R::splat(1.0))
     }
     fn derivative_never_zero(&self) -> bool {
+        true
+    }
+    fn derivative_is_step(&self) -> bool {
         true
     }
 }
@@ -286,6 +327,9 @@ impl Elementwise for Relu {
         nan_or(x, step)
     }
     fn can_die(&self) -> bool {
+        true
+    }
+    fn derivative_is_step(&self) -> bool {
         true
     }
 }

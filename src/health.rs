@@ -36,7 +36,10 @@
 
 use core::fmt;
 
-use crate::lanes::pow2_wide as pow2;
+use crate::lanes::{exponent_bound, pow2_wide as pow2, scale_by_pow2};
+
+mod track;
+pub(crate) use track::{dense_layer_backward, elementwise_backward};
 
 /// The class of an f32, read from its bits.
 ///
@@ -97,15 +100,15 @@ pub(crate) fn is_zero_or_subnormal(v: f32) -> bool {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ClassCounts {
     /// ±0.
-    pub zero: u32,
+    pub zero: u64,
     /// Subnormal.
-    pub subnormal: u32,
+    pub subnormal: u64,
     /// Normal.
-    pub normal: u32,
+    pub normal: u64,
     /// ±∞.
-    pub infinite: u32,
+    pub infinite: u64,
     /// NaN.
-    pub nan: u32,
+    pub nan: u64,
 }
 
 impl ClassCounts {
@@ -123,8 +126,12 @@ impl ClassCounts {
     /// ```
     /// assert_eq!(gradguard::health::ClassCounts::ZERO.total(), 0);
     /// ```
-    pub fn total(&self) -> u32 {
-        self.zero + self.subnormal + self.normal + self.infinite + self.nan
+    pub fn total(&self) -> u64 {
+        self.zero
+            .saturating_add(self.subnormal)
+            .saturating_add(self.normal)
+            .saturating_add(self.infinite)
+            .saturating_add(self.nan)
     }
 
     /// Number of infinite and NaN values.
@@ -132,26 +139,8 @@ impl ClassCounts {
     /// ```
     /// assert_eq!(gradguard::health::ClassCounts::ZERO.non_finite(), 0);
     /// ```
-    pub fn non_finite(&self) -> u32 {
-        self.infinite + self.nan
-    }
-}
-
-/// Multiplies by 2^k for k ∈ [-300, 300] in two exact steps.
-#[inline(always)]
-fn scale_by_pow2(v: f32, k: i32) -> f32 {
-    let half = k / 2;
-    v * pow2(half.clamp(-149, 127)) * pow2((k - half).clamp(-149, 127))
-}
-
-/// Exponent `e` with |v| < 2^e for a finite nonzero `v` (at least −126).
-#[inline(always)]
-fn exponent_bound(v: f32) -> i32 {
-    let field = ((v.to_bits() >> 23) & 0xff) as i32;
-    if field == 0 {
-        -126
-    } else {
-        field - 126
+    pub fn non_finite(&self) -> u64 {
+        self.infinite.saturating_add(self.nan)
     }
 }
 
@@ -230,11 +219,13 @@ impl TensorStats {
 
     /// Adds every value of `values`.
     ///
-    /// Two SIMD kernels on the active backend: a first pass gathers class counts, max and
-    /// min (identical on every backend: counting and comparing do not round); a second pass
-    /// sums |g|·2^-E and (|g|·2^-E)² with one power-of-two multiplier, one partial sum per
-    /// lane, so norm and mean are deterministic for a backend and exactly scale-invariant
-    /// under 2^k, and agree across backends within the rounding of a sum.
+    /// Two passes with SIMD kernels on the active backend: the first counts zeros and
+    /// subnormals and finds the extremes (identical on every backend: counting and comparing
+    /// do not round); the second sums |g|·2^-E and (|g|·2^-E)² with one power-of-two
+    /// multiplier, in partial sums per lane, so norm and mean are deterministic for a
+    /// backend, exactly scale-invariant under 2^k, and agree across backends within the
+    /// rounding of a sum. A slice with an infinite or NaN value (seen as a non-finite sum)
+    /// is counted again exactly by a slower pass.
     ///
     /// ```
     /// let mut s = gradguard::health::TensorStats::EMPTY;
@@ -244,14 +235,79 @@ impl TensorStats {
     /// ```
     #[inline]
     pub fn add_slice(&mut self, values: &[f32]) {
-        // Pass 1 (active backend): classes and extremes.
+        let m = crate::kernels::moments(values, self.scale_exponent);
+        if !(m.sum_squares.is_finite() && m.sum_abs.is_finite()) {
+            return self.add_exact(values);
+        }
+        self.raise_scale_to(m.scale_exponent);
+        self.sum_abs_scaled += m.sum_abs;
+        self.sum_squares_scaled += m.sum_squares;
+        self.add_magnitudes(values.len(), &m.magnitudes);
+    }
+
+    /// Counts and extremes of `n` finite values.
+    fn add_magnitudes(&mut self, n: usize, m: &crate::kernels::Magnitudes) {
+        let c = &mut self.counts;
+        c.zero = c.zero.saturating_add(m.zero);
+        c.subnormal = c.subnormal.saturating_add(m.tiny.saturating_sub(m.zero));
+        c.normal = c.normal.saturating_add((n as u64).saturating_sub(m.tiny));
+        if m.max_abs > self.max_abs {
+            self.max_abs = m.max_abs;
+        }
+        if m.min_nonzero_abs < self.min_nonzero_abs {
+            self.min_nonzero_abs = m.min_nonzero_abs;
+        }
+    }
+
+    /// [`TensorStats::add_slice`] given the first pass `m` over `values` (which a fused
+    /// kernel may have computed while it wrote them).
+    pub(crate) fn add_measured(&mut self, values: &[f32], m: crate::kernels::Magnitudes) {
+        // ∞ shows as the maximum; NaN as a "zero" that is not tiny when nothing else is
+        // nonzero, and otherwise as a NaN sum below.
+        if m.max_abs == f32::INFINITY || (m.max_abs == 0.0 && m.zero > m.tiny) {
+            return self.add_exact(values);
+        }
+        if m.max_abs > 0.0 {
+            self.raise_scale(m.max_abs);
+            let (sum_abs, sum_squares) =
+                crate::kernels::scaled_sums_finite(values, pow2(-self.scale_exponent));
+            if !(sum_squares.is_finite() && sum_abs.is_finite()) {
+                return self.add_exact(values);
+            }
+            self.sum_abs_scaled += sum_abs;
+            self.sum_squares_scaled += sum_squares;
+        }
+        self.add_magnitudes(values.len(), &m);
+    }
+
+    /// Makes 2^E, the scale of the sums, exceed `max_abs` (rescaling the sums exactly).
+    fn raise_scale(&mut self, max_abs: f32) {
+        self.raise_scale_to(exponent_bound(max_abs));
+    }
+
+    /// Makes E at least `e`, rescaling the sums by an exact power of two.
+    fn raise_scale_to(&mut self, e: i32) {
+        if e > self.scale_exponent {
+            let shift = self.scale_exponent - e;
+            self.sum_abs_scaled = scale_by_pow2(self.sum_abs_scaled, shift);
+            self.sum_squares_scaled = scale_by_pow2(self.sum_squares_scaled, 2 * shift);
+            self.scale_exponent = e;
+        }
+    }
+
+    /// The exact path for slices with non-finite values: classes one by one, and the sums
+    /// over the finite values only.
+    #[cold]
+    fn add_exact(&mut self, values: &[f32]) {
         let c = crate::kernels::classify(values);
-        self.counts.zero += c.zero;
-        self.counts.subnormal += c.subnormal;
-        self.counts.infinite += c.infinite;
-        self.counts.nan += c.nan;
         let special = c.zero + c.subnormal + c.infinite + c.nan;
-        self.counts.normal += (values.len() as u32).wrapping_sub(special);
+        let counts = &mut self.counts;
+        counts.zero = counts.zero.saturating_add(c.zero);
+        counts.subnormal = counts.subnormal.saturating_add(c.subnormal);
+        counts.infinite = counts.infinite.saturating_add(c.infinite);
+        counts.nan = counts.nan.saturating_add(c.nan);
+        let normal = (values.len() as u64).saturating_sub(special);
+        counts.normal = counts.normal.saturating_add(normal);
         if c.max_abs == 0.0 {
             return; // nothing finite and nonzero: the sums do not change
         }
@@ -261,14 +317,8 @@ impl TensorStats {
         if c.min_nonzero_abs < self.min_nonzero_abs {
             self.min_nonzero_abs = c.min_nonzero_abs;
         }
-        let e = exponent_bound(c.max_abs);
-        if e > self.scale_exponent {
-            let shift = self.scale_exponent - e;
-            self.sum_abs_scaled = scale_by_pow2(self.sum_abs_scaled, shift);
-            self.sum_squares_scaled = scale_by_pow2(self.sum_squares_scaled, 2 * shift);
-            self.scale_exponent = e;
-        }
-        // Pass 2: 2^-E for E ∈ [-126, 128] is an f32 (2^-128 is subnormal but exact), and
+        self.raise_scale(c.max_abs);
+        // 2^-E for E ∈ [-126, 128] is an f32 (2^-128 is subnormal but exact), and
         // multiplying by it is exact whenever the product is normal.
         let (sum_abs, sum_squares) =
             crate::kernels::scaled_sums(values, pow2(-self.scale_exponent));
@@ -281,7 +331,7 @@ impl TensorStats {
     /// ```
     /// assert_eq!(gradguard::health::TensorStats::of(&[1.0; 3]).len(), 3);
     /// ```
-    pub fn len(&self) -> u32 {
+    pub fn len(&self) -> u64 {
         self.counts.total()
     }
 
@@ -309,7 +359,8 @@ impl TensorStats {
     /// assert_eq!(gradguard::health::TensorStats::of(&[1.0, -3.0]).mean_abs(), 2.0);
     /// ```
     pub fn mean_abs(&self) -> f32 {
-        let finite = self.counts.zero + self.counts.subnormal + self.counts.normal;
+        let c = &self.counts;
+        let finite = c.zero.saturating_add(c.subnormal).saturating_add(c.normal);
         if finite == 0 {
             return 0.0;
         }
@@ -327,20 +378,27 @@ impl TensorStats {
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct HealthConfig {
-    /// `Vanishing` when a layer's ‖dW‖ / ‖dW of the output layer‖ is below this (1e-4).
+    /// `Vanishing` when a layer's ‖dz‖ (the error signal backpropagated to it) divided by
+    /// the output layer's ‖dz‖ is below this (1e-4).
     pub vanishing_ratio: f32,
     /// `Exploding` when a layer's ‖dW‖ exceeds this (1e3), or any gradient is non-finite.
     pub exploding_norm: f32,
     /// A sigmoid/tanh unit is saturated when its f'(z) is below this for every sample (1e-3).
     pub saturation_threshold: f32,
+    /// `Stalled` when a layer's update-to-weight ratio ‖lr·dW‖/‖W‖ is below this (1e-6).
+    /// Around 1e-3 is the usual value of a layer that learns; 1e-6 means a million steps
+    /// to change the weights by their own size.
+    pub stalled_update_ratio: f32,
 }
 
 impl HealthConfig {
-    /// vanishing_ratio 1e-4, exploding_norm 1e3, saturation_threshold 1e-3.
+    /// vanishing_ratio 1e-4, exploding_norm 1e3, saturation_threshold 1e-3,
+    /// stalled_update_ratio 1e-6.
     pub const DEFAULT: Self = HealthConfig {
         vanishing_ratio: 1e-4,
         exploding_norm: 1e3,
         saturation_threshold: 1e-3,
+        stalled_update_ratio: 1e-6,
     };
 }
 
@@ -352,9 +410,19 @@ impl Default for HealthConfig {
 
 /// What one dense layer's backward pass produced, and what went wrong in it.
 ///
-/// "Became subnormal/zero" counts products of two nonzero finite factors whose f32 result
-/// rounded to a subnormal or to zero: underflow. A *structural* zero is one the mathematics
-/// asks for (ReLU below zero, a zero input, an exactly-zero upstream gradient).
+/// **Underflow** is counted only where it can happen: in a product. A "became
+/// subnormal/zero" count is a product of two nonzero finite factors (dz = dy·f'(z), or a
+/// term dz·x of dW, or a term dz·w of dX) whose f32 result is zero, or is subnormal and
+/// differs from the product an unbounded exponent range would give; or a derivative f'(z)
+/// that is zero or subnormal although f' is never zero mathematically. The counts are
+/// exact, and identical on every backend: they describe the products as if each were
+/// rounded on its own, also where a backend fuses a product into its sum.
+///
+/// A **structural** zero is one the mathematics asks for (ReLU below zero, an exactly-zero
+/// upstream gradient). **Cancellation** is not underflow: IEEE addition is exact whenever
+/// its result is subnormal or zero, so a dW, db or dX sum of nonzero terms that is zero or
+/// subnormal lost nothing (it shows in the class counts of [`LayerHealth::weight_grad`]
+/// and [`LayerHealth::bias_grad`] and raises no flag).
 ///
 /// ```
 /// let h = gradguard::health::LayerHealth::EMPTY;
@@ -371,33 +439,32 @@ pub struct LayerHealth {
     pub units: u16,
     /// Inputs of the layer.
     pub inputs: u16,
-    /// Statistics of dz = dy ⊙ f'(z).
+    /// Statistics of dz = dy ⊙ f'(z), the error signal at this layer.
     pub pre_activation_grad: TensorStats,
     /// Statistics of dW.
     pub weight_grad: TensorStats,
     /// Statistics of db.
     pub bias_grad: TensorStats,
-    /// Statistics of dX (empty when the input gradient was not asked for).
-    pub input_grad: TensorStats,
-    /// Statistics of W (for the update-to-weight ratio).
-    pub weights: TensorStats,
+    /// ‖W‖ at the time of the backward pass (before the optimiser's update), for the
+    /// update-to-weight ratio.
+    pub weight_norm: f32,
     /// dz entries that are exactly zero for a structural reason.
-    pub pre_activation_structural_zeros: u32,
-    /// dz = dy·f'(z) (or f'(z) itself) became subnormal from nonzero finite factors.
-    pub pre_activation_became_subnormal: u32,
-    /// dz = dy·f'(z) (or f'(z) itself) became zero although f' is never zero mathematically
-    /// and dy was nonzero.
-    pub pre_activation_became_zero: u32,
+    pub pre_activation_structural_zeros: u64,
+    /// dz = dy·f'(z) became subnormal from nonzero finite factors, or f'(z) itself
+    /// underflowed.
+    pub pre_activation_became_subnormal: u64,
+    /// dz = dy·f'(z) became zero although dy was nonzero and f'(z) was nonzero or is never
+    /// zero mathematically.
+    pub pre_activation_became_zero: u64,
     /// Products dz·x feeding dW that became subnormal from nonzero finite factors.
-    pub weight_products_became_subnormal: u32,
+    pub weight_products_became_subnormal: u64,
     /// Products dz·x feeding dW that became zero from nonzero finite factors.
-    pub weight_products_became_zero: u32,
-    /// dW entries that are zero or subnormal although some term of their sum was nonzero.
-    pub weight_sums_vanished: u32,
-    /// db entries that are zero or subnormal although some term was nonzero.
-    pub bias_sums_vanished: u32,
-    /// dX entries that are zero or subnormal although some term of their sum was nonzero.
-    pub input_sums_vanished: u32,
+    pub weight_products_became_zero: u64,
+    /// Products dz·w feeding dX that became subnormal from nonzero finite factors (0 when
+    /// dX was not asked for).
+    pub input_products_became_subnormal: u64,
+    /// Products dz·w feeding dX that became zero from nonzero finite factors.
+    pub input_products_became_zero: u64,
     /// Units whose derivative was 0 for every sample (ReLU-like activations only).
     pub dead_units: u16,
     /// Units whose derivative was below the saturation threshold for every sample
@@ -417,62 +484,64 @@ impl LayerHealth {
         pre_activation_grad: TensorStats::EMPTY,
         weight_grad: TensorStats::EMPTY,
         bias_grad: TensorStats::EMPTY,
-        input_grad: TensorStats::EMPTY,
-        weights: TensorStats::EMPTY,
+        weight_norm: 0.0,
         pre_activation_structural_zeros: 0,
         pre_activation_became_subnormal: 0,
         pre_activation_became_zero: 0,
         weight_products_became_subnormal: 0,
         weight_products_became_zero: 0,
-        weight_sums_vanished: 0,
-        bias_sums_vanished: 0,
-        input_sums_vanished: 0,
+        input_products_became_subnormal: 0,
+        input_products_became_zero: 0,
         dead_units: 0,
         saturated_units: 0,
         saturation_threshold: HealthConfig::DEFAULT.saturation_threshold,
     };
 
-    /// Every underflow this layer saw: values that became subnormal or zero from nonzero
-    /// factors or terms.
+    /// Every underflow this layer saw: products (and derivatives) that became subnormal
+    /// or zero.
     ///
     /// ```
     /// let mut h = gradguard::health::LayerHealth::EMPTY;
     /// h.weight_products_became_zero = 3;
     /// assert_eq!(h.underflow_count(), 3);
     /// ```
-    pub fn underflow_count(&self) -> u32 {
-        self.pre_activation_became_subnormal
-            + self.pre_activation_became_zero
-            + self.weight_products_became_subnormal
-            + self.weight_products_became_zero
-            + self.weight_sums_vanished
-            + self.bias_sums_vanished
-            + self.input_sums_vanished
+    pub fn underflow_count(&self) -> u64 {
+        [
+            self.pre_activation_became_subnormal,
+            self.pre_activation_became_zero,
+            self.weight_products_became_subnormal,
+            self.weight_products_became_zero,
+            self.input_products_became_subnormal,
+            self.input_products_became_zero,
+        ]
+        .iter()
+        .fold(0u64, |a, &b| a.saturating_add(b))
     }
 
-    /// Non-finite gradient values (dz, dW, db, dX).
+    /// Non-finite gradient values (dz, dW, db).
     ///
     /// ```
     /// assert_eq!(gradguard::health::LayerHealth::EMPTY.non_finite_count(), 0);
     /// ```
-    pub fn non_finite_count(&self) -> u32 {
-        self.pre_activation_grad.counts.non_finite()
-            + self.weight_grad.counts.non_finite()
-            + self.bias_grad.counts.non_finite()
-            + self.input_grad.counts.non_finite()
+    pub fn non_finite_count(&self) -> u64 {
+        self.pre_activation_grad
+            .counts
+            .non_finite()
+            .saturating_add(self.weight_grad.counts.non_finite())
+            .saturating_add(self.bias_grad.counts.non_finite())
     }
 
-    /// The update-to-weight ratio ‖lr·dW‖ / ‖W‖ for plain SGD with learning rate `lr`
-    /// (around 1e-3 is the usual "learning" value; far below means frozen).
+    /// The update-to-weight ratio ‖lr·dW‖ / ‖W‖ of a gradient step with learning rate `lr`
+    /// (around 1e-3 is the usual "learning" value; far below means stalled).
     ///
     /// ```
     /// let mut h = gradguard::health::LayerHealth::EMPTY;
     /// h.weight_grad = gradguard::health::TensorStats::of(&[3.0, 4.0]);
-    /// h.weights = gradguard::health::TensorStats::of(&[10.0]);
+    /// h.weight_norm = 10.0;
     /// assert_eq!(h.update_ratio(0.1), 0.05);
     /// ```
     pub fn update_ratio(&self, learning_rate: f32) -> f32 {
-        learning_rate * self.weight_grad.l2_norm() / self.weights.l2_norm()
+        learning_rate * self.weight_grad.l2_norm() / self.weight_norm
     }
 }
 
@@ -524,9 +593,9 @@ impl GradientObserver for NoHealth {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Flags {
-    /// A gradient became subnormal or zero from nonzero factors or terms.
+    /// A product (or a derivative) became subnormal or zero from nonzero factors.
     pub underflow: Option<u16>,
-    /// A layer's ‖dW‖ relative to the output layer's is below `vanishing_ratio`.
+    /// A layer's ‖dz‖ relative to the output layer's is below `vanishing_ratio`.
     pub vanishing: Option<u16>,
     /// A layer's ‖dW‖ is above `exploding_norm`, or a gradient is infinite or NaN.
     pub exploding: Option<u16>,
@@ -534,6 +603,9 @@ pub struct Flags {
     pub dead_units: Option<u16>,
     /// A sigmoid/tanh unit had derivative below the threshold for every sample.
     pub saturated: Option<u16>,
+    /// A layer's update-to-weight ratio ‖lr·dW‖/‖W‖ is below `stalled_update_ratio`
+    /// (only when the learning rate is known, as in [`crate::train_step_observed`]).
+    pub stalled: Option<u16>,
 }
 
 impl Flags {
@@ -549,6 +621,7 @@ impl Flags {
             || self.exploding.is_some()
             || self.dead_units.is_some()
             || self.saturated.is_some()
+            || self.stalled.is_some()
     }
 }
 
@@ -658,10 +731,17 @@ impl<const L: usize> HealthReport<L> {
     }
 
     /// The network-level flags under `self.config`.
+    ///
+    /// ```
+    /// let r = gradguard::health::HealthReport::<2>::new(Default::default());
+    /// assert!(!r.flags().any());
+    /// ```
     pub fn flags(&self) -> Flags {
         let mut flags = Flags::default();
         let layers = self.layers_from_output();
-        let output_norm = layers.first().map_or(0.0, |l| l.weight_grad.l2_norm());
+        let output_signal = layers
+            .first()
+            .map_or(0.0, |l| l.pre_activation_grad.l2_norm());
         let c = &self.config;
         for l in layers {
             let first = |flag: &mut Option<u16>, raised: bool| {
@@ -669,19 +749,23 @@ impl<const L: usize> HealthReport<L> {
                     *flag = Some(l.layer);
                 }
             };
-            let norm = l.weight_grad.l2_norm();
+            let signal = l.pre_activation_grad.l2_norm();
             first(&mut flags.underflow, l.underflow_count() > 0);
             // NaN-safe: a comparison with NaN is false.
             first(
                 &mut flags.vanishing,
-                output_norm > 0.0 && norm / output_norm < c.vanishing_ratio,
+                output_signal > 0.0 && signal / output_signal < c.vanishing_ratio,
             );
             first(
                 &mut flags.exploding,
-                norm > c.exploding_norm || l.non_finite_count() > 0,
+                l.weight_grad.l2_norm() > c.exploding_norm || l.non_finite_count() > 0,
             );
             first(&mut flags.dead_units, l.dead_units > 0);
             first(&mut flags.saturated, l.saturated_units > 0);
+            first(
+                &mut flags.stalled,
+                l.update_ratio(self.learning_rate) < c.stalled_update_ratio,
+            );
         }
         flags
     }
@@ -720,24 +804,25 @@ impl<const L: usize> fmt::Display for HealthReport<L> {
     /// A compact table, output layer first, then the flags.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let layers = self.layers_from_output();
-        let output_norm = layers.first().map_or(0.0, |l| l.weight_grad.l2_norm());
+        let output_signal = layers
+            .first()
+            .map_or(0.0, |l| l.pre_activation_grad.l2_norm());
         writeln!(
             f,
-            "layer activation   shape     |dW|      rel-out   min|dW|   mean|dz|  zero/sub(dW) underflow dead sat nonfin upd-ratio"
+            "layer activation   shape     |dW|      |dz|      rel-out   min|dW|   mean|dz|  zero/sub(dW) underflow dead sat nonfin upd-ratio"
         )?;
         for l in layers {
-            let norm = l.weight_grad.l2_norm();
-            let shape_in = l.inputs;
-            let shape_out = l.units;
+            let signal = l.pre_activation_grad.l2_norm();
             write!(
                 f,
-                "{:>5} {:<12} {:>4}x{:<4} {:<9.2e} {:<9.2e} {:<9.2e} {:<9.2e} {:>5}/{:<6} {:>9} {:>4} {:>3} {:>6}",
+                "{:>5} {:<12} {:>4}x{:<4} {:<9.2e} {:<9.2e} {:<9.2e} {:<9.2e} {:<9.2e} {:>5}/{:<6} {:>9} {:>4} {:>3} {:>6}",
                 l.layer,
                 l.activation,
-                shape_out,
-                shape_in,
-                norm,
-                norm / output_norm,
+                l.units,
+                l.inputs,
+                l.weight_grad.l2_norm(),
+                signal,
+                signal / output_signal,
                 l.weight_grad.min_nonzero_abs,
                 l.pre_activation_grad.mean_abs(),
                 l.weight_grad.counts.zero,
@@ -767,6 +852,7 @@ impl<const L: usize> fmt::Display for HealthReport<L> {
         show(f, "Exploding", flags.exploding)?;
         show(f, "DeadUnits", flags.dead_units)?;
         show(f, "Saturated", flags.saturated)?;
+        show(f, "Stalled", flags.stalled)?;
         if self.truncated {
             write!(f, " (report truncated: more than {L} layers)")?;
         }

@@ -90,6 +90,26 @@ pub(crate) fn pow2_wide(k: i32) -> f32 {
     }
 }
 
+/// Multiplies by 2^k for k ∈ [-300, 300] in two steps, each exact unless its result is
+/// subnormal.
+#[inline(always)]
+pub(crate) fn scale_by_pow2<R: Lanes>(v: R, k: i32) -> R {
+    let half = k / 2;
+    v * R::splat(pow2_wide(half.clamp(-149, 127)))
+        * R::splat(pow2_wide((k - half).clamp(-149, 127)))
+}
+
+/// Exponent `e` with |v| < 2^e for a finite nonzero `v` (at least −126).
+#[inline(always)]
+pub(crate) fn exponent_bound(v: f32) -> i32 {
+    let field = ((v.to_bits() >> 23) & 0xff) as i32;
+    if field == 0 {
+        -126
+    } else {
+        field - 126
+    }
+}
+
 /// The bits of 1.5·2^23, the constant of the round-to-integer trick.
 pub(crate) const ROUND_MAGIC_BITS: i32 = 0x4b40_0000;
 

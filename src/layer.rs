@@ -20,7 +20,7 @@
 //! ```
 
 use crate::activation::{Activation, Identity};
-use crate::health::{GradientObserver, NoHealth, TensorStats};
+use crate::health::{GradientObserver, NoHealth};
 use crate::init::{self, Init};
 use crate::kernels::{self, GradMode};
 use crate::storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
@@ -318,33 +318,20 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
         h.activation = A::NAME;
         h.units = u16::try_from(OUT).unwrap_or(u16::MAX);
         h.inputs = u16::try_from(IN).unwrap_or(u16::MAX);
-        kernels::activation_backward_tracked(
+        crate::health::dense_layer_backward(
             &self.activation,
+            &params.weights,
+            x,
             &cache.pre_activation,
             &cache.output,
             dy,
             &mut cache.pre_activation_grad,
-            h,
-        );
-        let dz = &cache.pre_activation_grad;
-        kernels::dense_backward_params_tracked::<true, IN, OUT, B>(
-            dz,
-            x,
             &mut grads.weights,
             &mut grads.bias,
+            dx,
             mode,
-            Some(&mut *h),
+            h,
         );
-        match dx {
-            Some(dx) => kernels::dense_backward_input_tracked::<true, IN, OUT, B>(
-                &params.weights,
-                dz,
-                dx,
-                Some(h),
-            ),
-            // No backward kernel reads W here: one pass for the update ratio.
-            None => h.weights = TensorStats::of(params.weights.as_flattened()),
-        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! Gradient health with known answers.
 
 use gradguard::datasets::digits;
-use gradguard::health::{classify, FloatClass, HealthConfig, HealthReport, TensorStats};
+use gradguard::health::{
+    classify, FloatClass, GradientObserver, HealthConfig, HealthReport, TensorStats,
+};
 use gradguard::init::{standard_normal, Init};
 use gradguard::{
-    Chain, Dense, GradMode, Layer, Parameters, Relu, Seq, Sigmoid, Tanh, Workspace, Zeroed,
+    compute_gradients, Chain, Dense, GradMode, Layer, Parameters, Relu, Seq, Sigmoid,
+    SoftmaxCrossEntropy, Tanh, Workspace, Zeroed,
 };
 use proptest::prelude::*;
 use rand_xoshiro::rand_core::SeedableRng;
@@ -39,7 +42,7 @@ fn injected_special_values_are_counted_exactly() {
         ),
         (2, 3, 4, 2, 1)
     );
-    assert_eq!(s.len(), v.len() as u32);
+    assert_eq!(s.len(), v.len() as u64);
     assert_eq!(s.max_abs, 3e38);
     assert_eq!(s.min_nonzero_abs, 1e-45);
     let finite: Vec<f64> = v
@@ -315,25 +318,43 @@ fn a_unit_killed_by_a_negative_bias_is_dead_and_a_fed_sigmoid_is_saturated_not_z
     );
 }
 
-/// A brute-force count of the products feeding dW that underflow, to compare with the fused
-/// counting.
-fn brute_force_products<const IN: usize, const OUT: usize, const B: usize>(
-    dz: &[[f32; OUT]; B],
-    x: &[[f32; IN]; B],
-) -> (u32, u32) {
+/// A brute-force count of the products `g·v` of nonzero finite factors that underflow, to
+/// compare with the screened counting: zero, or subnormal and inexact (the exact product
+/// of two f32 fits in f64).
+fn brute_force_pairs(pairs: impl Iterator<Item = (f32, f32)>) -> (u64, u64) {
     let (mut sub, mut zero) = (0, 0);
-    for (dzs, xs) in dz.iter().zip(x) {
-        for &g in dzs {
-            for &v in xs {
-                if g != 0.0 && v != 0.0 && g.is_finite() && v.is_finite() {
-                    let p = g * v;
-                    zero += u32::from(p == 0.0);
-                    sub += u32::from(p.is_subnormal());
-                }
-            }
+    for (g, v) in pairs {
+        if g != 0.0 && v != 0.0 && g.is_finite() && v.is_finite() {
+            let p = g * v;
+            zero += u64::from(p == 0.0);
+            let exact = f64::from(g) * f64::from(v);
+            sub += u64::from(p.is_subnormal() && f64::from(p) != exact);
         }
     }
     (sub, zero)
+}
+
+/// The products dz·x feeding dW.
+fn brute_force_products<const IN: usize, const OUT: usize, const B: usize>(
+    dz: &[[f32; OUT]; B],
+    x: &[[f32; IN]; B],
+) -> (u64, u64) {
+    brute_force_pairs(dz.iter().zip(x).flat_map(|(dzs, xs)| {
+        dzs.iter()
+            .flat_map(move |&g| xs.iter().map(move |&v| (g, v)))
+    }))
+}
+
+/// The products dz·w feeding dX.
+fn brute_force_input_products<const IN: usize, const OUT: usize, const B: usize>(
+    dz: &[[f32; OUT]; B],
+    w: &[[f32; IN]; OUT],
+) -> (u64, u64) {
+    brute_force_pairs(dz.iter().flat_map(|dzs| {
+        dzs.iter()
+            .zip(w.iter())
+            .flat_map(|(&g, wo)| wo.iter().map(move |&v| (g, v)))
+    }))
 }
 
 fn adversarial() -> impl Strategy<Value = f32> {
@@ -390,9 +411,12 @@ proptest! {
         let first = report.layer(0).unwrap();
         let (sub, zero) = brute_force_products(&c2.first.pre_activation_grad, &xb);
         prop_assert_eq!((first.weight_products_became_subnormal, first.weight_products_became_zero), (sub, zero));
+        let (sub, zero) = brute_force_input_products(&c2.second.pre_activation_grad, &p.second.weights);
+        prop_assert_eq!((second.input_products_became_subnormal, second.input_products_became_zero), (sub, zero));
+        let (sub, zero) = brute_force_input_products(&c2.first.pre_activation_grad, &p.first.weights);
+        prop_assert_eq!((first.input_products_became_subnormal, first.input_products_became_zero), (sub, zero));
         let total = first.weight_grad.len();
         prop_assert_eq!(total, 20);
-        prop_assert_eq!(first.input_grad.len(), 15);
     }
 }
 
@@ -407,4 +431,225 @@ fn the_report_prints_a_table_and_the_fpu_mode() {
         gradguard::kernels::subnormal_mode(),
         gradguard::kernels::SubnormalMode::Preserved
     );
+}
+
+/// Cancellation is not underflow: with identical logits and a class-balanced batch, the
+/// output layer's db = Σ (softmax − onehot)/B is exactly 0 although every term is ±1/4.
+#[test]
+fn a_balanced_batch_whose_output_bias_gradient_cancels_raises_no_underflow() {
+    type N = Seq![Dense<4, 8, Relu>, Dense<8, 2>];
+    let net = N::default();
+    let mut p = <N as Layer>::Params::ZEROED;
+    net.init(
+        &mut p,
+        Init::HeNormal,
+        &mut Xoshiro256PlusPlus::seed_from_u64(7),
+    );
+    p.second.weights = [[0.0; 8]; 2]; // every logit 0: softmax (1/2, 1/2)
+    let mut g = <N as Layer>::Params::ZEROED;
+    let mut ws = Workspace::<N, 2>::ZEROED;
+    let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
+    report.begin_backward(0.1);
+    compute_gradients(
+        &net,
+        &p,
+        &mut g,
+        &mut ws,
+        &SoftmaxCrossEntropy,
+        &[[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 2.0, 1.0]],
+        &[0, 1],
+        &mut report,
+    )
+    .unwrap();
+    assert_eq!(g.second.bias, [0.0, 0.0], "the sums cancel exactly");
+    let output = report.layer(1).unwrap();
+    assert_eq!(
+        output.pre_activation_grad.counts.normal, 4,
+        "every term is ±1/4"
+    );
+    assert_eq!(output.bias_grad.counts.zero, 2);
+    assert_eq!(output.underflow_count(), 0);
+    assert_eq!(report.flags().underflow, None, "{report}");
+}
+
+/// A layer whose ReLU units are all dead: DeadUnits there, structural zeros below, and no
+/// Underflow anywhere (zero inputs and zero upstream gradients are structural).
+#[test]
+fn an_all_dead_relu_layer_raises_dead_units_and_no_underflow_downstream() {
+    type N = Seq![Dense<4, 3, Relu>, Dense<3, 4, Sigmoid>, Dense<4, 2>];
+    let net = N::default();
+    let mut p = <N as Layer>::Params::ZEROED;
+    net.init(
+        &mut p,
+        Init::HeNormal,
+        &mut Xoshiro256PlusPlus::seed_from_u64(8),
+    );
+    p.first.bias = [-100.0; 3];
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+    let mut x = [[0.0f32; 4]; 8];
+    x.iter_mut()
+        .flatten()
+        .for_each(|v| *v = standard_normal(&mut rng));
+    let mut g = <N as Layer>::Params::ZEROED;
+    let mut ws = Workspace::<N, 8>::ZEROED;
+    let mut report = HealthReport::<3>::new(HealthConfig::DEFAULT);
+    report.begin_backward(0.1);
+    let y = [0, 1, 0, 1, 0, 1, 0, 1];
+    compute_gradients(
+        &net,
+        &p,
+        &mut g,
+        &mut ws,
+        &SoftmaxCrossEntropy,
+        &x,
+        &y,
+        &mut report,
+    )
+    .unwrap();
+    let flags = report.flags();
+    assert_eq!(report.layer(0).unwrap().dead_units, 3);
+    assert_eq!(flags.dead_units, Some(0));
+    assert_eq!(flags.underflow, None, "{report}");
+    assert_eq!(report.layer(0).unwrap().pre_activation_structural_zeros, 24);
+    assert!(
+        g.second.first.weights.iter().flatten().all(|&v| v == 0.0),
+        "zero inputs"
+    );
+}
+
+/// A product that truly underflows is flagged at the layer that forms it, both in dW
+/// (dz·x) and in dX (dz·w); a tiny product that is exact is not an underflow.
+#[test]
+fn a_product_that_truly_underflows_is_flagged_at_its_layer() {
+    type N = Seq![Dense<2, 2>, Dense<2, 1>];
+    let net = N::default();
+    let run = |output_weight: f32, x: [f32; 2], first_weight: f32| {
+        let mut p = <N as Layer>::Params::ZEROED;
+        p.first.weights = [[first_weight, 1.0], [1.0, 1.0]];
+        p.second.weights = [[output_weight, output_weight]];
+        let mut cache = <N as Layer>::Cache::<1>::ZEROED;
+        net.forward(&p, &[x], &mut cache);
+        let mut g = <N as Layer>::Params::ZEROED;
+        let mut dx = [[0.0f32; 2]];
+        let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
+        net.backward_observed(
+            &p,
+            &[x],
+            &mut cache,
+            &[[1.0]],
+            &mut g,
+            Some(&mut dx),
+            GradMode::Overwrite,
+            &mut report,
+        );
+        report
+    };
+    // dz₀ = 1e-30 (normal); dz₀·x = 1e-40 (subnormal, inexact) in dW₀; dz₀·w = 1e-50 → 0 in dX.
+    let report = run(1e-30, [1e-10, 1.0], 1e-20);
+    let first = report.layer(0).unwrap();
+    assert_eq!(report.flags().underflow, Some(0), "{report}");
+    assert_eq!(report.layer(1).unwrap().underflow_count(), 0);
+    assert_eq!(
+        (
+            first.weight_products_became_subnormal,
+            first.weight_products_became_zero
+        ),
+        (2, 0)
+    );
+    assert_eq!(first.input_products_became_zero, 1);
+    assert_eq!(first.input_products_became_subnormal, 0);
+    // dz₀ = 2^-100 and x = 2^-40: the product 2^-140 is subnormal but exact: no underflow.
+    let exact = run(2f32.powi(-100), [2f32.powi(-40), 1.0], 1.0);
+    let first = exact.layer(0).unwrap();
+    assert_eq!(first.underflow_count(), 0, "{exact}");
+    assert_eq!(exact.flags().underflow, None);
+}
+
+/// The report of the first digits batch of `L` with N(0, 0.01²) weights (the textbook
+/// mistake), for a step with learning rate 0.1.
+fn tiny_init_report<L>() -> HealthReport<10>
+where
+    L: Layer<Input = [f32; 64], Output = [f32; 10]> + Default,
+{
+    let net = L::default();
+    let mut p = Box::new(L::Params::ZEROED);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(10);
+    for i in (0..<L::Params as Parameters>::TENSORS).step_by(2) {
+        for w in p.tensor_mut(i) {
+            *w = 0.01 * standard_normal(&mut rng);
+        }
+    }
+    let mut g = Box::new(L::Params::ZEROED);
+    let mut ws = Box::new(Workspace::<L, 32>::ZEROED);
+    let mut report = HealthReport::<10>::new(HealthConfig::DEFAULT);
+    digits::gradient_health(&net, &p, &mut g, &mut ws, &digits::TRAIN, &mut report).unwrap();
+    report.learning_rate = 0.1;
+    report
+}
+
+type Th = Dense<32, 32, Tanh>;
+type DeepTanh = Seq![Dense<64, 32, Tanh>, Th, Th, Th, Th, Th, Th, Th, Th, Dense<32, 10>];
+
+/// The classic case a ‖dW‖ ratio misses: with std-0.01 weights a tanh net's forward signal
+/// shrinks layer by layer as much as the backward one, so the output layer's own ‖dW‖ is
+/// as tiny as the first layer's and their ratio stays near 1. The error signal dz reaching
+/// the first layer and the update-to-weight ratio tell the truth. The sigmoid net (whose
+/// activations stay near 1/2) is flagged too.
+#[test]
+fn deep_nets_with_tiny_weights_are_flagged_vanishing_and_stalled() {
+    for (name, report) in [
+        ("tanh", tiny_init_report::<DeepTanh>()),
+        ("sigmoid", tiny_init_report::<DeepSigmoid>()),
+    ] {
+        let layers = report.layers_from_output();
+        let dw_ratio = layers[9].weight_grad.l2_norm() / layers[0].weight_grad.l2_norm();
+        let dz_ratio =
+            layers[9].pre_activation_grad.l2_norm() / layers[0].pre_activation_grad.l2_norm();
+        println!("{name}:\n{report}\n‖dW₁‖/‖dW₁₀‖ = {dw_ratio:e}, ‖dz₁‖/‖dz₁₀‖ = {dz_ratio:e}");
+        assert!(
+            dz_ratio < 1e-9,
+            "{name}: the error signal vanishes: {dz_ratio:e}"
+        );
+        let flags = report.flags();
+        assert!(flags.vanishing.is_some(), "{name}: {report}");
+        assert!(flags.stalled.is_some(), "{name}: {report}");
+        assert!(layers[9].update_ratio(0.1) < 1e-8, "{name}");
+        if name == "tanh" {
+            assert!(
+                dw_ratio > 1e-4,
+                "the dW ratio alone would miss it: {dw_ratio:e}"
+            );
+        }
+    }
+}
+
+/// The 10-layer ReLU net with He initialisation learns: neither Vanishing nor Stalled.
+#[test]
+fn a_deep_relu_net_with_he_init_is_neither_vanishing_nor_stalled() {
+    let mut report = first_batch_report::<DeepRelu>(Init::HeNormal);
+    report.learning_rate = 0.1;
+    let flags = report.flags();
+    assert_eq!(flags.vanishing, None, "{report}");
+    assert_eq!(flags.stalled, None, "{report}");
+    assert_eq!(flags.underflow, None, "{report}");
+}
+
+/// Counters are u64 and their totals saturate instead of wrapping (a 2048×2048 layer with
+/// batch 1024 makes 2^32 products).
+#[test]
+fn counts_saturate_instead_of_wrapping() {
+    let c = gradguard::health::ClassCounts {
+        zero: u64::MAX,
+        subnormal: 1,
+        normal: 1 << 40,
+        infinite: u64::MAX,
+        nan: 1,
+    };
+    assert_eq!((c.total(), c.non_finite()), (u64::MAX, u64::MAX));
+    let mut h = gradguard::health::LayerHealth::EMPTY;
+    h.weight_products_became_zero = 1 << 32;
+    h.input_products_became_zero = u64::MAX;
+    assert_eq!(h.underflow_count(), u64::MAX);
+    h.input_products_became_zero = 0;
+    assert_eq!(h.underflow_count(), 1 << 32, "2^32 is not 0");
 }

@@ -9,8 +9,8 @@ use gradguard::kernels::{self, Backend};
 use libfuzzer_sys::fuzz_target;
 
 /// The reference: classes from the exponent and mantissa bits, one value at a time.
-fn reference(values: &[f32]) -> ([u32; 5], f32, f32) {
-    let mut counts = [0u32; 5];
+fn reference(values: &[f32]) -> ([u64; 5], f32, f32) {
+    let mut counts = [0u64; 5];
     let (mut max, mut min) = (0.0f32, f32::INFINITY);
     for &v in values {
         let bits = v.to_bits() & 0x7fff_ffff;

@@ -394,6 +394,43 @@ macro_rules! backend_kernels {
         pub(crate) unsafe fn scaled_sums(values: &[f32], inverse_scale: f32) -> (f32, f32) {
             generic::scaled_sums::<$V>(values, inverse_scale)
         }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn moments_full(values: &[f32], scale_exponent: i32) -> generic::Moments {
+            generic::moments::<$V, true>(values, scale_exponent)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn moments_norm(values: &[f32], scale_exponent: i32) -> generic::Moments {
+            generic::moments::<$V, false>(values, scale_exponent)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn scaled_sums_finite(values: &[f32], inverse_scale: f32) -> (f32, f32) {
+            generic::scaled_sums_finite::<$V>(values, inverse_scale)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn activation_backward_observed<A: crate::activation::Elementwise>(
+            activation: &A,
+            z: &[f32],
+            dy: &[f32],
+            dz: &mut [f32],
+            units: usize,
+            threshold: f32,
+        ) -> generic::BackwardTally {
+            generic::activation_backward_observed::<$V, A>(activation, z, dy, dz, units, threshold)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn attribute_underflow<A: crate::activation::Elementwise>(
+            activation: &A,
+            z: &[f32],
+            dy: &[f32],
+            dz: &[f32],
+        ) -> [u64; 3] {
+            generic::attribute_underflow::<$V, A>(activation, z, dy, dz)
+        }
     };
 }
 

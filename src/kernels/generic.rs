@@ -35,6 +35,22 @@ pub(crate) trait Vector: Lanes {
     fn mul_add(self, b: Self, c: Self) -> Self;
     /// The sum of the lanes (in an order of the instruction set's choosing).
     fn reduce_sum(self) -> f32;
+    /// `max(self, acc)` where `self > acc`, else `acc` (so a NaN `self` keeps `acc`): the
+    /// semantics of x86 `maxps`, which the x86 backends use.
+    #[inline(always)]
+    fn max_or_keep(self, acc: Self) -> Self {
+        Self::select(self.gt(acc), self, acc)
+    }
+    /// `self` where `mask` and `self < acc`, else `acc` (x86 `minps`, masked on AVX-512).
+    #[inline(always)]
+    fn min_where(mask: Self::Mask, a: Self, acc: Self) -> Self {
+        Self::select(mask, Self::select(a.lt(acc), a, acc), acc)
+    }
+    /// `acc + 1` in the lanes of `mask` (a masked add on AVX-512).
+    #[inline(always)]
+    fn count_where(mask: Self::Mask, acc: Self) -> Self {
+        acc + Self::select(mask, Self::splat(1.0), Self::splat(0.0))
+    }
     /// The four lane sums of four vectors; backends override it with a transposing
     /// reduction that is cheaper than four [`Vector::reduce_sum`]s.
     #[inline(always)]
@@ -121,15 +137,6 @@ impl LaneMap for ExpShifted {
     #[inline(always)]
     fn apply<R: Lanes>(&self, [z, _, _]: [R; 3]) -> R {
         crate::math::exp_lanes(z - R::splat(self.0))
-    }
-}
-
-/// `x · y`.
-pub(crate) struct Product;
-impl LaneMap for Product {
-    #[inline(always)]
-    fn apply<R: Lanes>(&self, [x, y, _]: [R; 3]) -> R {
-        x * y
     }
 }
 
@@ -519,10 +526,10 @@ fn tail_dot(w: &[f32], x: &[f32], from: usize) -> f32 {
 /// Class counts and extremes of a slice (the first pass of `TensorStats::add_slice`).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ClassSummary {
-    pub zero: u32,
-    pub subnormal: u32,
-    pub infinite: u32,
-    pub nan: u32,
+    pub zero: u64,
+    pub subnormal: u64,
+    pub infinite: u64,
+    pub nan: u64,
     /// Largest finite |v| (0 if none).
     pub max_abs: f32,
     /// Smallest nonzero finite |v| (+∞ if none).
@@ -622,7 +629,7 @@ pub(crate) fn classify<V: Vector>(values: &[f32]) -> ClassSummary {
         for &v in chunks.remainder() {
             tail.add(v);
         }
-        let count = |v: V, t: f32| (v.reduce_sum() + t) as u32;
+        let count = |v: V, t: f32| (v.reduce_sum() + t) as u64;
         out.zero += count(lanes.zero, tail.zero);
         out.subnormal += count(lanes.subnormal, tail.subnormal);
         out.infinite += count(lanes.infinite, tail.infinite);
@@ -694,5 +701,444 @@ pub(crate) fn min_nonzero_abs<V: Vector>(values: &[f32]) -> f32 {
         tail
     } else {
         lo
+    }
+}
+
+/// The first pass of a tensor's statistics: counts and extremes of |v|, exact on every
+/// backend (counting and comparing do not round). Meaningful for finite values only: a NaN
+/// is counted as a zero and an ∞ becomes `max_abs`, so callers check for non-finite values
+/// (the scaled sums of the second pass turn non-finite) and then take the exact slow path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Magnitudes {
+    /// Values with |v| = 0 (or NaN, see above).
+    pub zero: u64,
+    /// Values with |v| < 2^-126: zeros and subnormals.
+    pub tiny: u64,
+    /// Largest |v| (0 if none).
+    pub max_abs: f32,
+    /// Smallest nonzero |v| (+∞ if none).
+    pub min_nonzero_abs: f32,
+}
+
+impl Magnitudes {
+    /// Nothing seen yet.
+    pub const EMPTY: Self = Magnitudes {
+        zero: 0,
+        tiny: 0,
+        max_abs: 0.0,
+        min_nonzero_abs: f32::INFINITY,
+    };
+
+    /// Adds the counts and extremes of `other`.
+    #[inline(always)]
+    pub(crate) fn merge(&mut self, other: &Self) {
+        self.zero = self.zero.saturating_add(other.zero);
+        self.tiny = self.tiny.saturating_add(other.tiny);
+        if other.max_abs > self.max_abs {
+            self.max_abs = other.max_abs;
+        }
+        if other.min_nonzero_abs < self.min_nonzero_abs {
+            self.min_nonzero_abs = other.min_nonzero_abs;
+        }
+    }
+}
+
+/// Per-lane accumulators of [`Magnitudes`]: counts are f32 lanes, exact below 2^24, turned
+/// into integers by [`MagnitudeLanes::finish`] before they can reach it.
+#[derive(Clone, Copy)]
+struct MagnitudeLanes<R> {
+    /// Values with |v| > 0 (a NaN is not).
+    nonzero: R,
+    tiny: R,
+    max: R,
+    min: R,
+}
+
+impl<R: Vector> MagnitudeLanes<R> {
+    #[inline(always)]
+    fn new() -> Self {
+        let zero = R::splat(0.0);
+        MagnitudeLanes {
+            nonzero: zero,
+            tiny: zero,
+            max: zero,
+            min: R::splat(f32::INFINITY),
+        }
+    }
+
+    /// Seven operations per vector on AVX-512: abs, max, two compares, a masked min and two
+    /// masked adds.
+    #[inline(always)]
+    fn add(&mut self, v: R) {
+        let a = v.abs();
+        self.max = a.max_or_keep(self.max);
+        let nonzero = a.gt(R::splat(0.0));
+        self.min = R::min_where(nonzero, a, self.min);
+        self.nonzero = R::count_where(nonzero, self.nonzero);
+        self.tiny = R::count_where(a.lt(R::splat(f32::MIN_POSITIVE)), self.tiny);
+    }
+
+    #[inline(always)]
+    fn merge(&mut self, other: &Self) {
+        self.nonzero = self.nonzero + other.nonzero;
+        self.tiny = self.tiny + other.tiny;
+        self.max = other.max.max_or_keep(self.max);
+        self.min = R::min_where(other.min.lt(self.min), other.min, self.min);
+    }
+
+    /// The lanes reduced, for `count` values added: counts summed exactly (each lane and
+    /// the lane total stay below 2^24 by the callers' blocking), extremes by comparison.
+    #[inline(always)]
+    fn finish(self, count: usize) -> Magnitudes {
+        let (max_abs, min_nonzero_abs) = lane_extremes(self.max, self.min);
+        let nonzero = self.nonzero.reduce_sum() as u64;
+        Magnitudes {
+            zero: (count as u64).saturating_sub(nonzero),
+            tiny: self.tiny.reduce_sum() as u64,
+            max_abs,
+            min_nonzero_abs,
+        }
+    }
+}
+
+/// `(Σ s, Σ s²)` with s = |v|·`inverse_scale`, for slices whose values are all finite (a
+/// non-finite value makes the sums non-finite, which is how callers detect it): four
+/// independent partial sums per lane, fused square-adds where the instruction set has FMA.
+#[inline(always)]
+pub(crate) fn scaled_sums_finite<V: Vector>(values: &[f32], inverse_scale: f32) -> (f32, f32) {
+    let k = V::splat(inverse_scale);
+    let mut abs = [V::splat(0.0); 4];
+    let mut squares = [V::splat(0.0); 4];
+    let mut quads = values.chunks_exact(4 * V::LANES);
+    for c in &mut quads {
+        for (j, (a, q)) in abs.iter_mut().zip(squares.iter_mut()).enumerate() {
+            let s = V::load(lane(c, j * V::LANES)).abs() * k;
+            *a = *a + s;
+            *q = s.mul_add(s, *q);
+        }
+    }
+    let mut chunks = quads.remainder().chunks_exact(V::LANES);
+    for c in &mut chunks {
+        let s = V::load(c).abs() * k;
+        abs[0] = abs[0] + s;
+        squares[0] = s.mul_add(s, squares[0]);
+    }
+    let [a0, a1, a2, a3] = abs;
+    let [q0, q1, q2, q3] = squares;
+    let (mut sum_abs, mut sum_squares) = (
+        ((a0 + a1) + (a2 + a3)).reduce_sum(),
+        ((q0 + q1) + (q2 + q3)).reduce_sum(),
+    );
+    for &v in chunks.remainder() {
+        let s = v.abs() * inverse_scale;
+        sum_abs += s;
+        sum_squares += s * s;
+    }
+    (sum_abs, sum_squares)
+}
+
+/// What the observed backward pass through an elementwise activation saw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BackwardTally {
+    /// First-pass statistics of dz.
+    pub magnitudes: Magnitudes,
+    /// Units whose derivative was exactly 0 for every sample (counted only for activations
+    /// that can die).
+    pub dead: u64,
+    /// Units whose derivative was below the threshold for every sample (counted only for
+    /// activations that saturate).
+    pub saturated: u64,
+    /// Derivatives that are zero or subnormal although f' is never zero (counted only for
+    /// such activations): f' itself underflowed.
+    pub derivative_tiny: u64,
+}
+
+/// `dz = dy ⊙ f'(z)` over a `[rows][units]` block (flattened), bit-identical to
+/// [`map`] with the backward formula, that also tallies what health needs: traversed a
+/// column chunk of `LANES` units at a time (all rows), so the per-unit "every sample"
+/// conditions live in vector registers, not in arrays. Columns past the last full chunk run
+/// the same body at one lane.
+#[inline(always)]
+pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
+    activation: &A,
+    z: &[f32],
+    dy: &[f32],
+    dz: &mut [f32],
+    units: usize,
+    saturation_threshold: f32,
+) -> BackwardTally {
+    let n = z.len().min(dy.len()).min(dz.len());
+    let rows = n.checked_div(units).unwrap_or(0);
+    let mut tally = BackwardTally {
+        magnitudes: Magnitudes::EMPTY,
+        dead: 0,
+        saturated: 0,
+        derivative_tiny: 0,
+    };
+    if rows == 0 {
+        return tally;
+    }
+    let mut block = BackwardBlock {
+        z,
+        dy,
+        dz,
+        units,
+        rows,
+        threshold: saturation_threshold,
+    };
+    let full = units - units % V::LANES;
+    let mut c = 0;
+    while c < full {
+        column_chunk::<V, A>(activation, &mut block, c, &mut tally);
+        c += V::LANES;
+    }
+    while c < units {
+        column_chunk::<f32, A>(activation, &mut block, c, &mut tally);
+        c += 1;
+    }
+    tally
+}
+
+/// The operands of [`activation_backward_observed`]: `[rows][units]` blocks, flattened.
+struct BackwardBlock<'a> {
+    z: &'a [f32],
+    dy: &'a [f32],
+    dz: &'a mut [f32],
+    units: usize,
+    rows: usize,
+    threshold: f32,
+}
+
+/// One chunk of `R::LANES` columns starting at `c`, over every row (see
+/// [`activation_backward_observed`]). At most `rows` < 2^24 per lane count.
+#[inline(always)]
+fn column_chunk<R: Vector, A: Elementwise>(
+    activation: &A,
+    block: &mut BackwardBlock<'_>,
+    c: usize,
+    tally: &mut BackwardTally,
+) {
+    let BackwardBlock {
+        z,
+        dy,
+        ref mut dz,
+        units,
+        rows,
+        threshold,
+    } = *block;
+    let (zero, one) = (R::splat(0.0), R::splat(1.0));
+    let (can_die, saturates) = (activation.can_die(), activation.saturates());
+    let never_zero = activation.derivative_never_zero();
+    let mut lanes = MagnitudeLanes::<R>::new();
+    let (mut all_zero, mut all_below, mut derivative_tiny) = (one, one, zero);
+    let mut k = c;
+    for _ in 0..rows {
+        let d = activation.derivative_lanes(R::load(lane(z, k)));
+        let p = R::load(lane(dy, k)) * d;
+        p.store(dz.get_mut(k..).unwrap_or(&mut []));
+        lanes.add(p);
+        if can_die {
+            all_zero = R::select(d.abs().le(zero), all_zero, zero);
+        }
+        if saturates {
+            all_below = R::select(d.lt(R::splat(threshold)), all_below, zero);
+        }
+        if never_zero {
+            let tiny = d.abs().lt(R::splat(f32::MIN_POSITIVE));
+            derivative_tiny = R::count_where(tiny, derivative_tiny);
+        }
+        k += units;
+    }
+    tally.magnitudes.merge(&lanes.finish(rows * R::LANES));
+    let count = |v: R| v.reduce_sum() as u64;
+    if can_die {
+        tally.dead += count(all_zero);
+    }
+    if saturates {
+        tally.saturated += count(all_below);
+    }
+    tally.derivative_tiny += count(derivative_tiny);
+}
+
+/// Underflow attribution of `dz = dy·f'(z)` (a second pass, run only when some dz or f' is
+/// zero or subnormal): `[became_zero, became_subnormal, zeros]` where, with dy nonzero and
+/// finite,
+/// * became zero: dz = 0 although f' is nonzero, or is zero although f' is never zero
+///   mathematically (f' itself underflowed);
+/// * became subnormal: dz is subnormal and differs from the exact product dy·f'(z)
+///   (IEEE 754's underflow: tiny and inexact), or dz ≠ 0 behind an f' that underflowed
+///   (zero or subnormal although never zero);
+/// * zeros: every dz that is ±0 (the structural ones are zeros − became zero).
+///
+/// f' is recomputed a vector at a time; the lanes of a vector in which some dz or f' is
+/// zero or subnormal are then classified one by one, the exactness of a product checked in
+/// f64 (where the product of two f32 is exact).
+#[inline(always)]
+pub(crate) fn attribute_underflow<V: Vector, A: Elementwise>(
+    activation: &A,
+    z: &[f32],
+    dy: &[f32],
+    dz: &[f32],
+) -> [u64; 3] {
+    let never_zero = activation.derivative_never_zero();
+    let n = z.len().min(dy.len()).min(dz.len());
+    let (z, dy, dz) = (head(z, n), head(dy, n), head(dz, n));
+    let mut out = [0u64; 3];
+    let mut classify = |g: f32, d: f32, p: f32| {
+        let lost = never_zero && d.abs() < f32::MIN_POSITIVE;
+        let g_ok = g != 0.0 && g.is_finite();
+        if p == 0.0 {
+            out[2] += 1;
+            out[0] += u64::from(g_ok && (d != 0.0 || lost));
+        } else if g_ok && p.is_finite() {
+            let tiny = p.abs() < f32::MIN_POSITIVE;
+            let inexact = f64::from(p) != f64::from(g) * f64::from(d);
+            out[1] += u64::from(lost || (tiny && inexact));
+        }
+    };
+    let (zero, min) = (V::splat(0.0), V::splat(f32::MIN_POSITIVE));
+    const { assert!(V::LANES <= 16, "the lane buffer holds 16 lanes") };
+    let mut lanes = [0.0f32; 16];
+    let mut k = 0;
+    while k + V::LANES <= n {
+        let d = activation.derivative_lanes(V::load(lane(z, k)));
+        let p = V::load(lane(dz, k));
+        let mut suspect = V::count_where(p.abs().lt(min), zero);
+        if never_zero {
+            suspect = V::count_where(d.abs().lt(min), suspect);
+        }
+        if suspect.reduce_sum() > 0.0 {
+            d.store(&mut lanes);
+            let at = |s: &[f32], j: usize| s.get(k + j).copied().unwrap_or(0.0);
+            for (j, &dj) in lanes.iter().enumerate().take(V::LANES) {
+                classify(at(dy, j), dj, at(dz, j));
+            }
+        }
+        k += V::LANES;
+    }
+    for ((&zk, &g), &p) in z.iter().zip(dy).zip(dz).skip(k) {
+        classify(g, activation.derivative(zk), p);
+    }
+    out
+}
+
+/// The statistics of a slice in one pass over memory (see [`moments`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Moments {
+    /// Counts (zero when not asked for) and extremes.
+    pub magnitudes: Magnitudes,
+    /// E: every |v| is below 2^E (at least the `scale_exponent` passed in).
+    pub scale_exponent: i32,
+    /// Σ |v|·2^-E (0 when counts were not asked for).
+    pub sum_abs: f32,
+    /// Σ (|v|·2^-E)².
+    pub sum_squares: f32,
+}
+
+/// Counts, extremes and the power-of-two-scaled sums of `values`, starting from the scale
+/// 2^`scale_exponent`, in blocks of 2048 values: the first pass over a block brings it into
+/// L1 and finds its maximum; if that needs a larger scale, the partial sums are rescaled by
+/// an exact power of two; the second pass sums the block from L1. With `COUNTS = false`
+/// only the maximum, the smallest nonzero magnitude and Σ s² are kept (what ‖W‖ needs).
+/// Non-finite values make `sum_squares` non-finite (callers then count exactly).
+#[inline(always)]
+pub(crate) fn moments<V: Vector, const COUNTS: bool>(
+    values: &[f32],
+    scale_exponent: i32,
+) -> Moments {
+    const BLOCK: usize = 2048;
+    // Four independent accumulators everywhere: max, min and the sums are loop-carried
+    // chains whose latency (3–4 cycles) would otherwise bound the loops.
+    let mut e = scale_exponent;
+    let mut total = Magnitudes::EMPTY;
+    let (mut abs, mut squares) = ([V::splat(0.0); 4], [V::splat(0.0); 4]);
+    let (mut tail_abs, mut tail_squares) = (0.0f32, 0.0f32);
+    for block in values.chunks(BLOCK) {
+        let mut lanes = [MagnitudeLanes::<V>::new(); 4];
+        let mut quads = block.chunks_exact(4 * V::LANES);
+        for c in &mut quads {
+            for (j, l) in lanes.iter_mut().enumerate() {
+                let v = V::load(lane(c, j * V::LANES));
+                if COUNTS {
+                    l.add(v);
+                } else {
+                    let a = v.abs();
+                    l.max = a.max_or_keep(l.max);
+                    l.min = V::min_where(a.gt(V::splat(0.0)), a, l.min);
+                }
+            }
+        }
+        let [mut l0, l1, l2, l3] = lanes;
+        l0.merge(&l1);
+        l0.merge(&l2);
+        l0.merge(&l3);
+        let mut chunks = quads.remainder().chunks_exact(V::LANES);
+        for c in &mut chunks {
+            l0.add(V::load(c));
+        }
+        let tail = chunks.remainder();
+        let mut rest = MagnitudeLanes::<f32>::new();
+        for &v in tail {
+            rest.add(v);
+        }
+        let mut m = l0.finish(block.len() - tail.len());
+        m.merge(&rest.finish(tail.len()));
+        if !COUNTS {
+            (m.zero, m.tiny) = (0, 0);
+        }
+        total.merge(&m);
+        if m.max_abs == f32::INFINITY {
+            // An ∞: the sums become ∞ (a NaN makes them NaN below).
+            squares[0] = V::splat(f32::INFINITY);
+            break;
+        }
+        if m.max_abs > 0.0 {
+            let needed = crate::lanes::exponent_bound(m.max_abs);
+            if needed > e {
+                let shift = e - needed;
+                for a in abs.iter_mut() {
+                    *a = crate::lanes::scale_by_pow2(*a, shift);
+                }
+                for q in squares.iter_mut() {
+                    *q = crate::lanes::scale_by_pow2(*q, 2 * shift);
+                }
+                tail_abs = crate::lanes::scale_by_pow2(tail_abs, shift);
+                tail_squares = crate::lanes::scale_by_pow2(tail_squares, 2 * shift);
+                e = needed;
+            }
+        }
+        let inverse = crate::lanes::pow2_wide(-e);
+        let k = V::splat(inverse);
+        let mut quads = block.chunks_exact(4 * V::LANES);
+        for c in &mut quads {
+            for (j, (a, q)) in abs.iter_mut().zip(squares.iter_mut()).enumerate() {
+                let s = V::load(lane(c, j * V::LANES)).abs() * k;
+                if COUNTS {
+                    *a = *a + s;
+                }
+                *q = s.mul_add(s, *q);
+            }
+        }
+        let mut chunks = quads.remainder().chunks_exact(V::LANES);
+        for c in &mut chunks {
+            let s = V::load(c).abs() * k;
+            if COUNTS {
+                abs[0] = abs[0] + s;
+            }
+            squares[0] = s.mul_add(s, squares[0]);
+        }
+        for &v in chunks.remainder() {
+            let s = v.abs() * inverse;
+            tail_abs += s;
+            tail_squares += s * s;
+        }
+    }
+    let [a0, a1, a2, a3] = abs;
+    let [q0, q1, q2, q3] = squares;
+    Moments {
+        magnitudes: total,
+        scale_exponent: e,
+        sum_abs: ((a0 + a1) + (a2 + a3)).reduce_sum() + tail_abs,
+        sum_squares: ((q0 + q1) + (q2 + q3)).reduce_sum() + tail_squares,
     }
 }

@@ -49,7 +49,6 @@ mod rows;
 pub mod scalar;
 #[cfg(test)]
 mod tests;
-mod track;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(unsafe_code)]
 mod wasm;
@@ -58,17 +57,14 @@ mod wasm;
 mod x86;
 
 use dispatch::dispatch;
-pub(crate) use generic::ClassSummary;
-use generic::{AdamStep, Backward, Derivative, ExpShifted, Product, Value};
+use generic::{AdamStep, Backward, Derivative, ExpShifted, Value};
+pub(crate) use generic::{BackwardTally, ClassSummary, Magnitudes, Moments};
 
 pub use dispatch::{backend, set_backend, Backend, BUILD_TIME_BACKEND};
 pub use fpu::{subnormal_mode, SubnormalMode};
 pub use rows::{
     binary_cross_entropy_with_logits_row, softmax_backward_row, softmax_cross_entropy_row,
     softmax_row, squared_error_row,
-};
-pub use track::{
-    activation_backward_tracked, dense_backward_input_tracked, dense_backward_params_tracked,
 };
 
 use crate::activation::Elementwise;
@@ -253,15 +249,6 @@ pub(crate) fn exp_shifted(z: &[f32], m: f32, out: &mut [f32]) {
     )
 }
 
-/// `out[k] = x[k] · y[k]`.
-#[inline]
-pub(crate) fn multiply(x: &[f32], y: &[f32], out: &mut [f32]) {
-    dispatch!(
-        generic::map::<f32, _>(&Product, x, y, &[], out),
-        map(&Product, x, y, &[], out)
-    )
-}
-
 /// Class counts and the extremes of the finite magnitudes of `values` (identical on every
 /// backend: counting and comparing do not round).
 #[inline]
@@ -285,6 +272,67 @@ pub(crate) fn scaled_sums(values: &[f32], inverse_scale: f32) -> (f32, f32) {
     dispatch!(
         generic::scaled_sums::<f32>(values, inverse_scale),
         scaled_sums(values, inverse_scale)
+    )
+}
+
+/// The statistics of a tensor in one pass over memory (see [`generic::moments`]): counts
+/// and extremes identical on every backend, sums per lane.
+#[inline]
+pub(crate) fn moments(values: &[f32], scale_exponent: i32) -> Moments {
+    dispatch!(
+        generic::moments::<f32, true>(values, scale_exponent),
+        moments_full(values, scale_exponent)
+    )
+}
+
+/// [`moments`] without counts and Σ|v|: the maximum, the smallest nonzero |v| and Σ s².
+#[inline]
+pub(crate) fn moments_norm(values: &[f32], scale_exponent: i32) -> Moments {
+    dispatch!(
+        generic::moments::<f32, false>(values, scale_exponent),
+        moments_norm(values, scale_exponent)
+    )
+}
+
+/// `(Σ s, Σ s²)` with s = |v|·`inverse_scale` for finite values, four partial sums per lane
+/// (the last bits depend on the backend); non-finite if some value is.
+#[inline]
+pub(crate) fn scaled_sums_finite(values: &[f32], inverse_scale: f32) -> (f32, f32) {
+    dispatch!(
+        generic::scaled_sums_finite::<f32>(values, inverse_scale),
+        scaled_sums_finite(values, inverse_scale)
+    )
+}
+
+/// `dz = dy ⊙ f'(z)` over a flattened `[rows][units]` block, bit-identical to
+/// [`activation_backward`], with the tallies health needs (one pass, no arrays).
+#[inline]
+pub(crate) fn activation_backward_observed<A: Elementwise>(
+    activation: &A,
+    z: &[f32],
+    dy: &[f32],
+    dz: &mut [f32],
+    units: usize,
+    threshold: f32,
+) -> BackwardTally {
+    dispatch!(
+        generic::activation_backward_observed::<f32, A>(activation, z, dy, dz, units, threshold),
+        activation_backward_observed(activation, z, dy, dz, units, threshold)
+    )
+}
+
+/// Underflow attribution of `dz = dy·f'(z)`: `[became_zero, became_subnormal, zeros]`
+/// (see [`generic::attribute_underflow`]; identical on every backend).
+#[inline]
+pub(crate) fn attribute_underflow<A: Elementwise>(
+    activation: &A,
+    z: &[f32],
+    dy: &[f32],
+    dz: &[f32],
+) -> [u64; 3] {
+    dispatch!(
+        generic::attribute_underflow::<f32, A>(activation, z, dy, dz),
+        attribute_underflow(activation, z, dy, dz)
     )
 }
 

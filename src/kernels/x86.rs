@@ -267,6 +267,12 @@ unsafe fn sum4_128(a: __m128, b: __m128, c: __m128, d: __m128) -> __m128 {
 impl Vector for Sse2 {
     const LANES: usize = 4;
     #[inline(always)]
+    fn max_or_keep(self, acc: Self) -> Self {
+        // maxps returns its second operand unless the first is greater (NaN keeps acc).
+        // SAFETY: SSE2 is baseline on x86_64; registers only.
+        Sse2(unsafe { _mm_max_ps(self.0, acc.0) })
+    }
+    #[inline(always)]
     fn load(s: &[f32]) -> Self {
         match s.get(..4) {
             // SAFETY: 4 readable f32 (checked); unaligned load; SSE2 is baseline.
@@ -332,6 +338,12 @@ impl Avx512 {
 
 impl Vector for Avx2 {
     const LANES: usize = 8;
+    #[inline(always)]
+    fn max_or_keep(self, acc: Self) -> Self {
+        // maxps returns its second operand unless the first is greater (NaN keeps acc).
+        // SAFETY: AVX exists (module invariant); registers only.
+        Avx2(unsafe { _mm256_max_ps(self.0, acc.0) })
+    }
     #[inline(always)]
     fn load(s: &[f32]) -> Self {
         match s.get(..8) {
@@ -466,6 +478,23 @@ impl Lanes for Avx512 {
 impl Vector for Avx512 {
     const LANES: usize = 16;
     const MANY_REGISTERS: bool = true;
+    #[inline(always)]
+    fn max_or_keep(self, acc: Self) -> Self {
+        // maxps returns its second operand unless the first is greater (NaN keeps acc).
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe { _mm512_max_ps(self.0, acc.0) })
+    }
+    #[inline(always)]
+    fn min_where(mask: __mmask16, a: Self, acc: Self) -> Self {
+        // minps returns its second operand unless the first is smaller (NaN keeps acc).
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe { _mm512_mask_min_ps(acc.0, mask, a.0, acc.0) })
+    }
+    #[inline(always)]
+    fn count_where(mask: __mmask16, acc: Self) -> Self {
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe { _mm512_mask_add_ps(acc.0, mask, acc.0, _mm512_set1_ps(1.0)) })
+    }
     #[inline(always)]
     fn load(s: &[f32]) -> Self {
         match s.get(..16) {

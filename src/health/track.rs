@@ -1,0 +1,178 @@
+//! Health tracking inside the backward pass of a dense layer: the statistics ride on the
+//! kernels' own passes where they can (the activation backward tallies dz while it writes
+//! it), and the underflow screens are exact tests on extremes that the statistics already
+//! give, so a per-element search runs only where some product can underflow.
+//!
+//! No array proportional to the layer's width lives on the stack: per-unit conditions are
+//! vector lanes inside the activation kernel, and everything else is a handful of scalars.
+
+use super::{is_zero_or_subnormal, LayerHealth, TensorStats};
+use crate::activation::{Activation, Elementwise};
+use crate::kernels::{self, GradMode};
+
+/// The activation backward of an elementwise activation, with health: one fused pass
+/// writes dz (bit-identical to the untracked kernel) and tallies the first pass of its
+/// statistics, dead and saturated units and derivatives that underflowed; a second pass
+/// sums the norms. The per-element underflow attribution runs only when some dz or f' is
+/// zero or subnormal, and not at all for step derivatives (ReLU, identity), whose zeros
+/// are all structural.
+pub(crate) fn elementwise_backward<A: Elementwise>(
+    activation: &A,
+    z: &[f32],
+    dy: &[f32],
+    dz: &mut [f32],
+    units: usize,
+    h: &mut LayerHealth,
+) {
+    let tally =
+        kernels::activation_backward_observed(activation, z, dy, dz, units, h.saturation_threshold);
+    let zeros_before = h.pre_activation_grad.counts.zero;
+    let n = z.len().min(dy.len()).min(dz.len());
+    let rows = n.checked_div(units).unwrap_or(0);
+    let dz = dz.get(..rows * units).unwrap_or(&[]);
+    h.pre_activation_grad.add_measured(dz, tally.magnitudes);
+    if activation.can_die() {
+        h.dead_units = u16::try_from(tally.dead).unwrap_or(u16::MAX);
+    }
+    if activation.saturates() {
+        h.saturated_units = u16::try_from(tally.saturated).unwrap_or(u16::MAX);
+    }
+    let zeros = h.pre_activation_grad.counts.zero - zeros_before;
+    if tally.magnitudes.tiny == 0 && tally.derivative_tiny == 0 {
+        return; // no dz and no f' is zero or subnormal: nothing to attribute
+    }
+    if activation.derivative_is_step() {
+        h.pre_activation_structural_zeros += zeros;
+        return;
+    }
+    let [became_zero, became_subnormal, zeros] =
+        kernels::attribute_underflow(activation, z, dy, dz);
+    h.pre_activation_became_zero += became_zero;
+    h.pre_activation_became_subnormal += became_subnormal;
+    h.pre_activation_structural_zeros += zeros.saturating_sub(became_zero);
+}
+
+/// `(became_zero, became_subnormal)` among the products `g·v` for the nonzero finite `v`
+/// of `values`, with `g` nonzero and finite: a product underflowed if it is zero, or
+/// subnormal and different from the exact product (IEEE 754's underflow: tiny and inexact;
+/// the product of two f32 is exact in f64).
+fn products_underflowed(g: f32, values: &[f32]) -> (u64, u64) {
+    let (mut zero, mut subnormal) = (0, 0);
+    for &v in values {
+        if v != 0.0 && v.is_finite() {
+            let p = g * v;
+            zero += u64::from(p == 0.0);
+            let tiny = p != 0.0 && is_zero_or_subnormal(p);
+            subnormal += u64::from(tiny && f64::from(p) != f64::from(g) * f64::from(v));
+        }
+    }
+    (zero, subnormal)
+}
+
+/// True if `g` is a nonzero finite factor whose products with magnitudes of at least
+/// `min_other` may underflow: rounding is monotone, so if fl(|g|·min) ≥ 2^-126 no product
+/// with a larger factor is below it.
+#[inline]
+fn may_underflow(g: f32, min_other: f32) -> bool {
+    g != 0.0 && g.is_finite() && g.abs() * min_other < f32::MIN_POSITIVE
+}
+
+/// ‖W‖ (scaled, so it neither underflows nor overflows) and the smallest nonzero |w|, in
+/// one lean pass.
+fn norm_and_min(w: &[f32]) -> (f32, f32) {
+    let m = kernels::moments_norm(w, -126);
+    let norm = crate::lanes::scale_by_pow2(libm::sqrtf(m.sum_squares), m.scale_exponent);
+    if norm.is_finite() {
+        (norm, m.magnitudes.min_nonzero_abs)
+    } else {
+        // A non-finite weight: the exact statistics (NaN stays NaN).
+        let s = TensorStats::of(w);
+        let norm = if m.sum_squares.is_nan() {
+            f32::NAN
+        } else {
+            s.l2_norm()
+        };
+        (norm, s.min_nonzero_abs)
+    }
+}
+
+/// The dense layer's backward after its activation (`dz` is written and its statistics are
+/// in `h`): dW and db with their statistics and the product screen, dX (if asked for) with
+/// the dz·w product screen, and ‖W‖. Values bit for bit those of the untracked path.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
+    w: &[[f32; IN]; OUT],
+    x: &[[f32; IN]; B],
+    dz: &[[f32; OUT]; B],
+    dw: &mut [[f32; IN]; OUT],
+    db: &mut [f32; OUT],
+    dx: Option<&mut [[f32; IN]; B]>,
+    mode: GradMode,
+    h: &mut LayerHealth,
+) {
+    kernels::dense_backward_params(dz, x, dw, db, mode);
+    h.weight_grad.add_slice(dw.as_flattened());
+    h.bias_grad.add_slice(db);
+    // Screen of the products dz·x: one test with the two smallest magnitudes.
+    let min_dz = h.pre_activation_grad.min_nonzero_abs;
+    let min_x = kernels::min_nonzero_abs(x.as_flattened());
+    if min_dz * min_x < f32::MIN_POSITIVE {
+        for (xs, dzs) in x.iter().zip(dz.iter()) {
+            let min_row = kernels::min_nonzero_abs(xs);
+            for &g in dzs.iter().filter(|&&g| may_underflow(g, min_row)) {
+                let (zero, subnormal) = products_underflowed(g, xs);
+                h.weight_products_became_zero += zero;
+                h.weight_products_became_subnormal += subnormal;
+            }
+        }
+    }
+    let (weight_norm, min_w) = norm_and_min(w.as_flattened());
+    h.weight_norm = weight_norm;
+    let Some(dx) = dx else {
+        return;
+    };
+    kernels::dense_backward_input(w, dz, dx);
+    if min_dz * min_w < f32::MIN_POSITIVE {
+        for dzs in dz {
+            for (&g, wo) in dzs.iter().zip(w.iter()) {
+                if may_underflow(g, min_w) {
+                    let (zero, subnormal) = products_underflowed(g, wo);
+                    h.input_products_became_zero += zero;
+                    h.input_products_became_subnormal += subnormal;
+                }
+            }
+        }
+    }
+}
+
+/// The whole observed backward of a dense layer with activation `A`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dense_layer_backward<
+    A: Activation,
+    const IN: usize,
+    const OUT: usize,
+    const B: usize,
+>(
+    activation: &A,
+    w: &[[f32; IN]; OUT],
+    x: &[[f32; IN]; B],
+    z: &[[f32; OUT]; B],
+    a: &[[f32; OUT]; B],
+    dy: &[[f32; OUT]; B],
+    dz: &mut [[f32; OUT]; B],
+    dw: &mut [[f32; IN]; OUT],
+    db: &mut [f32; OUT],
+    dx: Option<&mut [[f32; IN]; B]>,
+    mode: GradMode,
+    h: &mut LayerHealth,
+) {
+    activation.backward_observed(
+        z.as_flattened(),
+        a.as_flattened(),
+        dy.as_flattened(),
+        dz.as_flattened_mut(),
+        OUT,
+        h,
+    );
+    dense_backward(w, x, dz, dw, db, dx, mode, h);
+}
