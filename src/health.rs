@@ -236,13 +236,23 @@ impl TensorStats {
     #[inline]
     pub fn add_slice(&mut self, values: &[f32]) {
         let m = crate::kernels::moments(values, self.scale_exponent);
+        if !self.add_moments(values.len(), &m) {
+            self.add_exact(values);
+        }
+    }
+
+    /// Adds the statistics `m` of `n` values that a kernel gathered; false (and nothing
+    /// added) if they saw a non-finite value, whose exact count needs the slow path.
+    pub(crate) fn add_moments(&mut self, n: usize, m: &crate::kernels::Moments) -> bool {
         if !(m.sum_squares.is_finite() && m.sum_abs.is_finite()) {
-            return self.add_exact(values);
+            return false;
         }
         self.raise_scale_to(m.scale_exponent);
-        self.sum_abs_scaled += m.sum_abs;
-        self.sum_squares_scaled += m.sum_squares;
-        self.add_magnitudes(values.len(), &m.magnitudes);
+        let shift = m.scale_exponent - self.scale_exponent; // ≤ 0: exact scaling down
+        self.sum_abs_scaled += scale_by_pow2(m.sum_abs, shift);
+        self.sum_squares_scaled += scale_by_pow2(m.sum_squares, 2 * shift);
+        self.add_magnitudes(n, &m.magnitudes);
+        true
     }
 
     /// Counts and extremes of `n` finite values.

@@ -112,10 +112,10 @@ pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
 ) {
     kernels::dense_backward_params(dz, x, dw, db, mode);
     h.weight_grad.add_slice(dw.as_flattened());
+    let (_, min_x) = kernels::extremes(x.as_flattened());
     h.bias_grad.add_slice(db);
     // Screen of the products dz·x: one test with the two smallest magnitudes.
     let min_dz = h.pre_activation_grad.min_nonzero_abs;
-    let min_x = kernels::min_nonzero_abs(x.as_flattened());
     if min_dz * min_x < f32::MIN_POSITIVE {
         for (xs, dzs) in x.iter().zip(dz.iter()) {
             let min_row = kernels::min_nonzero_abs(xs);

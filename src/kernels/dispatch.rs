@@ -386,6 +386,11 @@ macro_rules! backend_kernels {
         }
 
         $(#[$attr])*
+        pub(crate) unsafe fn extremes(values: &[f32]) -> (f32, f32) {
+            generic::extremes::<$V>(values)
+        }
+
+        $(#[$attr])*
         pub(crate) unsafe fn min_nonzero_abs(values: &[f32]) -> f32 {
             generic::min_nonzero_abs::<$V>(values)
         }

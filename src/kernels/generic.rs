@@ -671,6 +671,43 @@ pub(crate) fn scaled_sums<V: Vector>(values: &[f32], inverse_scale: f32) -> (f32
     (lanes.0.reduce_sum() + tail.0, lanes.1.reduce_sum() + tail.1)
 }
 
+/// The largest |v| (NaN ignored, ∞ included) and the smallest nonzero |v| of `values`, in
+/// four independent chains: abs, max, a compare and a masked min per vector.
+#[inline(always)]
+pub(crate) fn extremes<V: Vector>(values: &[f32]) -> (f32, f32) {
+    let mut lanes = [(V::splat(0.0), V::splat(f32::INFINITY)); 4];
+    let mut quads = values.chunks_exact(4 * V::LANES);
+    for c in &mut quads {
+        for (j, (max, min)) in lanes.iter_mut().enumerate() {
+            let a = V::load(lane(c, j * V::LANES)).abs();
+            *max = a.max_or_keep(*max);
+            *min = V::min_where(a.gt(V::splat(0.0)), a, *min);
+        }
+    }
+    let [(mut max, mut min), rest @ ..] = lanes;
+    for (m, n) in rest {
+        max = m.max_or_keep(max);
+        min = V::min_where(n.lt(min), n, min);
+    }
+    let mut chunks = quads.remainder().chunks_exact(V::LANES);
+    for c in &mut chunks {
+        let a = V::load(c).abs();
+        max = a.max_or_keep(max);
+        min = V::min_where(a.gt(V::splat(0.0)), a, min);
+    }
+    let (mut hi, mut lo) = lane_extremes(max, min);
+    for &v in chunks.remainder() {
+        let a = v.abs();
+        if a > hi {
+            hi = a;
+        }
+        if a > 0.0 && a < lo {
+            lo = a;
+        }
+    }
+    (hi, lo)
+}
+
 /// The smallest nonzero finite |v| of `values` (+∞ if there is none).
 #[inline(always)]
 pub(crate) fn min_nonzero_abs<V: Vector>(values: &[f32]) -> f32 {

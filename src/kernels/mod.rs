@@ -256,6 +256,12 @@ pub(crate) fn classify(values: &[f32]) -> ClassSummary {
     dispatch!(generic::classify::<f32>(values), classify(values))
 }
 
+/// `(max |v|, smallest nonzero |v|)` of `values` (NaN ignored; identical on every backend).
+#[inline]
+pub(crate) fn extremes(values: &[f32]) -> (f32, f32) {
+    dispatch!(generic::extremes::<f32>(values), extremes(values))
+}
+
 /// The smallest nonzero finite |v| of `values` (+∞ if there is none).
 #[inline]
 pub(crate) fn min_nonzero_abs(values: &[f32]) -> f32 {
