@@ -305,35 +305,49 @@ impl TensorStats {
         }
     }
 
-    /// The exact path for slices with non-finite values: classes one by one, and the sums
-    /// over the finite values only.
+    /// The exact path for slices with non-finite values (rare, so a compact scalar loop):
+    /// classes by their bits, then the sums over the finite values only.
     #[cold]
     fn add_exact(&mut self, values: &[f32]) {
-        let c = crate::kernels::classify(values);
-        let special = c.zero + c.subnormal + c.infinite + c.nan;
-        let counts = &mut self.counts;
-        counts.zero = counts.zero.saturating_add(c.zero);
-        counts.subnormal = counts.subnormal.saturating_add(c.subnormal);
-        counts.infinite = counts.infinite.saturating_add(c.infinite);
-        counts.nan = counts.nan.saturating_add(c.nan);
-        let normal = (values.len() as u64).saturating_sub(special);
-        counts.normal = counts.normal.saturating_add(normal);
-        if c.max_abs == 0.0 {
+        // Non-negative floats order like their bit patterns.
+        let (mut max_bits, mut min_bits) = (0u32, u32::MAX);
+        for &v in values {
+            let bits = v.to_bits() & 0x7fff_ffff;
+            let class = match classify(v) {
+                FloatClass::Zero => &mut self.counts.zero,
+                FloatClass::Subnormal => &mut self.counts.subnormal,
+                FloatClass::Normal => &mut self.counts.normal,
+                FloatClass::Infinite => &mut self.counts.infinite,
+                FloatClass::Nan => &mut self.counts.nan,
+            };
+            *class = class.saturating_add(1);
+            if bits < 0x7f80_0000 {
+                max_bits = max_bits.max(bits);
+                if bits != 0 {
+                    min_bits = min_bits.min(bits);
+                }
+            }
+        }
+        let max = f32::from_bits(max_bits);
+        if max == 0.0 {
             return; // nothing finite and nonzero: the sums do not change
         }
-        if c.max_abs > self.max_abs {
-            self.max_abs = c.max_abs;
+        if max > self.max_abs {
+            self.max_abs = max;
         }
-        if c.min_nonzero_abs < self.min_nonzero_abs {
-            self.min_nonzero_abs = c.min_nonzero_abs;
+        let min = f32::from_bits(min_bits);
+        if min < self.min_nonzero_abs {
+            self.min_nonzero_abs = min;
         }
-        self.raise_scale(c.max_abs);
+        self.raise_scale(max);
         // 2^-E for E ∈ [-126, 128] is an f32 (2^-128 is subnormal but exact), and
         // multiplying by it is exact whenever the product is normal.
-        let (sum_abs, sum_squares) =
-            crate::kernels::scaled_sums(values, pow2(-self.scale_exponent));
-        self.sum_abs_scaled += sum_abs;
-        self.sum_squares_scaled += sum_squares;
+        let inverse = pow2(-self.scale_exponent);
+        for &v in values.iter().filter(|v| v.is_finite()) {
+            let s = v.abs() * inverse;
+            self.sum_abs_scaled += s;
+            self.sum_squares_scaled += s * s;
+        }
     }
 
     /// Number of values added.
@@ -772,9 +786,11 @@ impl<const L: usize> HealthReport<L> {
             );
             first(&mut flags.dead_units, l.dead_units > 0);
             first(&mut flags.saturated, l.saturated_units > 0);
+            // Non-finite gradients are Exploding, not a stalled update.
             first(
                 &mut flags.stalled,
-                l.update_ratio(self.learning_rate) < c.stalled_update_ratio,
+                l.non_finite_count() == 0
+                    && l.update_ratio(self.learning_rate) < c.stalled_update_ratio,
             );
         }
         flags

@@ -110,6 +110,37 @@ pub(crate) fn exponent_bound(v: f32) -> i32 {
     }
 }
 
+/// True if `p`, the f32 product of the nonzero finite `a` and `b`, equals their exact
+/// product: integer significands (the exact product has at most 48 bits, a u64 holds it)
+/// compared at `p`'s exponent. What the health tracking uses to tell an underflow (a tiny
+/// result that lost something) from an exact subnormal product, without f64 arithmetic
+/// (soft-float on a Cortex-M4F).
+pub(crate) fn product_is_exact(a: f32, b: f32, p: f32) -> bool {
+    // |x| = significand · 2^exponent, with the significand an integer below 2^24.
+    fn parts(x: f32) -> (u64, i32) {
+        let bits = x.to_bits() & 0x7fff_ffff;
+        let (field, fraction) = ((bits >> 23) as i32, u64::from(bits & 0x007f_ffff));
+        if field == 0 {
+            (fraction, -149)
+        } else {
+            (fraction | 0x0080_0000, field - 150)
+        }
+    }
+    let ((ma, ea), (mb, eb), (mp, ep)) = (parts(a), parts(b), parts(p));
+    let product = ma * mb; // < 2^48
+    let shift = ea + eb - ep; // exact = product · 2^shift · 2^ep
+    if shift >= 0 {
+        // product · 2^shift must equal mp < 2^24.
+        shift < 24 && product << shift == mp
+    } else {
+        let s = shift.unsigned_abs();
+        if s >= 64 {
+            return product == 0 && mp == 0;
+        }
+        product & ((1u64 << s) - 1) == 0 && product >> s == mp
+    }
+}
+
 /// The bits of 1.5·2^23, the constant of the round-to-integer trick.
 pub(crate) const ROUND_MAGIC_BITS: i32 = 0x4b40_0000;
 
@@ -229,6 +260,47 @@ pub(crate) fn sqrt_exact(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[cfg_attr(miri, ignore)] // 200 000 cases: minutes under Miri
+    fn product_exactness_matches_f64() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut tiny = 0;
+        for _ in 0..200_000 {
+            let r = next();
+            // Factors whose products land around and below 2^-126, some with few bits.
+            let a = f32::from_bits((r as u32 & 0x807f_ffff) | ((((r >> 32) as u32) % 140) << 23));
+            let mask = if r & (1 << 40) != 0 {
+                0xffff_ffff
+            } else {
+                0xfff8_0000
+            };
+            let b = f32::from_bits(
+                ((r >> 8) as u32 & 0x807f_ffff & mask) | ((60 + ((r >> 48) as u32) % 70) << 23),
+            );
+            if a == 0.0 || b == 0.0 || !a.is_finite() || !b.is_finite() {
+                continue;
+            }
+            let p = a * b;
+            let exact = f64::from(p) == f64::from(a) * f64::from(b);
+            assert_eq!(
+                super::product_is_exact(a, b, p),
+                exact,
+                "{a:e} * {b:e} = {p:e}"
+            );
+            tiny += usize::from(p.abs() < f32::MIN_POSITIVE);
+        }
+        assert!(
+            tiny > 10_000,
+            "the sample reaches the subnormal range: {tiny}"
+        );
+    }
+
     #[test]
     #[cfg_attr(miri, ignore)] // 200 000 cases: minutes under Miri
     fn integer_square_root_is_correctly_rounded() {

@@ -9,6 +9,7 @@
 use super::{is_zero_or_subnormal, LayerHealth, TensorStats};
 use crate::activation::{Activation, Elementwise};
 use crate::kernels::{self, GradMode};
+use crate::lanes::product_is_exact;
 
 /// The activation backward of an elementwise activation, with health: one fused pass
 /// writes dz (bit-identical to the untracked kernel) and tallies the first pass of its
@@ -54,8 +55,7 @@ pub(crate) fn elementwise_backward<A: Elementwise>(
 
 /// `(became_zero, became_subnormal)` among the products `g·v` for the nonzero finite `v`
 /// of `values`, with `g` nonzero and finite: a product underflowed if it is zero, or
-/// subnormal and different from the exact product (IEEE 754's underflow: tiny and inexact;
-/// the product of two f32 is exact in f64).
+/// subnormal and different from the exact product (IEEE 754's underflow: tiny and inexact).
 fn products_underflowed(g: f32, values: &[f32]) -> (u64, u64) {
     let (mut zero, mut subnormal) = (0, 0);
     for &v in values {
@@ -63,7 +63,7 @@ fn products_underflowed(g: f32, values: &[f32]) -> (u64, u64) {
             let p = g * v;
             zero += u64::from(p == 0.0);
             let tiny = p != 0.0 && is_zero_or_subnormal(p);
-            subnormal += u64::from(tiny && f64::from(p) != f64::from(g) * f64::from(v));
+            subnormal += u64::from(tiny && !product_is_exact(g, v, p));
         }
     }
     (zero, subnormal)
@@ -118,7 +118,7 @@ pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
     let min_dz = h.pre_activation_grad.min_nonzero_abs;
     if min_dz * min_x < f32::MIN_POSITIVE {
         for (xs, dzs) in x.iter().zip(dz.iter()) {
-            let min_row = kernels::min_nonzero_abs(xs);
+            let (_, min_row) = kernels::extremes(xs);
             for &g in dzs.iter().filter(|&&g| may_underflow(g, min_row)) {
                 let (zero, subnormal) = products_underflowed(g, xs);
                 h.weight_products_became_zero += zero;

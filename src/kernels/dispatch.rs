@@ -381,23 +381,8 @@ macro_rules! backend_kernels {
         }
 
         $(#[$attr])*
-        pub(crate) unsafe fn classify(values: &[f32]) -> generic::ClassSummary {
-            generic::classify::<$V>(values)
-        }
-
-        $(#[$attr])*
         pub(crate) unsafe fn extremes(values: &[f32]) -> (f32, f32) {
             generic::extremes::<$V>(values)
-        }
-
-        $(#[$attr])*
-        pub(crate) unsafe fn min_nonzero_abs(values: &[f32]) -> f32 {
-            generic::min_nonzero_abs::<$V>(values)
-        }
-
-        $(#[$attr])*
-        pub(crate) unsafe fn scaled_sums(values: &[f32], inverse_scale: f32) -> (f32, f32) {
-            generic::scaled_sums::<$V>(values, inverse_scale)
         }
 
         $(#[$attr])*

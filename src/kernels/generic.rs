@@ -26,6 +26,10 @@ pub(crate) trait Vector: Lanes {
     const LANES: usize;
     /// 32 vector registers (AVX-512, NEON) rather than 16: room for bigger register blocks.
     const MANY_REGISTERS: bool = false;
+    /// Independent accumulators (at most 4) of the reduction kernels: 4 hide the latency
+    /// of a vector max/min/add chain; plain `f32` (the microcontroller path) keeps 1, which
+    /// its in-order pipeline does not need more of, and which keeps its code small.
+    const UNROLL: usize = 4;
     /// The first `LANES` elements of `s` (zeros if `s` is shorter, which no kernel does).
     fn load(s: &[f32]) -> Self;
     /// Writes the lanes to the first `LANES` elements of `s` (nothing if `s` is shorter).
@@ -67,6 +71,7 @@ pub(crate) trait Vector: Lanes {
 
 impl Vector for f32 {
     const LANES: usize = 1;
+    const UNROLL: usize = 1;
     #[inline(always)]
     fn load(s: &[f32]) -> Self {
         s.first().copied().unwrap_or(0.0)
@@ -523,152 +528,22 @@ fn tail_dot(w: &[f32], x: &[f32], from: usize) -> f32 {
     t
 }
 
-/// Class counts and extremes of a slice (the first pass of `TensorStats::add_slice`).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ClassSummary {
-    pub zero: u64,
-    pub subnormal: u64,
-    pub infinite: u64,
-    pub nan: u64,
-    /// Largest finite |v| (0 if none).
-    pub max_abs: f32,
-    /// Smallest nonzero finite |v| (+∞ if none).
-    pub min_nonzero_abs: f32,
-}
-
-/// Per-lane accumulators of [`classify`]; counts are f32 lanes, exact below 2^24.
-#[derive(Clone, Copy)]
-struct ClassLanes<R> {
-    zero: R,
-    subnormal: R,
-    infinite: R,
-    nan: R,
-    max: R,
-    min: R,
-}
-
-impl<R: Lanes> ClassLanes<R> {
-    #[inline(always)]
-    fn new() -> Self {
-        let (zero, infinity) = (R::splat(0.0), R::splat(f32::INFINITY));
-        ClassLanes {
-            zero,
-            subnormal: zero,
-            infinite: zero,
-            nan: zero,
-            max: zero,
-            min: infinity,
-        }
-    }
-
-    /// Adds the counts and extremes of `other`.
-    #[inline(always)]
-    fn merge(&mut self, other: &Self) {
-        self.zero = self.zero + other.zero;
-        self.subnormal = self.subnormal + other.subnormal;
-        self.infinite = self.infinite + other.infinite;
-        self.nan = self.nan + other.nan;
-        self.max = R::select(other.max.gt(self.max), other.max, self.max);
-        self.min = R::select(other.min.lt(self.min), other.min, self.min);
-    }
-
-    /// Classifies every lane of `v` by comparisons on |v| (no integer lanes needed).
-    #[inline(always)]
-    fn add(&mut self, v: R) {
-        let (zero, one, infinity) = (R::splat(0.0), R::splat(1.0), R::splat(f32::INFINITY));
-        let a = v.abs();
-        let count = |m| R::select(m, one, zero);
-        // NaN fails every comparison below and is counted by `is_nan` only.
-        self.zero = self.zero + count(a.le(zero));
-        let tiny = R::select(a.gt(zero), count(a.lt(R::splat(f32::MIN_POSITIVE))), zero);
-        self.subnormal = self.subnormal + tiny;
-        self.infinite = self.infinite + count(a.ge(infinity));
-        self.nan = self.nan + count(v.is_nan());
-        let finite = R::select(a.lt(infinity), a, zero);
-        self.max = R::select(finite.gt(self.max), finite, self.max);
-        let candidate = R::select(finite.gt(zero), finite, infinity);
-        self.min = R::select(candidate.lt(self.min), candidate, self.min);
-    }
-}
-
 /// Largest and smallest lane of a vector.
 #[inline(always)]
 fn lane_extremes<V: Vector>(max: V, min: V) -> (f32, f32) {
+    const { assert!(V::LANES <= 16, "the lane buffers hold 16 lanes") };
     let (mut hi, mut lo) = ([0.0f32; 16], [f32::INFINITY; 16]);
     max.store(&mut hi);
     min.store(&mut lo);
-    let hi = hi.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
+    let hi = hi
+        .iter()
+        .take(V::LANES)
+        .fold(0.0f32, |m, &v| if v > m { v } else { m });
     let lo = lo
         .iter()
+        .take(V::LANES)
         .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
     (hi, lo)
-}
-
-/// Counts the classes of `values` and finds the extremes of the finite magnitudes.
-#[inline(always)]
-pub(crate) fn classify<V: Vector>(values: &[f32]) -> ClassSummary {
-    let mut out = ClassSummary {
-        min_nonzero_abs: f32::INFINITY,
-        ..ClassSummary::default()
-    };
-    // Blocks of 2^20 vectors keep every f32 lane count exact (< 2^24).
-    for block in values.chunks(V::LANES << 20) {
-        // Two sets of accumulators: the max/min chains are loop-carried.
-        let (mut lanes, mut second) = (ClassLanes::<V>::new(), ClassLanes::<V>::new());
-        let mut pairs = block.chunks_exact(2 * V::LANES);
-        for c in &mut pairs {
-            lanes.add(V::load(c));
-            second.add(V::load(lane(c, V::LANES)));
-        }
-        lanes.merge(&second);
-        let mut chunks = pairs.remainder().chunks_exact(V::LANES);
-        for c in &mut chunks {
-            lanes.add(V::load(c));
-        }
-        let mut tail = ClassLanes::<f32>::new();
-        for &v in chunks.remainder() {
-            tail.add(v);
-        }
-        let count = |v: V, t: f32| (v.reduce_sum() + t) as u64;
-        out.zero += count(lanes.zero, tail.zero);
-        out.subnormal += count(lanes.subnormal, tail.subnormal);
-        out.infinite += count(lanes.infinite, tail.infinite);
-        out.nan += count(lanes.nan, tail.nan);
-        let (max, min) = lane_extremes(lanes.max, lanes.min);
-        let max = if tail.max > max { tail.max } else { max };
-        let min = if tail.min < min { tail.min } else { min };
-        if max > out.max_abs {
-            out.max_abs = max;
-        }
-        if min < out.min_nonzero_abs {
-            out.min_nonzero_abs = min;
-        }
-    }
-    out
-}
-
-/// `(Σ s, Σ s²)` with s = |v|·`inverse_scale` over the finite values (lane-wise partial sums,
-/// then the lanes in the instruction set's order).
-#[inline(always)]
-pub(crate) fn scaled_sums<V: Vector>(values: &[f32], inverse_scale: f32) -> (f32, f32) {
-    #[inline(always)]
-    fn add<R: Lanes>(sums: &mut (R, R), v: R, inverse_scale: f32) {
-        let (zero, infinity) = (R::splat(0.0), R::splat(f32::INFINITY));
-        let a = v.abs();
-        let s = R::select(a.lt(infinity), a, zero) * R::splat(inverse_scale);
-        sums.0 = sums.0 + s;
-        sums.1 = sums.1 + s * s;
-    }
-    let mut lanes = (V::splat(0.0), V::splat(0.0));
-    let mut chunks = values.chunks_exact(V::LANES);
-    for c in &mut chunks {
-        add(&mut lanes, V::load(c), inverse_scale);
-    }
-    let mut tail = (0.0f32, 0.0f32);
-    for &v in chunks.remainder() {
-        add(&mut tail, v, inverse_scale);
-    }
-    (lanes.0.reduce_sum() + tail.0, lanes.1.reduce_sum() + tail.1)
 }
 
 /// The largest |v| (NaN ignored, ∞ included) and the smallest nonzero |v| of `values`, in
@@ -676,9 +551,9 @@ pub(crate) fn scaled_sums<V: Vector>(values: &[f32], inverse_scale: f32) -> (f32
 #[inline(always)]
 pub(crate) fn extremes<V: Vector>(values: &[f32]) -> (f32, f32) {
     let mut lanes = [(V::splat(0.0), V::splat(f32::INFINITY)); 4];
-    let mut quads = values.chunks_exact(4 * V::LANES);
+    let mut quads = values.chunks_exact(V::UNROLL * V::LANES);
     for c in &mut quads {
-        for (j, (max, min)) in lanes.iter_mut().enumerate() {
+        for (j, (max, min)) in lanes.iter_mut().enumerate().take(V::UNROLL) {
             let a = V::load(lane(c, j * V::LANES)).abs();
             *max = a.max_or_keep(*max);
             *min = V::min_where(a.gt(V::splat(0.0)), a, *min);
@@ -706,39 +581,6 @@ pub(crate) fn extremes<V: Vector>(values: &[f32]) -> (f32, f32) {
         }
     }
     (hi, lo)
-}
-
-/// The smallest nonzero finite |v| of `values` (+∞ if there is none).
-#[inline(always)]
-pub(crate) fn min_nonzero_abs<V: Vector>(values: &[f32]) -> f32 {
-    #[inline(always)]
-    fn add<R: Lanes>(min: R, v: R) -> R {
-        let (zero, infinity) = (R::splat(0.0), R::splat(f32::INFINITY));
-        let a = v.abs();
-        // NaN and ∞ fail `a < ∞`, zero fails `a > 0`: both become +∞.
-        let candidate = R::select(a.lt(infinity), R::select(a.gt(zero), a, infinity), infinity);
-        R::select(candidate.lt(min), candidate, min)
-    }
-    let (mut m0, mut m1) = (V::splat(f32::INFINITY), V::splat(f32::INFINITY));
-    let mut pairs = values.chunks_exact(2 * V::LANES);
-    for c in &mut pairs {
-        m0 = add(m0, V::load(c));
-        m1 = add(m1, V::load(lane(c, V::LANES)));
-    }
-    let mut chunks = pairs.remainder().chunks_exact(V::LANES);
-    for c in &mut chunks {
-        m0 = add(m0, V::load(c));
-    }
-    let mut tail = f32::INFINITY;
-    for &v in chunks.remainder() {
-        tail = add(tail, v);
-    }
-    let (_, lo) = lane_extremes(V::splat(0.0), V::select(m1.lt(m0), m1, m0));
-    if tail < lo {
-        tail
-    } else {
-        lo
-    }
 }
 
 /// The first pass of a tensor's statistics: counts and extremes of |v|, exact on every
@@ -1008,8 +850,7 @@ fn column_chunk<R: Vector, A: Elementwise>(
 /// * zeros: every dz that is ±0 (the structural ones are zeros − became zero).
 ///
 /// f' is recomputed a vector at a time; the lanes of a vector in which some dz or f' is
-/// zero or subnormal are then classified one by one, the exactness of a product checked in
-/// f64 (where the product of two f32 is exact).
+/// zero or subnormal are then classified one by one (exactness by integer significands).
 #[inline(always)]
 pub(crate) fn attribute_underflow<V: Vector, A: Elementwise>(
     activation: &A,
@@ -1029,7 +870,7 @@ pub(crate) fn attribute_underflow<V: Vector, A: Elementwise>(
             out[0] += u64::from(g_ok && (d != 0.0 || lost));
         } else if g_ok && p.is_finite() {
             let tiny = p.abs() < f32::MIN_POSITIVE;
-            let inexact = f64::from(p) != f64::from(g) * f64::from(d);
+            let inexact = !crate::lanes::product_is_exact(g, d, p);
             out[1] += u64::from(lost || (tiny && inexact));
         }
     };
@@ -1092,9 +933,9 @@ pub(crate) fn moments<V: Vector, const COUNTS: bool>(
     let (mut tail_abs, mut tail_squares) = (0.0f32, 0.0f32);
     for block in values.chunks(BLOCK) {
         let mut lanes = [MagnitudeLanes::<V>::new(); 4];
-        let mut quads = block.chunks_exact(4 * V::LANES);
+        let mut quads = block.chunks_exact(V::UNROLL * V::LANES);
         for c in &mut quads {
-            for (j, l) in lanes.iter_mut().enumerate() {
+            for (j, l) in lanes.iter_mut().enumerate().take(V::UNROLL) {
                 let v = V::load(lane(c, j * V::LANES));
                 if COUNTS {
                     l.add(v);
@@ -1106,20 +947,26 @@ pub(crate) fn moments<V: Vector, const COUNTS: bool>(
             }
         }
         let [mut l0, l1, l2, l3] = lanes;
-        l0.merge(&l1);
-        l0.merge(&l2);
-        l0.merge(&l3);
-        let mut chunks = quads.remainder().chunks_exact(V::LANES);
-        for c in &mut chunks {
-            l0.add(V::load(c));
-        }
-        let tail = chunks.remainder();
-        let mut rest = MagnitudeLanes::<f32>::new();
-        for &v in tail {
-            rest.add(v);
-        }
-        let mut m = l0.finish(block.len() - tail.len());
-        m.merge(&rest.finish(tail.len()));
+        let mut m = if V::UNROLL == 1 {
+            // One lane, one chain: no remainder (the microcontroller path, kept small).
+            l0.finish(block.len())
+        } else {
+            l0.merge(&l1);
+            l0.merge(&l2);
+            l0.merge(&l3);
+            let mut chunks = quads.remainder().chunks_exact(V::LANES);
+            for c in &mut chunks {
+                l0.add(V::load(c));
+            }
+            let tail = chunks.remainder();
+            let mut rest = MagnitudeLanes::<f32>::new();
+            for &v in tail {
+                rest.add(v);
+            }
+            let mut m = l0.finish(block.len() - tail.len());
+            m.merge(&rest.finish(tail.len()));
+            m
+        };
         if !COUNTS {
             (m.zero, m.tiny) = (0, 0);
         }
@@ -1146,9 +993,10 @@ pub(crate) fn moments<V: Vector, const COUNTS: bool>(
         }
         let inverse = crate::lanes::pow2_wide(-e);
         let k = V::splat(inverse);
-        let mut quads = block.chunks_exact(4 * V::LANES);
+        let mut quads = block.chunks_exact(V::UNROLL * V::LANES);
         for c in &mut quads {
-            for (j, (a, q)) in abs.iter_mut().zip(squares.iter_mut()).enumerate() {
+            let sums = abs.iter_mut().zip(squares.iter_mut());
+            for (j, (a, q)) in sums.enumerate().take(V::UNROLL) {
                 let s = V::load(lane(c, j * V::LANES)).abs() * k;
                 if COUNTS {
                     *a = *a + s;
@@ -1156,18 +1004,20 @@ pub(crate) fn moments<V: Vector, const COUNTS: bool>(
                 *q = s.mul_add(s, *q);
             }
         }
-        let mut chunks = quads.remainder().chunks_exact(V::LANES);
-        for c in &mut chunks {
-            let s = V::load(c).abs() * k;
-            if COUNTS {
-                abs[0] = abs[0] + s;
+        if V::UNROLL > 1 {
+            let mut chunks = quads.remainder().chunks_exact(V::LANES);
+            for c in &mut chunks {
+                let s = V::load(c).abs() * k;
+                if COUNTS {
+                    abs[0] = abs[0] + s;
+                }
+                squares[0] = s.mul_add(s, squares[0]);
             }
-            squares[0] = s.mul_add(s, squares[0]);
-        }
-        for &v in chunks.remainder() {
-            let s = v.abs() * inverse;
-            tail_abs += s;
-            tail_squares += s * s;
+            for &v in chunks.remainder() {
+                let s = v.abs() * inverse;
+                tail_abs += s;
+                tail_squares += s * s;
+            }
         }
     }
     let [a0, a1, a2, a3] = abs;

@@ -58,7 +58,7 @@ mod x86;
 
 use dispatch::dispatch;
 use generic::{AdamStep, Backward, Derivative, ExpShifted, Value};
-pub(crate) use generic::{BackwardTally, ClassSummary, Magnitudes, Moments};
+pub(crate) use generic::{BackwardTally, Magnitudes, Moments};
 
 pub use dispatch::{backend, set_backend, Backend, BUILD_TIME_BACKEND};
 pub use fpu::{subnormal_mode, SubnormalMode};
@@ -249,36 +249,10 @@ pub(crate) fn exp_shifted(z: &[f32], m: f32, out: &mut [f32]) {
     )
 }
 
-/// Class counts and the extremes of the finite magnitudes of `values` (identical on every
-/// backend: counting and comparing do not round).
-#[inline]
-pub(crate) fn classify(values: &[f32]) -> ClassSummary {
-    dispatch!(generic::classify::<f32>(values), classify(values))
-}
-
 /// `(max |v|, smallest nonzero |v|)` of `values` (NaN ignored; identical on every backend).
 #[inline]
 pub(crate) fn extremes(values: &[f32]) -> (f32, f32) {
-    dispatch!(generic::extremes::<f32>(values), extremes(values))
-}
-
-/// The smallest nonzero finite |v| of `values` (+∞ if there is none).
-#[inline]
-pub(crate) fn min_nonzero_abs(values: &[f32]) -> f32 {
-    dispatch!(
-        generic::min_nonzero_abs::<f32>(values),
-        min_nonzero_abs(values)
-    )
-}
-
-/// `(Σ s, Σ s²)` with s = |v|·`inverse_scale` over the finite values, summed in one partial
-/// sum per lane of the active backend (so the last bits depend on the backend).
-#[inline]
-pub(crate) fn scaled_sums(values: &[f32], inverse_scale: f32) -> (f32, f32) {
-    dispatch!(
-        generic::scaled_sums::<f32>(values, inverse_scale),
-        scaled_sums(values, inverse_scale)
-    )
+    dispatch!(out_of_line::extremes(values), extremes(values))
 }
 
 /// The statistics of a tensor in one pass over memory (see [`generic::moments`]): counts
@@ -286,7 +260,7 @@ pub(crate) fn scaled_sums(values: &[f32], inverse_scale: f32) -> (f32, f32) {
 #[inline]
 pub(crate) fn moments(values: &[f32], scale_exponent: i32) -> Moments {
     dispatch!(
-        generic::moments::<f32, true>(values, scale_exponent),
+        out_of_line::moments(values, scale_exponent),
         moments_full(values, scale_exponent)
     )
 }
@@ -294,8 +268,9 @@ pub(crate) fn moments(values: &[f32], scale_exponent: i32) -> Moments {
 /// [`moments`] without counts and Σ|v|: the maximum, the smallest nonzero |v| and Σ s².
 #[inline]
 pub(crate) fn moments_norm(values: &[f32], scale_exponent: i32) -> Moments {
+    // The scalar path shares the full instantiation (smaller code on microcontrollers).
     dispatch!(
-        generic::moments::<f32, false>(values, scale_exponent),
+        out_of_line::moments(values, scale_exponent),
         moments_norm(values, scale_exponent)
     )
 }
@@ -305,7 +280,7 @@ pub(crate) fn moments_norm(values: &[f32], scale_exponent: i32) -> Moments {
 #[inline]
 pub(crate) fn scaled_sums_finite(values: &[f32], inverse_scale: f32) -> (f32, f32) {
     dispatch!(
-        generic::scaled_sums_finite::<f32>(values, inverse_scale),
+        out_of_line::scaled_sums_finite(values, inverse_scale),
         scaled_sums_finite(values, inverse_scale)
     )
 }
@@ -322,7 +297,7 @@ pub(crate) fn activation_backward_observed<A: Elementwise>(
     threshold: f32,
 ) -> BackwardTally {
     dispatch!(
-        generic::activation_backward_observed::<f32, A>(activation, z, dy, dz, units, threshold),
+        out_of_line::activation_backward_observed(activation, z, dy, dz, units, threshold),
         activation_backward_observed(activation, z, dy, dz, units, threshold)
     )
 }
@@ -337,9 +312,54 @@ pub(crate) fn attribute_underflow<A: Elementwise>(
     dz: &[f32],
 ) -> [u64; 3] {
     dispatch!(
-        generic::attribute_underflow::<f32, A>(activation, z, dy, dz),
+        out_of_line::attribute_underflow(activation, z, dy, dz),
         attribute_underflow(activation, z, dy, dz)
     )
+}
+
+/// The one-lane (scalar backend, microcontroller) instances of the statistics kernels, out
+/// of line: one copy of each in the binary however many call sites it has (the generic
+/// bodies are `#[inline(always)]` so that the SIMD wrappers compile them with their target
+/// features).
+mod out_of_line {
+    use super::{generic, BackwardTally, Elementwise, Moments};
+
+    #[inline(never)]
+    pub(super) fn moments(values: &[f32], scale_exponent: i32) -> Moments {
+        generic::moments::<f32, true>(values, scale_exponent)
+    }
+
+    #[inline(never)]
+    pub(super) fn extremes(values: &[f32]) -> (f32, f32) {
+        generic::extremes::<f32>(values)
+    }
+
+    #[inline(never)]
+    pub(super) fn scaled_sums_finite(values: &[f32], inverse_scale: f32) -> (f32, f32) {
+        generic::scaled_sums_finite::<f32>(values, inverse_scale)
+    }
+
+    #[inline(never)]
+    pub(super) fn activation_backward_observed<A: Elementwise>(
+        activation: &A,
+        z: &[f32],
+        dy: &[f32],
+        dz: &mut [f32],
+        units: usize,
+        threshold: f32,
+    ) -> BackwardTally {
+        generic::activation_backward_observed::<f32, A>(activation, z, dy, dz, units, threshold)
+    }
+
+    #[inline(never)]
+    pub(super) fn attribute_underflow<A: Elementwise>(
+        activation: &A,
+        z: &[f32],
+        dy: &[f32],
+        dz: &[f32],
+    ) -> [u64; 3] {
+        generic::attribute_underflow::<f32, A>(activation, z, dy, dz)
+    }
 }
 
 /// Plain SGD with L2 weight decay: `w −= lr · (g + λ·w)` (bit-identical on every backend).
