@@ -85,15 +85,17 @@ fn norm_and_min(w: &[f32]) -> (f32, f32) {
     if norm.is_finite() {
         (norm, m.magnitudes.min_nonzero_abs)
     } else {
-        // A non-finite weight: the exact statistics (NaN stays NaN).
-        let s = TensorStats::of(w);
-        let norm = if m.sum_squares.is_nan() {
-            f32::NAN
-        } else {
-            s.l2_norm()
-        };
-        (norm, s.min_nonzero_abs)
+        norm_and_min_exact(w, m.sum_squares.is_nan())
     }
+}
+
+/// [`norm_and_min`] for weights with a non-finite value: the exact statistics (a NaN norm
+/// stays NaN). Out of line, so its state is not on the stack of every step.
+#[cold]
+#[inline(never)]
+fn norm_and_min_exact(w: &[f32], nan: bool) -> (f32, f32) {
+    let s = TensorStats::of(w);
+    (if nan { f32::NAN } else { s.l2_norm() }, s.min_nonzero_abs)
 }
 
 /// The dense layer's backward after its activation (`dz` is written and its statistics are

@@ -532,6 +532,13 @@ fn tail_dot(w: &[f32], x: &[f32], from: usize) -> f32 {
 #[inline(always)]
 fn lane_extremes<V: Vector>(max: V, min: V) -> (f32, f32) {
     const { assert!(V::LANES <= 16, "the lane buffers hold 16 lanes") };
+    if V::LANES == 1 {
+        // One lane: no buffers (the microcontroller path keeps its stack small).
+        let (mut hi, mut lo) = ([0.0f32; 1], [0.0f32; 1]);
+        max.store(&mut hi);
+        min.store(&mut lo);
+        return (hi[0], lo[0]);
+    }
     let (mut hi, mut lo) = ([0.0f32; 16], [f32::INFINITY; 16]);
     max.store(&mut hi);
     min.store(&mut lo);
@@ -714,6 +721,75 @@ pub(crate) fn scaled_sums_finite<V: Vector>(values: &[f32], inverse_scale: f32) 
         sum_squares += s * s;
     }
     (sum_abs, sum_squares)
+}
+
+/// [`moments`] on the one-lane path (scalar backend, microcontrollers), in one pass: the
+/// counts and extremes by integer tests on the bits (non-negative floats order like their
+/// bit patterns; a Cortex-M does these in a few instructions where float selects need
+/// branches), and the scale raised, with the sums rescaled exactly, whenever a new maximum
+/// needs it — which is also the only time the maximum changes, so the check is free. The
+/// same counts and extremes as the vector bodies; the sums agree within their rounding.
+#[inline(always)]
+fn moments_one_lane<const COUNTS: bool>(values: &[f32], scale_exponent: i32) -> Moments {
+    const INFINITY_BITS: u32 = 0x7f80_0000;
+    let mut e = scale_exponent;
+    let mut inverse = crate::lanes::pow2_wide(-e);
+    // The minimum is kept as bits − 1, which wraps zero to u32::MAX so that it never wins.
+    let (mut max_bits, mut min_less_one) = (0u32, u32::MAX);
+    let (mut zero, mut tiny) = (0u64, 0u64);
+    let (mut sum_abs, mut sum_squares) = (0.0f32, 0.0f32);
+    // A NaN (bits above ∞'s) wins the maximum and makes the sums NaN; ∞ makes them ∞:
+    // either way the caller sees non-finite sums and counts exactly, so the loop needs no
+    // NaN test. Counts are u32 within chunks (a 32-bit target's slice is one chunk).
+    for chunk in values.chunks(1 << 31) {
+        let (mut nonzero, mut small) = (0u32, 0u32);
+        for &v in chunk {
+            let bits = v.to_bits() & 0x7fff_ffff;
+            if bits > max_bits {
+                max_bits = bits;
+                let needed = crate::lanes::exponent_bound(f32::from_bits(bits));
+                if needed > e {
+                    let shift = e - needed;
+                    sum_abs = crate::lanes::scale_by_pow2(sum_abs, shift);
+                    sum_squares = crate::lanes::scale_by_pow2(sum_squares, 2 * shift);
+                    e = needed;
+                    inverse = crate::lanes::pow2_wide(-e);
+                }
+            }
+            min_less_one = min_less_one.min(bits.wrapping_sub(1));
+            if COUNTS {
+                nonzero += u32::from(bits != 0);
+                small += u32::from(bits < 0x0080_0000);
+            }
+            let s = f32::from_bits(bits) * inverse;
+            if COUNTS {
+                sum_abs += s;
+            }
+            sum_squares = Vector::mul_add(s, s, sum_squares);
+        }
+        zero += chunk.len() as u64 - u64::from(nonzero);
+        tiny += u64::from(small);
+    }
+    let non_finite = max_bits >= INFINITY_BITS;
+    Moments {
+        magnitudes: Magnitudes {
+            zero: if COUNTS { zero } else { 0 },
+            tiny,
+            max_abs: f32::from_bits(max_bits),
+            min_nonzero_abs: if min_less_one == u32::MAX {
+                f32::INFINITY
+            } else {
+                f32::from_bits(min_less_one.wrapping_add(1))
+            },
+        },
+        scale_exponent: e,
+        sum_abs,
+        sum_squares: if non_finite {
+            f32::INFINITY
+        } else {
+            sum_squares
+        },
+    }
 }
 
 /// What the observed backward pass through an elementwise activation saw.
@@ -925,6 +1001,9 @@ pub(crate) fn moments<V: Vector, const COUNTS: bool>(
     scale_exponent: i32,
 ) -> Moments {
     const BLOCK: usize = 2048;
+    if V::UNROLL == 1 {
+        return moments_one_lane::<COUNTS>(values, scale_exponent);
+    }
     // Four independent accumulators everywhere: max, min and the sums are loop-carried
     // chains whose latency (3–4 cycles) would otherwise bound the loops.
     let mut e = scale_exponent;
