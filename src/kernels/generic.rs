@@ -557,6 +557,23 @@ fn lane_extremes<V: Vector>(max: V, min: V) -> (f32, f32) {
 /// four independent chains: abs, max, a compare and a masked min per vector.
 #[inline(always)]
 pub(crate) fn extremes<V: Vector>(values: &[f32]) -> (f32, f32) {
+    if V::UNROLL == 1 {
+        // One lane: integer tests on the bits (see `moments_one_lane`), NaN ignored.
+        let (mut max_bits, mut min_less_one) = (0u32, u32::MAX);
+        for &v in values {
+            let bits = v.to_bits() & 0x7fff_ffff;
+            if bits <= 0x7f80_0000 {
+                max_bits = max_bits.max(bits);
+                min_less_one = min_less_one.min(bits.wrapping_sub(1));
+            }
+        }
+        let min = if min_less_one == u32::MAX {
+            f32::INFINITY
+        } else {
+            f32::from_bits(min_less_one.wrapping_add(1))
+        };
+        return (f32::from_bits(max_bits), min);
+    }
     let mut lanes = [(V::splat(0.0), V::splat(f32::INFINITY)); 4];
     let mut quads = values.chunks_exact(V::UNROLL * V::LANES);
     for c in &mut quads {
@@ -833,6 +850,19 @@ pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
     if rows == 0 {
         return tally;
     }
+    if V::UNROLL == 1 {
+        backward_one_lane(
+            activation,
+            z,
+            dy,
+            dz,
+            units,
+            rows,
+            saturation_threshold,
+            &mut tally,
+        );
+        return tally;
+    }
     let mut block = BackwardBlock {
         z,
         dy,
@@ -852,6 +882,65 @@ pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
         c += 1;
     }
     tally
+}
+
+/// [`activation_backward_observed`] on the one-lane path (scalar backend,
+/// microcontrollers): unit by unit down the rows, the per-unit conditions in two booleans,
+/// the statistics by integer tests on the bits (see `moments_one_lane`; NaN counts as a
+/// zero and is left out of the extremes, as in the vector bodies).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_one_lane<A: Elementwise>(
+    activation: &A,
+    z: &[f32],
+    dy: &[f32],
+    dz: &mut [f32],
+    units: usize,
+    rows: usize,
+    threshold: f32,
+    tally: &mut BackwardTally,
+) {
+    let (can_die, saturates) = (activation.can_die(), activation.saturates());
+    let never_zero = activation.derivative_never_zero();
+    let (mut max_bits, mut min_less_one) = (0u32, u32::MAX);
+    let (mut nonzero, mut tiny) = (0u64, 0u64);
+    for u in 0..units {
+        let (mut all_zero, mut all_below) = (true, true);
+        let mut k = u;
+        for _ in 0..rows {
+            let at = |s: &[f32]| s.get(k).copied().unwrap_or(0.0);
+            let d = activation.derivative(at(z));
+            let p = at(dy) * d;
+            if let Some(out) = dz.get_mut(k) {
+                *out = p;
+            }
+            let bits = p.to_bits() & 0x7fff_ffff;
+            if bits <= 0x7f80_0000 {
+                max_bits = max_bits.max(bits);
+                min_less_one = min_less_one.min(bits.wrapping_sub(1));
+                nonzero += u64::from(bits != 0);
+            }
+            tiny += u64::from(bits < 0x0080_0000);
+            all_zero &= d.abs() <= 0.0;
+            all_below &= d < threshold;
+            if never_zero {
+                tally.derivative_tiny += u64::from(d.abs() < f32::MIN_POSITIVE);
+            }
+            k += units;
+        }
+        tally.dead += u64::from(can_die && all_zero);
+        tally.saturated += u64::from(saturates && all_below);
+    }
+    tally.magnitudes = Magnitudes {
+        zero: (rows * units) as u64 - nonzero,
+        tiny,
+        max_abs: f32::from_bits(max_bits),
+        min_nonzero_abs: if min_less_one == u32::MAX {
+            f32::INFINITY
+        } else {
+            f32::from_bits(min_less_one.wrapping_add(1))
+        },
+    };
 }
 
 /// The operands of [`activation_backward_observed`]: `[rows][units]` blocks, flattened.
