@@ -1,13 +1,10 @@
 //! Gradient health with known answers.
 
 use gradguard::datasets::digits;
-use gradguard::health::{
-    classify, FloatClass, GradientObserver, HealthConfig, HealthReport, TensorStats,
-};
+use gradguard::health::{classify, FloatClass, HealthConfig, HealthReport, TensorStats};
 use gradguard::init::{standard_normal, Init};
 use gradguard::{
-    compute_gradients, Chain, Dense, GradMode, Layer, Parameters, Relu, Seq, Sigmoid,
-    SoftmaxCrossEntropy, Tanh, Workspace, Zeroed,
+    Chain, Dense, GradMode, Layer, Parameters, Relu, Seq, Sigmoid, Tanh, Workspace, Zeroed,
 };
 use proptest::prelude::*;
 use rand_xoshiro::rand_core::SeedableRng;
@@ -433,136 +430,26 @@ fn the_report_prints_a_table_and_the_fpu_mode() {
     );
 }
 
-/// Cancellation is not underflow: with identical logits and a class-balanced batch, the
-/// output layer's db = Σ (softmax − onehot)/B is exactly 0 although every term is ±1/4.
+include!("data/health_cases.rs");
+
+/// Cancellation is not underflow: a class-balanced batch whose output db is exactly 0
+/// raises no Underflow (the case the firmware runs too, `tests/data/health_cases.rs`).
 #[test]
 fn a_balanced_batch_whose_output_bias_gradient_cancels_raises_no_underflow() {
-    type N = Seq![Dense<4, 8, Relu>, Dense<8, 2>];
-    let net = N::default();
-    let mut p = <N as Layer>::Params::ZEROED;
-    net.init(
-        &mut p,
-        Init::HeNormal,
-        &mut Xoshiro256PlusPlus::seed_from_u64(7),
-    );
-    p.second.weights = [[0.0; 8]; 2]; // every logit 0: softmax (1/2, 1/2)
-    let mut g = <N as Layer>::Params::ZEROED;
-    let mut ws = Workspace::<N, 2>::ZEROED;
-    let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
-    report.begin_backward(0.1);
-    compute_gradients(
-        &net,
-        &p,
-        &mut g,
-        &mut ws,
-        &SoftmaxCrossEntropy,
-        &[[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 2.0, 1.0]],
-        &[0, 1],
-        &mut report,
-    )
-    .unwrap();
-    assert_eq!(g.second.bias, [0.0, 0.0], "the sums cancel exactly");
-    let output = report.layer(1).unwrap();
-    assert_eq!(
-        output.pre_activation_grad.counts.normal, 4,
-        "every term is ±1/4"
-    );
-    assert_eq!(output.bias_grad.counts.zero, 2);
-    assert_eq!(output.underflow_count(), 0);
-    assert_eq!(report.flags().underflow, None, "{report}");
+    health_cases::balanced_batch_cancellation_is_not_underflow().unwrap();
 }
 
-/// A layer whose ReLU units are all dead: DeadUnits there, structural zeros below, and no
-/// Underflow anywhere (zero inputs and zero upstream gradients are structural).
+/// A layer whose ReLU units are all dead raises DeadUnits and no Underflow downstream.
 #[test]
 fn an_all_dead_relu_layer_raises_dead_units_and_no_underflow_downstream() {
-    type N = Seq![Dense<4, 3, Relu>, Dense<3, 4, Sigmoid>, Dense<4, 2>];
-    let net = N::default();
-    let mut p = <N as Layer>::Params::ZEROED;
-    net.init(
-        &mut p,
-        Init::HeNormal,
-        &mut Xoshiro256PlusPlus::seed_from_u64(8),
-    );
-    p.first.bias = [-100.0; 3];
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
-    let mut x = [[0.0f32; 4]; 8];
-    x.iter_mut()
-        .flatten()
-        .for_each(|v| *v = standard_normal(&mut rng));
-    let mut g = <N as Layer>::Params::ZEROED;
-    let mut ws = Workspace::<N, 8>::ZEROED;
-    let mut report = HealthReport::<3>::new(HealthConfig::DEFAULT);
-    report.begin_backward(0.1);
-    let y = [0, 1, 0, 1, 0, 1, 0, 1];
-    compute_gradients(
-        &net,
-        &p,
-        &mut g,
-        &mut ws,
-        &SoftmaxCrossEntropy,
-        &x,
-        &y,
-        &mut report,
-    )
-    .unwrap();
-    let flags = report.flags();
-    assert_eq!(report.layer(0).unwrap().dead_units, 3);
-    assert_eq!(flags.dead_units, Some(0));
-    assert_eq!(flags.underflow, None, "{report}");
-    assert_eq!(report.layer(0).unwrap().pre_activation_structural_zeros, 24);
-    assert!(
-        g.second.first.weights.iter().flatten().all(|&v| v == 0.0),
-        "zero inputs"
-    );
+    health_cases::all_dead_relu_layer_raises_no_underflow().unwrap();
 }
 
-/// A product that truly underflows is flagged at the layer that forms it, both in dW
-/// (dz·x) and in dX (dz·w); a tiny product that is exact is not an underflow.
+/// A product that truly underflows is flagged at its layer, in dW and in dX; an exact
+/// subnormal product is not an underflow.
 #[test]
 fn a_product_that_truly_underflows_is_flagged_at_its_layer() {
-    type N = Seq![Dense<2, 2>, Dense<2, 1>];
-    let net = N::default();
-    let run = |output_weight: f32, x: [f32; 2], first_weight: f32| {
-        let mut p = <N as Layer>::Params::ZEROED;
-        p.first.weights = [[first_weight, 1.0], [1.0, 1.0]];
-        p.second.weights = [[output_weight, output_weight]];
-        let mut cache = <N as Layer>::Cache::<1>::ZEROED;
-        net.forward(&p, &[x], &mut cache);
-        let mut g = <N as Layer>::Params::ZEROED;
-        let mut dx = [[0.0f32; 2]];
-        let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
-        net.backward_observed(
-            &p,
-            &[x],
-            &mut cache,
-            &[[1.0]],
-            &mut g,
-            Some(&mut dx),
-            GradMode::Overwrite,
-            &mut report,
-        );
-        report
-    };
-    // dz₀ = 1e-30 (normal); dz₀·x = 1e-40 (subnormal, inexact) in dW₀; dz₀·w = 1e-50 → 0 in dX.
-    let report = run(1e-30, [1e-10, 1.0], 1e-20);
-    let first = report.layer(0).unwrap();
-    assert_eq!(report.flags().underflow, Some(0), "{report}");
-    assert_eq!(report.layer(1).unwrap().underflow_count(), 0);
-    assert_eq!(
-        (
-            first.weight_products_became_subnormal,
-            first.weight_products_became_zero
-        ),
-        (2, 0)
-    );
-    assert_eq!(first.input_products_became_zero, 1);
-    assert_eq!(first.input_products_became_subnormal, 0);
-    // dz₀ = 2^-100 and x = 2^-40: the product 2^-140 is subnormal but exact: no underflow.
-    let exact = run(2f32.powi(-100), [2f32.powi(-40), 1.0], 1.0);
-    let first = exact.layer(0).unwrap();
-    assert_eq!(first.underflow_count(), 0, "{exact}");
-    assert_eq!(exact.flags().underflow, None);
+    health_cases::true_product_underflow_is_flagged_at_its_layer().unwrap();
 }
 
 /// The report of the first digits batch of `L` with N(0, 0.01²) weights (the textbook

@@ -17,6 +17,8 @@ use panic_semihosting as _;
 // The case the host computes too: forward, backward and Adam must match bit for bit.
 include!("../../tests/data/firmware_case.rs");
 include!("../../tests/data/firmware_expected.rs");
+// Gradient health with known answers: the host runs the same cases (tests/health.rs).
+include!("../../tests/data/health_cases.rs");
 
 static mut CASE_PARAMS: CaseParams = CaseParams::ZEROED;
 static mut CASE_GRADS: CaseParams = CaseParams::ZEROED;
@@ -167,6 +169,14 @@ fn main() -> ! {
         "nan_and_inf_input_are_flagged_exploding_not_a_fault",
         loss_is_nan && flags.exploding.is_some(),
     );
+    for (name, case) in health_cases::ALL {
+        let result = case();
+        if let Err(what) = result {
+            hprintln!("{}: {}", name, what);
+        }
+        t.check(name, result.is_ok());
+    }
+
     let bad_label = SoftmaxCrossEntropy.loss_and_gradient(&[[0.0f32; 3]], &[7], &mut [[0.0f32; 3]]);
     t.check("bad_label_is_an_error_value", bad_label.is_err());
 
