@@ -116,8 +116,11 @@ mod health_cases {
         ensure(exact.flags().underflow.is_none(), "no Underflow flag for exact products")
     }
 
+    /// A case: `Err` says what went wrong.
+    pub type Case = fn() -> Result<(), &'static str>;
+
     /// Every case, by name.
-    pub const ALL: [(&str, fn() -> Result<(), &'static str>); 3] = [
+    pub const ALL: [(&str, Case); 3] = [
         (
             "balanced_batch_cancellation_is_not_underflow",
             balanced_batch_cancellation_is_not_underflow,
