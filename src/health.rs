@@ -496,6 +496,8 @@ pub struct LayerHealth {
     pub saturated_units: u16,
     /// The saturation threshold in force when this was recorded.
     pub saturation_threshold: f32,
+    /// ‖W‖ this record held at the previous step: the scale of the one-pass ‖W‖ (checked).
+    previous_weight_norm: f32,
 }
 
 impl LayerHealth {
@@ -519,6 +521,7 @@ impl LayerHealth {
         dead_units: 0,
         saturated_units: 0,
         saturation_threshold: HealthConfig::DEFAULT.saturation_threshold,
+        previous_weight_norm: 0.0,
     };
 
     /// Every underflow this layer saw: products (and derivatives) that became subnormal
@@ -813,7 +816,9 @@ impl<const L: usize> GradientObserver for HealthReport<L> {
         let slot = self.layers.get_mut(self.recorded);
         match slot {
             Some(entry) => {
+                let previous = entry.weight_norm;
                 *entry = LayerHealth::EMPTY;
+                entry.previous_weight_norm = previous;
                 entry.saturation_threshold = self.config.saturation_threshold;
                 self.recorded += 1;
                 Some(entry)

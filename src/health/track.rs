@@ -9,6 +9,7 @@
 use super::{is_zero_or_subnormal, LayerHealth, TensorStats};
 use crate::activation::{Activation, Elementwise};
 use crate::kernels::{self, GradMode};
+use crate::lanes::exponent_bound;
 use crate::lanes::product_is_exact;
 
 /// The activation backward of an elementwise activation, with health: one fused pass
@@ -77,10 +78,26 @@ fn may_underflow(g: f32, min_other: f32) -> bool {
     g != 0.0 && g.is_finite() && g.abs() * min_other < f32::MIN_POSITIVE
 }
 
-/// ‖W‖ (scaled, so it neither underflows nor overflows) and the smallest nonzero |w|, in
-/// one lean pass.
-fn norm_and_min(w: &[f32]) -> (f32, f32) {
-    let m = kernels::moments_norm(w, -126);
+/// True if the statistics `m`, summed at the scale 2^`e` fixed in advance, are as accurate
+/// as with the scale of their own maximum: every |v| below 2^e (no sum can overflow) and
+/// the maximum above 2^(e−60) (the squares of values within 2^-60 of it stay normal).
+fn scale_fits(m: &kernels::Moments, e: i32) -> bool {
+    let max = m.magnitudes.max_abs;
+    max == 0.0 || (max.is_finite() && (e - 60..=e).contains(&exponent_bound(max)))
+}
+
+/// ‖W‖ (scaled, so it neither underflows nor overflows) and the smallest nonzero |w|: one
+/// pass at the scale of `previous_norm` (‖W‖ at the previous step, ≥ its largest |w|;
+/// weights move little per step), checked, else two.
+fn norm_and_min(w: &[f32], previous_norm: f32) -> (f32, f32) {
+    let hinted = (previous_norm > 0.0 && previous_norm.is_finite()).then(|| {
+        let e = exponent_bound(previous_norm) + 1;
+        (kernels::norm_at_scale(w, e), e)
+    });
+    let m = match hinted {
+        Some((m, e)) if scale_fits(&m, e) => m,
+        _ => kernels::moments_norm(w, -126),
+    };
     let norm = crate::lanes::scale_by_pow2(libm::sqrtf(m.sum_squares), m.scale_exponent);
     if norm.is_finite() {
         (norm, m.magnitudes.min_nonzero_abs)
@@ -113,8 +130,24 @@ pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
     h: &mut LayerHealth,
 ) {
     kernels::dense_backward_params(dz, x, dw, db, mode);
-    h.weight_grad.add_slice(dw.as_flattened());
-    let (_, min_x) = kernels::extremes(x.as_flattened());
+    let (max_x, min_x) = kernels::extremes(x.as_flattened());
+    // |dW| ≤ B·max|dz|·max|x| when it is overwritten: a scale known in advance, so its
+    // statistics take one pass (checked; accumulated or non-finite gradients take two).
+    let dz_stats = &h.pre_activation_grad;
+    let bound = B as f32 * dz_stats.max_abs * max_x;
+    let known = mode == GradMode::Overwrite
+        && dz_stats.counts.non_finite() == 0
+        && bound.is_finite()
+        && bound > 0.0;
+    let dw = dw.as_flattened();
+    let counted = known && {
+        let e = exponent_bound(bound) + 1;
+        let m = kernels::moments_at_scale(dw, e);
+        scale_fits(&m, e) && h.weight_grad.add_moments(dw.len(), &m)
+    };
+    if !counted {
+        h.weight_grad.add_slice(dw);
+    }
     h.bias_grad.add_slice(db);
     // Screen of the products dz·x: one test with the two smallest magnitudes.
     let min_dz = h.pre_activation_grad.min_nonzero_abs;
@@ -128,7 +161,7 @@ pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
             }
         }
     }
-    let (weight_norm, min_w) = norm_and_min(w.as_flattened());
+    let (weight_norm, min_w) = norm_and_min(w.as_flattened(), h.previous_weight_norm);
     h.weight_norm = weight_norm;
     let Some(dx) = dx else {
         return;

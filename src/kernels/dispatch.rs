@@ -391,6 +391,16 @@ macro_rules! backend_kernels {
         }
 
         $(#[$attr])*
+        pub(crate) unsafe fn moments_at_scale(values: &[f32], scale_exponent: i32) -> generic::Moments {
+            generic::moments_at_scale::<$V, true>(values, scale_exponent)
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn norm_at_scale(values: &[f32], scale_exponent: i32) -> generic::Moments {
+            generic::moments_at_scale::<$V, false>(values, scale_exponent)
+        }
+
+        $(#[$attr])*
         pub(crate) unsafe fn moments_norm(values: &[f32], scale_exponent: i32) -> generic::Moments {
             generic::moments::<$V, false>(values, scale_exponent)
         }

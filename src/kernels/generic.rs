@@ -740,6 +740,88 @@ pub(crate) fn scaled_sums_finite<V: Vector>(values: &[f32], inverse_scale: f32) 
     (sum_abs, sum_squares)
 }
 
+/// [`moments`] in a single pass at the fixed scale 2^`scale_exponent`, which the caller
+/// took from an a-priori bound (for dW: B·max|dz|·max|x|; for W: its norm at the previous
+/// step). The caller checks that the maximum found lies in (2^(E−60), 2^E) — below, small
+/// terms' squares could underflow; above, the sums could overflow — and otherwise runs
+/// [`moments`]. One lane: [`moments`] itself (already one pass).
+#[inline(always)]
+pub(crate) fn moments_at_scale<V: Vector, const COUNTS: bool>(
+    values: &[f32],
+    scale_exponent: i32,
+) -> Moments {
+    if V::UNROLL == 1 {
+        return moments_one_lane::<COUNTS>(values, scale_exponent);
+    }
+    let k = V::splat(crate::lanes::pow2_wide(-scale_exponent));
+    let mut total = Magnitudes::EMPTY;
+    let (mut abs, mut squares) = ([V::splat(0.0); 4], [V::splat(0.0); 4]);
+    let (mut tail_abs, mut tail_squares) = (0.0f32, 0.0f32);
+    // Blocks keep every f32 lane count exact (< 2^24).
+    for block in values.chunks(V::LANES << 20) {
+        let mut lanes = [MagnitudeLanes::<V>::new(); 4];
+        let mut quads = block.chunks_exact(4 * V::LANES);
+        for c in &mut quads {
+            let all = lanes.iter_mut().zip(abs.iter_mut()).zip(squares.iter_mut());
+            for (j, ((l, a), q)) in all.enumerate() {
+                let v = V::load(lane(c, j * V::LANES));
+                let s = if COUNTS {
+                    l.add(v);
+                    v.abs() * k
+                } else {
+                    let x = v.abs();
+                    l.max = x.max_or_keep(l.max);
+                    l.min = V::min_where(x.gt(V::splat(0.0)), x, l.min);
+                    x * k
+                };
+                if COUNTS {
+                    *a = *a + s;
+                }
+                *q = s.mul_add(s, *q);
+            }
+        }
+        let [mut l0, l1, l2, l3] = lanes;
+        l0.merge(&l1);
+        l0.merge(&l2);
+        l0.merge(&l3);
+        let mut chunks = quads.remainder().chunks_exact(V::LANES);
+        for c in &mut chunks {
+            let v = V::load(c);
+            l0.add(v);
+            let s = v.abs() * k;
+            abs[0] = abs[0] + s;
+            squares[0] = s.mul_add(s, squares[0]);
+        }
+        let tail = chunks.remainder();
+        let mut rest = MagnitudeLanes::<f32>::new();
+        let inverse = crate::lanes::pow2_wide(-scale_exponent);
+        for &v in tail {
+            rest.add(v);
+            let s = v.abs() * inverse;
+            tail_abs += s;
+            tail_squares += s * s;
+        }
+        let mut m = l0.finish(block.len() - tail.len());
+        m.merge(&rest.finish(tail.len()));
+        if !COUNTS {
+            (m.zero, m.tiny) = (0, 0);
+        }
+        total.merge(&m);
+    }
+    let [a0, a1, a2, a3] = abs;
+    let [q0, q1, q2, q3] = squares;
+    Moments {
+        magnitudes: total,
+        scale_exponent,
+        sum_abs: if COUNTS {
+            ((a0 + a1) + (a2 + a3)).reduce_sum() + tail_abs
+        } else {
+            0.0
+        },
+        sum_squares: ((q0 + q1) + (q2 + q3)).reduce_sum() + tail_squares,
+    }
+}
+
 /// [`moments`] on the one-lane path (scalar backend, microcontrollers), in one pass: the
 /// counts and extremes by integer tests on the bits (non-negative floats order like their
 /// bit patterns; a Cortex-M does these in a few instructions where float selects need

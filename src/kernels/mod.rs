@@ -265,6 +265,26 @@ pub(crate) fn moments(values: &[f32], scale_exponent: i32) -> Moments {
     )
 }
 
+/// [`moments`] in one pass at a fixed scale 2^`scale_exponent` taken from an a-priori bound
+/// (see [`generic::moments_at_scale`]: the caller checks the maximum against the window).
+#[inline]
+pub(crate) fn moments_at_scale(values: &[f32], scale_exponent: i32) -> Moments {
+    dispatch!(
+        out_of_line::moments(values, scale_exponent),
+        moments_at_scale(values, scale_exponent)
+    )
+}
+
+/// [`moments_at_scale`] without counts and Σ|v|: the maximum, the smallest nonzero |v| and
+/// Σ s², for ‖W‖.
+#[inline]
+pub(crate) fn norm_at_scale(values: &[f32], scale_exponent: i32) -> Moments {
+    dispatch!(
+        out_of_line::moments(values, scale_exponent),
+        norm_at_scale(values, scale_exponent)
+    )
+}
+
 /// [`moments`] without counts and Σ|v|: the maximum, the smallest nonzero |v| and Σ s².
 #[inline]
 pub(crate) fn moments_norm(values: &[f32], scale_exponent: i32) -> Moments {
