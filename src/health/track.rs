@@ -117,7 +117,9 @@ fn norm_and_min_exact(w: &[f32], nan: bool) -> (f32, f32) {
 
 /// The dense layer's backward after its activation (`dz` is written and its statistics are
 /// in `h`): dW and db with their statistics and the product screen, dX (if asked for) with
-/// the dz·w product screen, and ‖W‖. Values bit for bit those of the untracked path.
+/// the dz·w product screen, and ‖W‖. Values bit for bit those of the untracked path. Only
+/// the kernel calls depend on the shape; the health work is in shape-independent functions
+/// over flattened slices (one copy in a firmware, however many layers it has).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
     w: &[[f32; IN]; OUT],
@@ -130,16 +132,43 @@ pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
     h: &mut LayerHealth,
 ) {
     kernels::dense_backward_params(dz, x, dw, db, mode);
-    let (max_x, min_x) = kernels::extremes(x.as_flattened());
+    let flat_dz = dz.as_flattened();
+    parameter_gradients(
+        h,
+        x.as_flattened(),
+        IN,
+        flat_dz,
+        dw.as_flattened(),
+        db,
+        mode,
+    );
+    let min_w = weights(h, w.as_flattened());
+    if let Some(dx) = dx {
+        kernels::dense_backward_input(w, dz, dx);
+        input_products(h, flat_dz, OUT, w.as_flattened(), IN, min_w);
+    }
+}
+
+/// Statistics of dW and db, and the screen of the products dz·x (`x` has rows of `inputs`).
+fn parameter_gradients(
+    h: &mut LayerHealth,
+    x: &[f32],
+    inputs: usize,
+    dz: &[f32],
+    dw: &[f32],
+    db: &[f32],
+    mode: GradMode,
+) {
+    let (max_x, min_x) = kernels::extremes(x);
+    let rows = x.len().checked_div(inputs).unwrap_or(0);
     // |dW| ≤ B·max|dz|·max|x| when it is overwritten: a scale known in advance, so its
     // statistics take one pass (checked; accumulated or non-finite gradients take two).
     let dz_stats = &h.pre_activation_grad;
-    let bound = B as f32 * dz_stats.max_abs * max_x;
+    let bound = rows as f32 * dz_stats.max_abs * max_x;
     let known = mode == GradMode::Overwrite
         && dz_stats.counts.non_finite() == 0
         && bound.is_finite()
         && bound > 0.0;
-    let dw = dw.as_flattened();
     let counted = known && {
         let e = exponent_bound(bound) + 1;
         let m = kernels::moments_at_scale(dw, e);
@@ -149,10 +178,11 @@ pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
         h.weight_grad.add_slice(dw);
     }
     h.bias_grad.add_slice(db);
-    // Screen of the products dz·x: one test with the two smallest magnitudes.
+    // One test with the two smallest magnitudes; rows only where it fails.
     let min_dz = h.pre_activation_grad.min_nonzero_abs;
-    if min_dz * min_x < f32::MIN_POSITIVE {
-        for (xs, dzs) in x.iter().zip(dz.iter()) {
+    if min_dz * min_x < f32::MIN_POSITIVE && inputs > 0 {
+        let units = dz.len().checked_div(rows).unwrap_or(0);
+        for (xs, dzs) in x.chunks(inputs).zip(dz.chunks(units.max(1))) {
             let (_, min_row) = kernels::extremes(xs);
             for &g in dzs.iter().filter(|&&g| may_underflow(g, min_row)) {
                 let (zero, subnormal) = products_underflowed(g, xs);
@@ -161,20 +191,36 @@ pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
             }
         }
     }
-    let (weight_norm, min_w) = norm_and_min(w.as_flattened(), h.previous_weight_norm);
+}
+
+/// ‖W‖ into `h`; returns the smallest nonzero |w| for the dX screen.
+fn weights(h: &mut LayerHealth, w: &[f32]) -> f32 {
+    let (weight_norm, min_w) = norm_and_min(w, h.previous_weight_norm);
     h.weight_norm = weight_norm;
-    let Some(dx) = dx else {
+    min_w
+}
+
+/// The screen of the products dz·w feeding dX (`dz` has rows of `units`, `w` of `inputs`).
+fn input_products(
+    h: &mut LayerHealth,
+    dz: &[f32],
+    units: usize,
+    w: &[f32],
+    inputs: usize,
+    min_w: f32,
+) {
+    if h.pre_activation_grad.min_nonzero_abs * min_w >= f32::MIN_POSITIVE
+        || units == 0
+        || inputs == 0
+    {
         return;
-    };
-    kernels::dense_backward_input(w, dz, dx);
-    if min_dz * min_w < f32::MIN_POSITIVE {
-        for dzs in dz {
-            for (&g, wo) in dzs.iter().zip(w.iter()) {
-                if may_underflow(g, min_w) {
-                    let (zero, subnormal) = products_underflowed(g, wo);
-                    h.input_products_became_zero += zero;
-                    h.input_products_became_subnormal += subnormal;
-                }
+    }
+    for dzs in dz.chunks(units) {
+        for (&g, wo) in dzs.iter().zip(w.chunks(inputs)) {
+            if may_underflow(g, min_w) {
+                let (zero, subnormal) = products_underflowed(g, wo);
+                h.input_products_became_zero += zero;
+                h.input_products_became_subnormal += subnormal;
             }
         }
     }
