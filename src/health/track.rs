@@ -48,7 +48,7 @@ pub(crate) fn elementwise_backward<A: Elementwise>(
         return;
     }
     let [became_zero, became_subnormal, zeros] =
-        kernels::attribute_underflow(activation, z, dy, dz);
+        kernels::attribute_underflow(activation, z, dy, dz, tally.derivative_tiny > 0);
     h.pre_activation_became_zero += became_zero;
     h.pre_activation_became_subnormal += became_subnormal;
     h.pre_activation_structural_zeros += zeros.saturating_sub(became_zero);

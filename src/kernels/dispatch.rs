@@ -428,8 +428,9 @@ macro_rules! backend_kernels {
             z: &[f32],
             dy: &[f32],
             dz: &[f32],
+            lost_derivatives: bool,
         ) -> [u64; 3] {
-            generic::attribute_underflow::<$V, A>(activation, z, dy, dz)
+            generic::attribute_underflow::<$V, A>(activation, z, dy, dz, lost_derivatives)
         }
     };
 }

@@ -34,6 +34,25 @@ pub(crate) trait Vector: Lanes {
     fn load(s: &[f32]) -> Self;
     /// Writes the lanes to the first `LANES` elements of `s` (nothing if `s` is shorter).
     fn store(self, s: &mut [f32]);
+    /// The first `n` elements of `s` (`n` < LANES), zeros in the other lanes; nothing past
+    /// `s[n]` is read. Backends with masked loads override this copy through a buffer.
+    #[inline(always)]
+    fn load_partial(s: &[f32], n: usize) -> Self {
+        let mut buffer = [0.0f32; 16];
+        for (b, &v) in buffer.iter_mut().zip(s).take(n) {
+            *b = v;
+        }
+        Self::load(&buffer)
+    }
+    /// Writes the first `n` lanes (`n` < LANES) to `s`; nothing past `s[n]` is written.
+    #[inline(always)]
+    fn store_partial(self, s: &mut [f32], n: usize) {
+        let mut buffer = [0.0f32; 16];
+        self.store(&mut buffer);
+        for (o, &v) in s.iter_mut().zip(buffer.iter()).take(n) {
+            *o = v;
+        }
+    }
     /// `self · b + c`, with one rounding where the instruction set has FMA. Used only by the
     /// matrix kernels, whose results are specified up to a bound.
     fn mul_add(self, b: Self, c: Self) -> Self;
@@ -908,10 +927,12 @@ pub struct BackwardTally {
 }
 
 /// `dz = dy ⊙ f'(z)` over a `[rows][units]` block (flattened), bit-identical to
-/// [`map`] with the backward formula, that also tallies what health needs: traversed a
-/// column chunk of `LANES` units at a time (all rows), so the per-unit "every sample"
-/// conditions live in vector registers, not in arrays. Columns past the last full chunk run
-/// the same body at one lane.
+/// [`map`] with the backward formula, that also tallies what health needs. The units are
+/// taken in column blocks of four vectors, each walked row by row (the four vectors of a
+/// row are contiguous, and the per-unit "every sample" conditions live in vector registers,
+/// never in arrays); then single vectors; then the last `units mod LANES` units as one
+/// partial vector (masked loads and stores where the instruction set has them), whose
+/// padding lanes are masked out of every count.
 #[inline(always)]
 pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
     activation: &A,
@@ -955,13 +976,16 @@ pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
     };
     let full = units - units % V::LANES;
     let mut c = 0;
+    while c + 4 * V::LANES <= full {
+        column_block::<V, A, 4>(activation, &mut block, c, V::LANES, &mut tally);
+        c += 4 * V::LANES;
+    }
     while c < full {
-        column_chunk::<V, A>(activation, &mut block, c, &mut tally);
+        column_block::<V, A, 1>(activation, &mut block, c, V::LANES, &mut tally);
         c += V::LANES;
     }
-    while c < units {
-        column_chunk::<f32, A>(activation, &mut block, c, &mut tally);
-        c += 1;
+    if c < units {
+        column_block::<V, A, 1>(activation, &mut block, c, units - c, &mut tally);
     }
     tally
 }
@@ -1035,13 +1059,16 @@ struct BackwardBlock<'a> {
     threshold: f32,
 }
 
-/// One chunk of `R::LANES` columns starting at `c`, over every row (see
-/// [`activation_backward_observed`]). At most `rows` < 2^24 per lane count.
+/// `W` vectors of columns starting at `c`, over every row (see
+/// [`activation_backward_observed`]); with `valid` < LANES (then `W` = 1) a partial vector
+/// whose padding lanes (zero dy, so dz = 0 there) are masked out of the counts. Each lane
+/// count is at most `rows` < 2^24.
 #[inline(always)]
-fn column_chunk<R: Vector, A: Elementwise>(
+fn column_block<R: Vector, A: Elementwise, const W: usize>(
     activation: &A,
     block: &mut BackwardBlock<'_>,
     c: usize,
+    valid: usize,
     tally: &mut BackwardTally,
 ) {
     let BackwardBlock {
@@ -1055,33 +1082,56 @@ fn column_chunk<R: Vector, A: Elementwise>(
     let (zero, one) = (R::splat(0.0), R::splat(1.0));
     let (can_die, saturates) = (activation.can_die(), activation.saturates());
     let never_zero = activation.derivative_never_zero();
+    let partial = valid < R::LANES;
     let mut lanes = MagnitudeLanes::<R>::new();
-    let (mut all_zero, mut all_below, mut derivative_tiny) = (one, one, zero);
+    let (mut all_zero, mut all_below) = ([one; W], [one; W]);
+    let mut derivative_tiny = zero;
     let mut k = c;
     for _ in 0..rows {
-        let d = activation.derivative_lanes(R::load(lane(z, k)));
-        let p = R::load(lane(dy, k)) * d;
-        p.store(dz.get_mut(k..).unwrap_or(&mut []));
-        lanes.add(p);
-        if can_die {
-            all_zero = R::select(d.abs().le(zero), all_zero, zero);
-        }
-        if saturates {
-            all_below = R::select(d.lt(R::splat(threshold)), all_below, zero);
-        }
-        if never_zero {
-            let tiny = d.abs().lt(R::splat(f32::MIN_POSITIVE));
-            derivative_tiny = R::count_where(tiny, derivative_tiny);
+        let units_of_row = all_zero.iter_mut().zip(all_below.iter_mut());
+        for (j, (zero_j, below_j)) in units_of_row.enumerate() {
+            let at = k + j * R::LANES;
+            let (d, p) = if partial {
+                let d = activation.derivative_lanes(R::load_partial(lane(z, at), valid));
+                let p = R::load_partial(lane(dy, at), valid) * d;
+                p.store_partial(dz.get_mut(at..).unwrap_or(&mut []), valid);
+                (d, p)
+            } else {
+                let d = activation.derivative_lanes(R::load(lane(z, at)));
+                let p = R::load(lane(dy, at)) * d;
+                p.store(dz.get_mut(at..).unwrap_or(&mut []));
+                (d, p)
+            };
+            lanes.add(p);
+            if can_die {
+                *zero_j = R::select(d.abs().le(zero), *zero_j, zero);
+            }
+            if saturates {
+                *below_j = R::select(d.lt(R::splat(threshold)), *below_j, zero);
+            }
+            if never_zero {
+                let tiny = d.abs().lt(R::splat(f32::MIN_POSITIVE));
+                derivative_tiny = R::count_where(tiny, derivative_tiny);
+            }
         }
         k += units;
     }
-    tally.magnitudes.merge(&lanes.finish(rows * R::LANES));
-    let count = |v: R| v.reduce_sum() as u64;
-    if can_die {
-        tally.dead += count(all_zero);
-    }
-    if saturates {
-        tally.saturated += count(all_below);
+    // Padding lanes have dz = 0 (counted as tiny) and f'(0) (which may count): masked out.
+    let mask = if partial {
+        R::load_partial(&[1.0; 16], valid)
+    } else {
+        one
+    };
+    lanes.tiny = lanes.tiny * mask;
+    tally.magnitudes.merge(&lanes.finish(rows * valid * W));
+    let count = |v: R| (v * mask).reduce_sum() as u64;
+    for (&zero_j, &below_j) in all_zero.iter().zip(all_below.iter()) {
+        if can_die {
+            tally.dead += count(zero_j);
+        }
+        if saturates {
+            tally.saturated += count(below_j);
+        }
     }
     tally.derivative_tiny += count(derivative_tiny);
 }
@@ -1096,16 +1146,20 @@ fn column_chunk<R: Vector, A: Elementwise>(
 ///   (zero or subnormal although never zero);
 /// * zeros: every dz that is ±0 (the structural ones are zeros − became zero).
 ///
-/// f' is recomputed a vector at a time; the lanes of a vector in which some dz or f' is
-/// zero or subnormal are then classified one by one (exactness by integer significands).
+/// `lost_derivatives` says whether the first pass saw some f' underflow; if not, f' is
+/// recomputed only for the vectors with a zero or subnormal dz. The lanes of a vector in
+/// which some dz or f' is zero or subnormal are classified one by one (exactness by integer
+/// significands).
 #[inline(always)]
 pub(crate) fn attribute_underflow<V: Vector, A: Elementwise>(
     activation: &A,
     z: &[f32],
     dy: &[f32],
     dz: &[f32],
+    lost_derivatives: bool,
 ) -> [u64; 3] {
     let never_zero = activation.derivative_never_zero();
+    let lost_derivatives = lost_derivatives && never_zero;
     let n = z.len().min(dy.len()).min(dz.len());
     let (z, dy, dz) = (head(z, n), head(dy, n), head(dz, n));
     let mut out = [0u64; 3];
@@ -1126,14 +1180,19 @@ pub(crate) fn attribute_underflow<V: Vector, A: Elementwise>(
     let mut lanes = [0.0f32; 16];
     let mut k = 0;
     while k + V::LANES <= n {
-        let d = activation.derivative_lanes(V::load(lane(z, k)));
         let p = V::load(lane(dz, k));
         let mut suspect = V::count_where(p.abs().lt(min), zero);
-        if never_zero {
-            suspect = V::count_where(d.abs().lt(min), suspect);
+        // f' (the expensive part) only where it can matter: a vector with a tiny dz, or
+        // any vector when some f' underflowed.
+        let derivative = |k: usize| activation.derivative_lanes(V::load(lane(z, k)));
+        let mut d = None;
+        if lost_derivatives {
+            let dk = derivative(k);
+            suspect = V::count_where(dk.abs().lt(min), suspect);
+            d = Some(dk);
         }
         if suspect.reduce_sum() > 0.0 {
-            d.store(&mut lanes);
+            d.unwrap_or_else(|| derivative(k)).store(&mut lanes);
             let at = |s: &[f32], j: usize| s.get(k + j).copied().unwrap_or(0.0);
             for (j, &dj) in lanes.iter().enumerate().take(V::LANES) {
                 classify(at(dy, j), dj, at(dz, j));

@@ -330,10 +330,11 @@ pub(crate) fn attribute_underflow<A: Elementwise>(
     z: &[f32],
     dy: &[f32],
     dz: &[f32],
+    lost_derivatives: bool,
 ) -> [u64; 3] {
     dispatch!(
-        out_of_line::attribute_underflow(activation, z, dy, dz),
-        attribute_underflow(activation, z, dy, dz)
+        out_of_line::attribute_underflow(activation, z, dy, dz, lost_derivatives),
+        attribute_underflow(activation, z, dy, dz, lost_derivatives)
     )
 }
 
@@ -377,8 +378,9 @@ mod out_of_line {
         z: &[f32],
         dy: &[f32],
         dz: &[f32],
+        lost_derivatives: bool,
     ) -> [u64; 3] {
-        generic::attribute_underflow::<f32, A>(activation, z, dy, dz)
+        generic::attribute_underflow::<f32, A>(activation, z, dy, dz, lost_derivatives)
     }
 }
 

@@ -207,3 +207,41 @@ fn generic_bodies_at_f32_are_the_scalar_functions() {
 fn sse2_bodies_agree_with_scalar() {
     generic_bodies_agree::<super::x86::Sse2>();
 }
+
+/// `load_partial` reads exactly the first n elements (zeros after) and `store_partial`
+/// writes exactly n, on the buffer default (SSE2, under Miri) and on AVX-512's masked
+/// loads and stores where the machine has them.
+fn partial_loads_and_stores<V: Vector>() {
+    let source = values(V::LANES, 3);
+    for n in 0..V::LANES {
+        let v = V::load_partial(&source[..n], n);
+        let mut all = std::vec![9.0f32; V::LANES];
+        v.store(&mut all);
+        assert!(same_bits(&all[..n], &source[..n]), "load_partial {n}");
+        assert!(all[n..].iter().all(|&x| x.to_bits() == 0), "zero fill {n}");
+        let mut out = std::vec![7.0f32; V::LANES];
+        V::load(&source).store_partial(&mut out[..n], n);
+        assert!(same_bits(&out[..n], &source[..n]), "store_partial {n}");
+        let mut longer = std::vec![7.0f32; V::LANES];
+        V::load(&source).store_partial(&mut longer, n);
+        assert!(longer[n..].iter().all(|&x| x == 7.0), "nothing past n {n}");
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[test]
+#[allow(unsafe_code)]
+fn partial_vectors_read_and_write_exactly_their_lanes() {
+    partial_loads_and_stores::<super::x86::Sse2>();
+    if super::Backend::Avx512.is_available() && !cfg!(miri) {
+        // SAFETY: `is_available` saw AVX-512F, AVX2 and FMA in CPUID and their register
+        // state enabled in XCR0.
+        unsafe { avx512_partial() };
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn avx512_partial() {
+    partial_loads_and_stores::<super::x86::Avx512>();
+}

@@ -479,6 +479,22 @@ impl Vector for Avx512 {
     const LANES: usize = 16;
     const MANY_REGISTERS: bool = true;
     #[inline(always)]
+    fn load_partial(s: &[f32], n: usize) -> Self {
+        let n = n.min(s.len()).min(15);
+        let mask = ((1u32 << n) - 1) as __mmask16;
+        // SAFETY: the n unmasked lanes are within `s` (n ≤ s.len()); masked-off lanes are
+        // not read and cannot fault; AVX-512F exists (module invariant).
+        Avx512(unsafe { _mm512_maskz_loadu_ps(mask, s.as_ptr()) })
+    }
+    #[inline(always)]
+    fn store_partial(self, s: &mut [f32], n: usize) {
+        let n = n.min(s.len()).min(15);
+        let mask = ((1u32 << n) - 1) as __mmask16;
+        // SAFETY: only the n unmasked lanes are written, all within `s` (n ≤ s.len());
+        // AVX-512F exists (module invariant).
+        unsafe { _mm512_mask_storeu_ps(s.as_mut_ptr(), mask, self.0) }
+    }
+    #[inline(always)]
     fn max_or_keep(self, acc: Self) -> Self {
         // maxps returns its second operand unless the first is greater (NaN keeps acc).
         // SAFETY: AVX-512F exists (module invariant); registers only.
