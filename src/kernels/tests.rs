@@ -238,6 +238,16 @@ fn partial_vectors_read_and_write_exactly_their_lanes() {
         // state enabled in XCR0.
         unsafe { avx512_partial() };
     }
+    if super::Backend::Avx2Fma.is_available() && !cfg!(miri) {
+        // SAFETY: `is_available` saw AVX2 and FMA in CPUID and the AVX state in XCR0.
+        unsafe { avx2_partial() };
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "avx2,fma")]
+fn avx2_partial() {
+    partial_loads_and_stores::<super::x86::Avx2>();
 }
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]

@@ -336,8 +336,32 @@ impl Avx512 {
     }
 }
 
+/// A mask of the first `n` (< 8) lanes: all-ones there (the sign bit selects).
+#[inline(always)]
+fn avx2_first_lanes(n: usize) -> __m256i {
+    let n = n.min(7) as i32;
+    // SAFETY: AVX2 exists (module invariant: only AVX2 kernels call this); registers only.
+    unsafe {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+}
+
 impl Vector for Avx2 {
     const LANES: usize = 8;
+    #[inline(always)]
+    fn load_partial(s: &[f32], n: usize) -> Self {
+        // SAFETY: AVX exists (module invariant); the mask selects lanes 0..n, all within
+        // `s` (n ≤ s.len()); masked-off lanes are not read and cannot fault.
+        Avx2(unsafe { _mm256_maskload_ps(s.as_ptr(), avx2_first_lanes(n.min(s.len()))) })
+    }
+    #[inline(always)]
+    fn store_partial(self, s: &mut [f32], n: usize) {
+        // SAFETY: as above; only lanes 0..n are written, all within `s`.
+        unsafe { _mm256_maskstore_ps(s.as_mut_ptr(), avx2_first_lanes(n.min(s.len())), self.0) }
+    }
     #[inline(always)]
     fn max_or_keep(self, acc: Self) -> Self {
         // maxps returns its second operand unless the first is greater (NaN keeps acc).
