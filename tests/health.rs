@@ -4,7 +4,7 @@ use gradguard::datasets::digits;
 use gradguard::health::{classify, FloatClass, HealthConfig, HealthReport, TensorStats};
 use gradguard::init::{standard_normal, Init};
 use gradguard::{
-    Chain, Dense, GradMode, Layer, Parameters, Relu, Seq, Sigmoid, Tanh, Workspace, Zeroed,
+    Chain, Dense, GradMode, Layer, Parameters, Relu, Seq, Sgd, Sigmoid, Tanh, Workspace, Zeroed,
 };
 use proptest::prelude::*;
 use rand_xoshiro::rand_core::SeedableRng;
@@ -550,4 +550,89 @@ fn counts_saturate_instead_of_wrapping() {
     assert_eq!(h.underflow_count(), u64::MAX);
     h.input_products_became_zero = 0;
     assert_eq!(h.underflow_count(), 1 << 32, "2^32 is not 0");
+}
+
+/// `train_step_observed` changes nothing (the parameters are those of `train_step` bit for
+/// bit, with SGD and with momentum), its counts and extremes of dW are those of the
+/// gradients themselves, and ‖W‖ is that of the weights the step started from; on several
+/// steps, so the one-pass scales of the later steps (from the previous ‖W‖) are exercised.
+#[test]
+fn train_step_observed_reports_dw_and_w_and_changes_nothing() {
+    use gradguard::{train_step, train_step_observed, Momentum, Optimizer, SoftmaxCrossEntropy};
+    type N = Seq![Dense<16, 12, Tanh>, Dense<12, 12, Relu>, Dense<12, 3>];
+    type P = <N as Layer>::Params;
+    fn check<O: Optimizer<P>>(mut plain_opt: O, mut observed_opt: O) {
+        let net = N::default();
+        let mut p = P::ZEROED;
+        net.init(
+            &mut p,
+            Init::HeNormal,
+            &mut Xoshiro256PlusPlus::seed_from_u64(11),
+        );
+        let (mut q, mut g, mut h) = (p, P::ZEROED, P::ZEROED);
+        let (mut w1, mut w2) = (Workspace::<N, 5>::ZEROED, Workspace::<N, 5>::ZEROED);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(12);
+        let mut report = HealthReport::<3>::new(HealthConfig::DEFAULT);
+        for step in 0..4 {
+            let mut x = [[0.0f32; 16]; 5];
+            x.iter_mut()
+                .flatten()
+                .for_each(|v| *v = standard_normal(&mut rng));
+            let y = [0, 1, 2, 1, 0];
+            let before: Vec<f32> = (0..3)
+                .map(|l| TensorStats::of(q.tensor(2 * l)).l2_norm())
+                .collect();
+            let a = train_step(
+                &net,
+                &mut p,
+                &mut g,
+                &mut w1,
+                &mut plain_opt,
+                &SoftmaxCrossEntropy,
+                &x,
+                &y,
+            );
+            let b = train_step_observed(
+                &net,
+                &mut q,
+                &mut h,
+                &mut w2,
+                &mut observed_opt,
+                &SoftmaxCrossEntropy,
+                &x,
+                &y,
+                &mut report,
+            );
+            assert_eq!(a.unwrap().to_bits(), b.unwrap().to_bits());
+            for i in 0..P::TENSORS {
+                let same = p
+                    .tensor(i)
+                    .iter()
+                    .zip(q.tensor(i))
+                    .all(|(u, v)| u.to_bits() == v.to_bits());
+                assert!(same, "step {step}: tensor {i} differs");
+            }
+            for layer in 0..3u16 {
+                let record = report.layer(layer).unwrap();
+                let dw = TensorStats::of(h.tensor(2 * usize::from(layer)));
+                assert_eq!(
+                    record.weight_grad.counts, dw.counts,
+                    "step {step} layer {layer}"
+                );
+                assert_eq!(record.weight_grad.max_abs, dw.max_abs);
+                assert_eq!(record.weight_grad.min_nonzero_abs, dw.min_nonzero_abs);
+                let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs();
+                assert!(close(record.weight_grad.l2_norm(), dw.l2_norm()));
+                let w = before[usize::from(layer)];
+                assert!(
+                    close(record.weight_norm, w),
+                    "step {step}: {} vs {w}",
+                    record.weight_norm
+                );
+            }
+        }
+    }
+    check(Sgd::new(0.05).unwrap(), Sgd::new(0.05).unwrap());
+    let momentum = || Momentum::<P>::new(Sgd::new(0.05).unwrap(), 0.9).unwrap();
+    check(momentum(), momentum());
 }
