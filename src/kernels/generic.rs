@@ -586,11 +586,7 @@ pub(crate) fn extremes<V: Vector>(values: &[f32]) -> (f32, f32) {
                 min_less_one = min_less_one.min(bits.wrapping_sub(1));
             }
         }
-        let min = if min_less_one == u32::MAX {
-            f32::INFINITY
-        } else {
-            f32::from_bits(min_less_one.wrapping_add(1))
-        };
+        let min = smallest_nonzero(min_less_one);
         return (f32::from_bits(max_bits), min);
     }
     let mut lanes = [(V::splat(0.0), V::splat(f32::INFINITY)); 4];
@@ -759,6 +755,17 @@ pub(crate) fn scaled_sums_finite<V: Vector>(values: &[f32], inverse_scale: f32) 
     (sum_abs, sum_squares)
 }
 
+/// The smallest nonzero magnitude from the one-lane bodies' running minimum of `bits − 1`
+/// (which wraps zero to `u32::MAX`, so zeros never win): +∞ if nothing nonzero was seen.
+#[inline(always)]
+fn smallest_nonzero(min_less_one: u32) -> f32 {
+    if min_less_one == u32::MAX {
+        f32::INFINITY
+    } else {
+        f32::from_bits(min_less_one.wrapping_add(1))
+    }
+}
+
 /// [`moments`] in a single pass at the fixed scale 2^`scale_exponent`, which the caller
 /// took from an a-priori bound (for dW: B·max|dz|·max|x|; for W: its norm at the previous
 /// step). The caller checks that the maximum found lies in (2^(E−60), 2^E) — below, small
@@ -894,11 +901,7 @@ fn moments_one_lane<const COUNTS: bool>(values: &[f32], scale_exponent: i32) -> 
             zero: if COUNTS { zero } else { 0 },
             tiny,
             max_abs: f32::from_bits(max_bits),
-            min_nonzero_abs: if min_less_one == u32::MAX {
-                f32::INFINITY
-            } else {
-                f32::from_bits(min_less_one.wrapping_add(1))
-            },
+            min_nonzero_abs: smallest_nonzero(min_less_one),
         },
         scale_exponent: e,
         sum_abs,
@@ -1041,11 +1044,7 @@ fn backward_one_lane<A: Elementwise>(
         zero: (rows * units) as u64 - nonzero,
         tiny,
         max_abs: f32::from_bits(max_bits),
-        min_nonzero_abs: if min_less_one == u32::MAX {
-            f32::INFINITY
-        } else {
-            f32::from_bits(min_less_one.wrapping_add(1))
-        },
+        min_nonzero_abs: smallest_nonzero(min_less_one),
     };
 }
 
