@@ -277,17 +277,22 @@ impl TensorStats {
         if m.max_abs == f32::INFINITY || (m.max_abs == 0.0 && m.zero > m.tiny) {
             return self.add_exact(values);
         }
-        if m.max_abs > 0.0 {
-            self.raise_scale(m.max_abs);
-            let (sum_abs, sum_squares) =
-                crate::kernels::scaled_sums_finite(values, pow2(-self.scale_exponent));
-            if !(sum_squares.is_finite() && sum_abs.is_finite()) {
-                return self.add_exact(values);
-            }
-            self.sum_abs_scaled += sum_abs;
-            self.sum_squares_scaled += sum_squares;
+        if m.max_abs == 0.0 {
+            return self.add_magnitudes(values.len(), &m); // only zeros: the sums stay
         }
-        self.add_magnitudes(values.len(), &m);
+        self.raise_scale(m.max_abs);
+        let scale_exponent = self.scale_exponent;
+        let (sum_abs, sum_squares) =
+            crate::kernels::scaled_sums_finite(values, pow2(-scale_exponent));
+        let moments = crate::kernels::Moments {
+            magnitudes: m,
+            scale_exponent,
+            sum_abs,
+            sum_squares,
+        };
+        if !self.add_moments(values.len(), &moments) {
+            self.add_exact(values);
+        }
     }
 
     /// Makes 2^E, the scale of the sums, exceed `max_abs` (rescaling the sums exactly).
