@@ -255,7 +255,10 @@ fn only_runnable_backends_can_be_selected() {
     }
     assert!(Backend::Scalar.is_available());
     assert_eq!(Backend::Sse2.is_available(), cfg!(target_arch = "x86_64"));
-    assert_eq!(Backend::Neon.is_available(), cfg!(target_arch = "aarch64"));
+    assert_eq!(
+        Backend::Neon.is_available(),
+        cfg!(all(target_arch = "aarch64", target_feature = "neon"))
+    );
     assert!(Backend::best().is_available());
 }
 

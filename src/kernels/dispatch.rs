@@ -96,7 +96,7 @@ impl Backend {
     /// ```
     /// use gradguard::kernels::Backend;
     /// assert!(Backend::Scalar.is_available());
-    /// assert_eq!(Backend::Neon.is_available(), cfg!(target_arch = "aarch64"));
+    /// assert_eq!(Backend::Neon.is_available(), cfg!(all(target_arch = "aarch64", target_feature = "neon")));
     /// ```
     pub fn is_available(self) -> bool {
         match self {
@@ -104,7 +104,7 @@ impl Backend {
             Backend::Sse2 => cfg!(all(target_arch = "x86_64", target_feature = "sse2")),
             Backend::Avx2Fma => cpu().avx2_fma,
             Backend::Avx512 => cpu().avx512,
-            Backend::Neon => cfg!(target_arch = "aarch64"),
+            Backend::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
             Backend::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
         }
     }
@@ -293,7 +293,7 @@ unsafe fn xcr0() -> u64 {
 #[cfg_attr(
     not(any(
         all(target_arch = "x86_64", target_feature = "sse2"),
-        target_arch = "aarch64",
+        all(target_arch = "aarch64", target_feature = "neon"),
         all(target_arch = "wasm32", target_feature = "simd128")
     )),
     allow(unused_macros)
@@ -450,7 +450,7 @@ pub(crate) mod avx512 {
     backend_kernels!(crate::kernels::x86::Avx512, #[target_feature(enable = "avx512f,avx2,fma")]);
 }
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 pub(crate) mod neon {
     backend_kernels!(crate::kernels::neon::Neon);
 }
@@ -467,13 +467,13 @@ macro_rules! dispatch {
     ($scalar:expr, $kernel:ident($($arg:expr),* $(,)?)) => {{
         #[cfg(not(any(
             all(target_arch = "x86_64", target_feature = "sse2"),
-            target_arch = "aarch64",
+            all(target_arch = "aarch64", target_feature = "neon"),
             all(target_arch = "wasm32", target_feature = "simd128")
         )))]
         let result = $scalar;
         #[cfg(any(
             all(target_arch = "x86_64", target_feature = "sse2"),
-            target_arch = "aarch64",
+            all(target_arch = "aarch64", target_feature = "neon"),
             all(target_arch = "wasm32", target_feature = "simd128")
         ))]
         let result = {
@@ -492,7 +492,7 @@ macro_rules! dispatch {
                 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
                 // SAFETY: SSE2 is part of the x86_64 baseline.
                 d::Backend::Sse2 => unsafe { d::sse2::$kernel($($arg),*) },
-                #[cfg(target_arch = "aarch64")]
+                #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
                 // SAFETY: NEON is part of the aarch64 baseline.
                 d::Backend::Neon => unsafe { d::neon::$kernel($($arg),*) },
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

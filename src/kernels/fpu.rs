@@ -18,12 +18,13 @@ pub enum SubnormalMode {
     Preserved,
     /// Flush-to-zero (or denormals-are-zero) is on: underflow appears as exact zeros.
     Flushed,
-    /// No way to read the mode on this target (no FPU, or an unsupported architecture).
+    /// No way to read the mode on this target (no FPU, a soft-float target such as
+    /// `x86_64-unknown-none`, or an unsupported architecture).
     Unknown,
 }
 
-/// Reads the FPU control register of this CPU: MXCSR FTZ/DAZ on x86_64, FPCR.FZ on
-/// aarch64, FPSCR.FZ on Cortex-M with a hardware FPU (hard-float ABI); otherwise
+/// Reads the FPU control register of this CPU: MXCSR FTZ/DAZ on x86_64 with SSE, FPCR.FZ
+/// on aarch64 with NEON, FPSCR.FZ on Cortex-M with a hardware FPU (hard-float ABI); otherwise
 /// [`SubnormalMode::Unknown`].
 ///
 /// ```
@@ -34,15 +35,15 @@ pub fn subnormal_mode() -> SubnormalMode {
     imp::subnormal_mode()
 }
 
-#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse", not(miri)))]
 mod imp {
     use super::SubnormalMode;
 
     pub fn subnormal_mode() -> SubnormalMode {
         let mut csr: u32 = 0;
         // SAFETY: `stmxcsr` stores the 32-bit MXCSR into the given, valid, aligned and
-        // writable u32; it changes no register and no other memory. SSE is baseline on
-        // x86_64.
+        // writable u32; it changes no register and no other memory. SSE is enabled for this
+        // target (the cfg above), so the instruction exists and is permitted.
         unsafe {
             core::arch::asm!(
                 "stmxcsr [{}]",
@@ -60,14 +61,14 @@ mod imp {
     }
 }
 
-#[cfg(all(target_arch = "aarch64", not(miri)))]
+#[cfg(all(target_arch = "aarch64", target_feature = "neon", not(miri)))]
 mod imp {
     use super::SubnormalMode;
 
     pub fn subnormal_mode() -> SubnormalMode {
         let fpcr: u64;
         // SAFETY: `mrs` reads FPCR into a general register; it has no other effect and is
-        // permitted at EL0.
+        // permitted at EL0. The target has NEON (the cfg above), so the FPU is enabled.
         unsafe {
             core::arch::asm!("mrs {}, fpcr", out(reg) fpcr, options(nomem, nostack, preserves_flags));
         }
@@ -102,8 +103,8 @@ mod imp {
 #[cfg(any(
     miri,
     not(any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
+        all(target_arch = "x86_64", target_feature = "sse"),
+        all(target_arch = "aarch64", target_feature = "neon"),
         all(target_arch = "arm", target_abi = "eabihf")
     ))
 ))]

@@ -55,9 +55,15 @@ pub extern "C" fn _start() -> ! {
             loss = l;
         }
     }
-    // Keep the result observable so nothing is optimised away.
+    // Reading the FPU mode must be possible (a no-op returning `Unknown`) on soft-float
+    // targets too, where an FPU instruction would fault.
+    let mode = gradguard::kernels::subnormal_mode() as u8 as f32;
+    // Keep the results observable so nothing is optimised away.
     // SAFETY: INPUT is a valid, aligned static and nothing else accesses it concurrently.
-    unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!(INPUT[0][0]), loss) };
+    unsafe {
+        core::ptr::write_volatile(core::ptr::addr_of_mut!(INPUT[0][0]), loss);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!(INPUT[0][1]), mode);
+    }
     loop {
         core::hint::spin_loop();
     }
