@@ -22,6 +22,9 @@
 /// assert_eq!(x[2], 5.0 / 16.0);
 /// ```
 pub mod digits {
+    // Public functions take user-chosen indices: no arithmetic that can overflow or panic.
+    #![deny(clippy::arithmetic_side_effects)]
+
     use crate::health::GradientObserver;
     use crate::{
         argmax, compute_gradients, train_step, Error, Layer, Optimizer, SoftmaxCrossEntropy,
@@ -56,8 +59,8 @@ pub mod digits {
         out
     };
 
-    // Only called in `static` initialisers (compile time), like `IS_TEST`.
-    #[allow(clippy::indexing_slicing)]
+    // Only called in `static` initialisers (compile time), like `IS_TEST`; i, k < SAMPLES.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     const fn indices<const N: usize>(test: bool) -> [u16; N] {
         let mut out = [0u16; N];
         let (mut i, mut k) = (0, 0);
@@ -82,7 +85,8 @@ pub mod digits {
     /// assert!(gradguard::datasets::digits::features(1797).is_none());
     /// ```
     pub fn features(i: usize) -> Option<[f32; FEATURES]> {
-        let record = RAW.get(i * RECORD..i * RECORD + FEATURES)?;
+        let start = i.checked_mul(RECORD)?;
+        let record = RAW.get(start..start.checked_add(FEATURES)?)?;
         let mut x = [0.0; FEATURES];
         for (v, &p) in x.iter_mut().zip(record) {
             *v = f32::from(p) / 16.0;
@@ -96,7 +100,8 @@ pub mod digits {
     /// assert_eq!(gradguard::datasets::digits::label(9), Some(9));
     /// ```
     pub fn label(i: usize) -> Option<usize> {
-        RAW.get(i * RECORD + FEATURES).map(|&l| usize::from(l))
+        let at = i.checked_mul(RECORD)?.checked_add(FEATURES)?;
+        RAW.get(at).map(|&l| usize::from(l))
     }
 
     /// Fills a batch from the samples `indices` (cycled if shorter than the batch).
@@ -158,7 +163,7 @@ pub mod digits {
         O: Optimizer<L::Params>,
     {
         let (mut x, mut y) = ([[0.0; FEATURES]; B], [0usize; B]);
-        let (mut total, mut batches) = (0.0_f32, 0u32);
+        let (mut total, mut batches) = (0.0_f32, 0usize);
         for chunk in order.chunks(B.max(1)) {
             if !fill_batch(chunk, &mut x, &mut y) {
                 break;
@@ -173,7 +178,7 @@ pub mod digits {
                 &x,
                 &y,
             )?;
-            batches += 1;
+            batches = batches.saturating_add(1);
         }
         Ok(total / batches.max(1) as f32)
     }
@@ -206,12 +211,13 @@ pub mod digits {
             }
             net.forward(params, &x, cache);
             let outputs = L::output(cache);
-            correct += outputs
+            let hits = outputs
                 .iter()
                 .zip(y.iter())
                 .take(chunk.len())
                 .filter(|(row, &label)| argmax(row.as_slice()) == label)
                 .count();
+            correct = correct.saturating_add(hits);
         }
         correct as f32 / indices.len().max(1) as f32
     }

@@ -14,6 +14,9 @@
 //! assert!((var - 2.0 / 64.0).abs() < 0.004);
 //! ```
 
+// Public functions take user-chosen sizes: no arithmetic that can overflow or panic.
+#![deny(clippy::arithmetic_side_effects)]
+
 use rand_core::Rng;
 
 /// An initialisation scheme for weight matrices (biases always start at zero).
@@ -113,20 +116,27 @@ pub fn uniform<R: Rng + ?Sized>(rng: &mut R) -> f32 {
 /// ```
 pub fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f32 {
     // u1 in (0, 1] so the logarithm is finite.
-    let u1 = ((rng.next_u32() >> 8) + 1) as f32 * (1.0 / 16_777_216.0);
+    let u1 = ((rng.next_u32() >> 8) as f32 + 1.0) * (1.0 / 16_777_216.0);
     let u2 = uniform(rng);
     libm::sqrtf(-2.0 * libm::logf(u1)) * libm::cosf(core::f32::consts::TAU * u2)
 }
 
-/// A uniform index in `0..n` (Lemire's multiply-shift; bias below n/2^32). Returns 0 for
-/// `n == 0`.
+/// A uniform index in `0..n` (Lemire's multiply-shift; bias below n/2^32 for n < 2^32,
+/// below n/2^64 above). Returns 0 for `n == 0`; any `n` up to `usize::MAX` works.
 ///
 /// ```
 /// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
-/// assert!(gradguard::init::index(&mut Xoshiro256PlusPlus::seed_from_u64(3), 10) < 10);
+/// let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+/// assert!(gradguard::init::index(&mut rng, 10) < 10);
+/// assert!(gradguard::init::index(&mut rng, usize::MAX) < usize::MAX);
 /// ```
 pub fn index<R: Rng + ?Sized>(rng: &mut R, n: usize) -> usize {
-    ((u64::from(rng.next_u32()) * n as u64) >> 32) as usize
+    match u32::try_from(n) {
+        // 32 random bits times n < 2^32 fits in 64 bits (never wraps); the high half is < n.
+        Ok(n) => (u64::from(rng.next_u32()).wrapping_mul(u64::from(n)) >> 32) as usize,
+        // n ≥ 2^32 (64-bit targets only): 64 random bits times n fits in 128 bits.
+        Err(_) => (u128::from(rng.next_u64()).wrapping_mul(n as u128) >> 64) as usize,
+    }
 }
 
 /// Shuffles `items` in place (Fisher–Yates with [`index`]).
@@ -140,7 +150,8 @@ pub fn index<R: Rng + ?Sized>(rng: &mut R, n: usize) -> usize {
 /// ```
 pub fn shuffle<T, R: Rng + ?Sized>(items: &mut [T], rng: &mut R) {
     for i in (1..items.len()).rev() {
-        let j = index(rng, i + 1);
+        // i < items.len() ≤ isize::MAX: the addition never saturates.
+        let j = index(rng, i.saturating_add(1));
         items.swap(i, j);
     }
 }

@@ -414,3 +414,91 @@ fn backward_without_input_gradient_matches_with_it() {
     assert_eq!(*g1, *g2);
     assert!(dx.iter().flatten().any(|&v| v != 0.0));
 }
+
+/// Defect: the first kernel call's backend detection used a plain store, so a `set_backend`
+/// on another thread at the same moment could be silently undone. Each child process (this
+/// test binary re-run for `set_backend_wins_a_race_with_first_use_child` only, so its
+/// backend is undecided) races the two; the user's choice must stand in every one.
+#[test]
+#[cfg(not(target_family = "wasm"))]
+fn set_backend_wins_a_race_with_first_use() {
+    let exe = std::env::current_exe().unwrap();
+    let children = 64;
+    let mut lost = 0;
+    for _ in 0..children {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "set_backend_wins_a_race_with_first_use_child",
+                "--nocapture",
+            ])
+            .env("GRADGUARD_RACE_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("1 passed") || stdout.contains("RACE LOST"),
+            "{stdout}"
+        );
+        lost += usize::from(stdout.contains("RACE LOST"));
+    }
+    assert_eq!(
+        lost, 0,
+        "set_backend was undone in {lost} of {children} processes"
+    );
+}
+
+#[test]
+fn set_backend_wins_a_race_with_first_use_child() {
+    use gradguard::kernels::{backend, set_backend, Backend};
+    if std::env::var_os("GRADGUARD_RACE_CHILD").is_none() {
+        return; // only meaningful in a fresh process started by the test above
+    }
+    let start = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            start.wait();
+            set_backend(Backend::Scalar).unwrap();
+        });
+        s.spawn(|| {
+            start.wait();
+            let _ = backend(); // first use: detects the best backend
+        });
+    });
+    if backend() != Backend::Scalar {
+        println!("RACE LOST");
+    }
+}
+
+#[test]
+fn public_integer_functions_do_not_overflow_at_the_extremes() {
+    use gradguard::datasets::digits;
+    use gradguard::init::index;
+    use gradguard::kernels::matrix_error_bound;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+    for n in [1, 2, u32::MAX as usize, usize::MAX / 2, usize::MAX] {
+        for _ in 0..100 {
+            assert!(index(&mut rng, n) < n, "index(_, {n})");
+        }
+    }
+    assert_eq!(index(&mut rng, 0), 0);
+    // Above 2^32 the high bits are used too (the old formula wrapped to small indices).
+    if usize::BITS == 64 {
+        let n = usize::MAX;
+        assert!((0..64).any(|_| index(&mut rng, n) > n / 2));
+    }
+    for i in [
+        digits::SAMPLES,
+        usize::MAX / 65,
+        usize::MAX / 65 + 1,
+        usize::MAX,
+    ] {
+        assert_eq!(digits::features(i), None, "features({i})");
+        assert_eq!(digits::label(i), None, "label({i})");
+    }
+    assert!(digits::label(digits::SAMPLES - 1).is_some());
+    assert_eq!(matrix_error_bound(usize::MAX, 1.0), f64::INFINITY);
+    assert_eq!(matrix_error_bound(1 << 24, 1.0), f64::INFINITY);
+    let just_below = matrix_error_bound((1 << 24) - 2, 1.0);
+    assert!(just_below.is_finite() && just_below > 1.0, "{just_below}");
+}

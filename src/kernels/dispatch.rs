@@ -193,8 +193,12 @@ pub fn backend() -> Backend {
         Some(b) if b.is_available() => b,
         _ => Backend::best(),
     };
-    ACTIVE.store(chosen as u8, Ordering::Relaxed);
-    chosen
+    // Only the first decision is stored: if `set_backend` ran meanwhile (on another
+    // thread), its choice stays and is the one returned.
+    match ACTIVE.compare_exchange(0, chosen as u8, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => chosen,
+        Err(current) => Backend::from_u8(current).unwrap_or(chosen),
+    }
 }
 
 /// Makes every later kernel call use `backend` (for all threads). Fails, changing nothing,

@@ -129,10 +129,15 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
 /// ```
 /// use gradguard::kernels::matrix_error_bound;
 /// assert!(matrix_error_bound(128, 1.0) < 1.6e-5);
+/// assert_eq!(matrix_error_bound(usize::MAX, 1.0), f64::INFINITY); // 2^24 terms or more
 /// ```
 pub fn matrix_error_bound(terms: usize, sum_abs: f64) -> f64 {
-    let n = (terms + 1) as f64;
+    let n = terms as f64 + 1.0;
     let u = f64::from(f32::EPSILON) / 2.0;
+    if n * u >= 1.0 {
+        // γ(n) is only defined for n·u < 1 (2^24 terms): no bound.
+        return f64::INFINITY;
+    }
     let gamma = n * u / (1.0 - n * u);
     2.0 * gamma * sum_abs + n * f64::from(f32::from_bits(1)) / 2.0
 }
