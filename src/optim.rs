@@ -52,6 +52,13 @@ fn check_range(name: &'static str, v: f32, low: f32, high_exclusive: f32) -> Res
 
 /// Plain stochastic gradient descent, `w −= lr·(g + λ·w)`; no state.
 ///
+/// Accepted: learning rate finite and > 0, weight decay λ finite and ≥ 0 (NaN, ±∞ and
+/// negative values are errors). From finite parameters and gradients one step (of `Sgd` or
+/// [`Momentum`]) never produces NaN; it produces ±∞ only where the exact update exceeds
+/// `f32::MAX`, as IEEE arithmetic overflows (the update costs one multiply-add per weight, so
+/// it does not saturate like [`Adam`]). Clip the gradient or use the guarded step
+/// ([`crate::train_step_guarded`]) when gradients can be that large.
+///
 /// ```
 /// use gradguard::Sgd;
 /// let sgd = Sgd::new(0.1).unwrap().with_weight_decay(1e-4).unwrap();
@@ -211,6 +218,14 @@ pub struct Adam<P> {
 }
 
 impl<P: Parameters> Adam<P> {
+    /// The smallest accepted ε, 2^-114 ≈ 4.8e-35: with β2 ≤ 1 − 2^-24 (the largest f32 below
+    /// 1) the bias correction √(1−β2^t) is at least 2^-12, so ε·√(1−β2^t) ≥ 2^-126 is normal.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::Adam::<gradguard::NoParameters>::MIN_EPSILON, 2f32.powi(-114));
+    /// ```
+    pub const MIN_EPSILON: f32 = f32::from_bits((127 - 114) << 23);
+
     /// Adam with β1 = 0.9, β2 = 0.999, ε = 1e-8, no weight decay.
     ///
     /// ```
@@ -220,13 +235,20 @@ impl<P: Parameters> Adam<P> {
         Self::with_hyperparameters(learning_rate, 0.9, 0.999, 1e-8, 0.0)
     }
 
-    /// Adam with every hyper-parameter given: β1, β2 ∈ [0, 1), ε > 0 and finite,
-    /// weight decay ≥ 0 and finite.
+    /// Adam with every hyper-parameter given: learning rate finite and > 0, β1, β2 ∈ [0, 1),
+    /// ε finite and ≥ [`Adam::MIN_EPSILON`], weight decay finite and ≥ 0.
+    ///
+    /// Within these ranges no step can turn finite parameters and gradients into NaN or ±∞:
+    /// the bias-corrected ε_t = ε·√(1−β2^t) ≥ ε·2^-12 stays a normal f32 (no 0/0 where
+    /// m = v = 0), and the update saturates at ±`f32::MAX` instead of overflowing (see
+    /// [`crate::kernels::adam_update`]).
     ///
     /// ```
     /// use gradguard::{Adam, Error, NoParameters};
     /// let e = Adam::<NoParameters>::with_hyperparameters(0.1, 0.9, 1.5, 1e-8, 0.0).unwrap_err();
     /// assert_eq!(e, Error::InvalidHyperparameter("beta2", 1.5));
+    /// let e = Adam::<NoParameters>::with_hyperparameters(0.1, 0.9, 0.999, 1e-45, 0.0).unwrap_err();
+    /// assert_eq!(e, Error::InvalidHyperparameter("epsilon", 1e-45));
     /// ```
     pub fn with_hyperparameters(
         learning_rate: f32,
@@ -235,11 +257,7 @@ impl<P: Parameters> Adam<P> {
         epsilon: f32,
         weight_decay: f32,
     ) -> Result<Self, Error> {
-        let epsilon = if epsilon > 0.0 && epsilon.is_finite() {
-            epsilon
-        } else {
-            return Err(Error::InvalidHyperparameter("epsilon", epsilon));
-        };
+        let epsilon = check_range("epsilon", epsilon, Self::MIN_EPSILON, f32::INFINITY)?;
         Ok(Adam {
             learning_rate: check_learning_rate(learning_rate)?,
             beta1: check_range("beta1", beta1, 0.0, 1.0)?,

@@ -502,3 +502,147 @@ fn public_integer_functions_do_not_overflow_at_the_extremes() {
     let just_below = matrix_error_bound((1 << 24) - 2, 1.0);
     assert!(just_below.is_finite() && just_below > 1.0, "{just_below}");
 }
+
+type Small = <Dense<3, 2> as Layer>::Params;
+
+/// Every scalar of a parameter set.
+fn scalars(p: &Small) -> Vec<f32> {
+    (0..Small::TENSORS)
+        .flat_map(|i| p.tensor(i).to_vec())
+        .collect()
+}
+
+/// Defect: ε = 1e-45 was accepted, ε·√(1−β2^t) underflowed to 0 and a zero gradient gave
+/// 0/0 = NaN in every weight. Now every accepted ε keeps zero gradients finite.
+#[test]
+fn adam_never_turns_zero_gradients_into_nan() {
+    let min = Adam::<Small>::MIN_EPSILON;
+    for eps in [1e-45, 1e-40, 1e-38, min / 2.0, min, 1e-30, 1e-8] {
+        let Ok(mut adam) = Adam::<Small>::with_hyperparameters(0.1, 0.9, 0.999, eps, 0.0) else {
+            assert!(eps < min, "ε = {eps:e} rejected although ≥ MIN_EPSILON");
+            continue;
+        };
+        let (mut p, g) = (Small::ZEROED, Small::ZEROED);
+        p.weights = [[1.0, -2.0, 3.0], [0.5, 0.0, -0.25]];
+        for _ in 0..5 {
+            adam.step(&mut p, &g);
+        }
+        assert!(
+            scalars(&p).iter().all(|v| v.is_finite()),
+            "ε = {eps:e}: {p:?}"
+        );
+    }
+    for eps in [0.0, -1e-8, f32::NAN, f32::INFINITY, 1e-45] {
+        let e = Adam::<Small>::with_hyperparameters(0.1, 0.9, 0.999, eps, 0.0).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidHyperparameter("epsilon", v) if v.to_bits() == eps.to_bits()),
+            "{e:?}"
+        );
+    }
+}
+
+/// Defect: one finite gradient of 1e20 made v = g² = +∞ and froze the weight forever
+/// (m/√∞ = 0). Now v saturates at f32::MAX and decays, and the weight learns again.
+#[test]
+fn one_gradient_spike_does_not_freeze_adam() {
+    let mut adam = Adam::<Small>::new(0.01).unwrap();
+    let (mut p, mut g) = (Small::ZEROED, Small::ZEROED);
+    g.weights[0][0] = 1e20;
+    adam.step(&mut p, &g);
+    assert!(p.weights[0][0].is_finite());
+    g.weights[0][0] = 1.0;
+    let mut previous = p.weights[0][0];
+    for step in 0..50 {
+        adam.step(&mut p, &g);
+        let w = p.weights[0][0];
+        assert!(
+            w.is_finite() && w < previous,
+            "step {step}: {previous} -> {w}"
+        );
+        previous = w;
+    }
+}
+
+fn finite_value() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        -1e3f32..1e3,
+        Just(0.0),
+        Just(f32::MAX),
+        Just(-f32::MAX),
+        Just(1e20),
+        Just(-3e19),
+        Just(f32::from_bits(1)),
+        Just(f32::MIN_POSITIVE),
+        (-1e38f32..1e38),
+    ]
+}
+
+fn unit_interval() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        0.0f32..1.0,
+        Just(0.0),
+        Just(0.999_999_94),
+        Just(0.9),
+        Just(0.999)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Adam, for every accepted hyper-parameter combination (extremes included), keeps
+    /// finite parameters finite over many steps of arbitrary finite gradients.
+    #[test]
+    fn adam_keeps_finite_parameters_finite(
+        lr in prop_oneof![Just(f32::MAX), Just(1e-30f32), 1e-6f32..10.0],
+        beta1 in unit_interval(),
+        beta2 in unit_interval(),
+        eps in prop_oneof![Just(Adam::<Small>::MIN_EPSILON), Just(1e-8f32), 1e-30f32..1.0],
+        decay in prop_oneof![Just(0.0f32), Just(f32::MAX), 0.0f32..10.0],
+        start in proptest::collection::vec(finite_value(), 8),
+        grads in proptest::collection::vec(proptest::collection::vec(finite_value(), 8), 1..20),
+    ) {
+        let mut adam = Adam::<Small>::with_hyperparameters(lr, beta1, beta2, eps, decay).unwrap();
+        let mut p = Small::ZEROED;
+        for (i, v) in start.iter().enumerate() { p.tensor_mut(i / 6)[i % 6] = *v; }
+        let mut g = Small::ZEROED;
+        for step in grads {
+            for (i, v) in step.iter().enumerate() { g.tensor_mut(i / 6)[i % 6] = *v; }
+            adam.step(&mut p, &g);
+            prop_assert!(scalars(&p).iter().all(|v| v.is_finite()), "{:?}", p);
+        }
+    }
+
+    /// SGD and momentum: finite parameters stay finite over many steps whenever no update
+    /// can exceed f32::MAX (|g|, |w| ≤ 1e20, lr·λ ≤ 1); beyond that an update overflows to
+    /// ±∞ as IEEE arithmetic does (documented on `Sgd`), never to NaN in one step.
+    #[test]
+    fn sgd_and_momentum_keep_finite_parameters_finite(
+        lr in prop_oneof![Just(1e-30f32), 1e-6f32..1.0],
+        mu in unit_interval(),
+        decay in prop_oneof![Just(0.0f32), 0.0f32..1.0],
+        start in proptest::collection::vec(-1e20f32..1e20, 8),
+        grads in proptest::collection::vec(proptest::collection::vec(-1e20f32..1e20, 8), 1..20),
+        huge in proptest::collection::vec(finite_value(), 8),
+        huge_lr in prop_oneof![Just(f32::MAX), 1e-3f32..1e3],
+    ) {
+        let sgd = Sgd::new(lr).unwrap().with_weight_decay(decay).unwrap();
+        let mut momentum = Momentum::<Small>::new(sgd, mu).unwrap();
+        let (mut p, mut q, mut g) = (Small::ZEROED, Small::ZEROED, Small::ZEROED);
+        for (i, v) in start.iter().enumerate() { p.tensor_mut(i / 6)[i % 6] = *v; }
+        q.clone_from(&p);
+        let mut plain = sgd;
+        for step in grads {
+            for (i, v) in step.iter().enumerate() { g.tensor_mut(i / 6)[i % 6] = *v; }
+            plain.step(&mut p, &g);
+            momentum.step(&mut q, &g);
+            prop_assert!(scalars(&p).iter().all(|v| v.is_finite()), "sgd {:?}", p);
+            prop_assert!(scalars(&q).iter().all(|v| v.is_finite()), "momentum {:?}", q);
+        }
+        // One step from any finite state never produces NaN (at worst ±∞ on overflow).
+        let mut sgd = Sgd::new(huge_lr).unwrap().with_weight_decay(decay).unwrap();
+        for (i, v) in huge.iter().enumerate() { g.tensor_mut(i / 6)[i % 6] = *v; }
+        sgd.step(&mut p, &g);
+        prop_assert!(scalars(&p).iter().all(|v| !v.is_nan()), "{:?}", p);
+    }
+}

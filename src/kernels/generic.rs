@@ -232,13 +232,20 @@ pub(crate) struct AdamStep {
 }
 
 /// Adam on any [`Lanes`] type: returns `(w', m', v')`.
+///
+/// Saturating where IEEE would overflow, so finite inputs give finite outputs: the
+/// decayed gradient and its square are clamped to ±`f32::MAX` (m and v, convex
+/// combinations of values within ±MAX, then stay within it), and so is the new weight.
+/// The denominator is at least ε_t > 0 (the optimiser keeps ε_t normal), so no 0/0. Where
+/// nothing overflows the clamps are identities.
 #[inline(always)]
 pub(crate) fn adam_step<R: Lanes>(w: R, g: R, m: R, v: R, c: &AdamStep) -> (R, R, R) {
-    let grad = g + R::splat(c.weight_decay) * w;
+    let grad = (g + R::splat(c.weight_decay) * w).clamp(-f32::MAX, f32::MAX);
     let m = R::splat(c.beta1) * m + R::splat(1.0 - c.beta1) * grad;
-    let v = R::splat(c.beta2) * v + R::splat(1.0 - c.beta2) * (grad * grad);
+    let square = (grad * grad).clamp(0.0, f32::MAX);
+    let v = R::splat(c.beta2) * v + R::splat(1.0 - c.beta2) * square;
     let w = w - R::splat(c.lr_t) * m / (v.sqrt() + R::splat(c.eps_t));
-    (w, m, v)
+    (w.clamp(-f32::MAX, f32::MAX), m, v)
 }
 
 /// `w −= lr · (g + λ·w)` over the common length.

@@ -434,6 +434,11 @@ pub fn sgd_momentum_update(
 /// the loop does one square root and one division per element; both are correctly
 /// rounded on every backend, so the result is bit-identical everywhere).
 ///
+/// Saturating instead of overflowing: g + λw and g² are clamped to `f32::MAX` (so one huge
+/// gradient makes v = f32::MAX at most, which decays, instead of +∞, which would freeze the
+/// weight forever), `lr_t` and the new weight too. With finite `w`, `g`, `m`, `v` and
+/// ε_t > 0 the outputs are finite; NaN in gives NaN out.
+///
 /// `bias1 = 1 − β1^t`, `bias2 = 1 − β2^t` are passed in by the optimiser.
 ///
 /// ```
@@ -461,7 +466,7 @@ pub fn adam_update(
         beta1,
         beta2,
         weight_decay,
-        lr_t: lr * root_bias2 / bias1,
+        lr_t: (lr * root_bias2 / bias1).min(f32::MAX),
         eps_t: epsilon * root_bias2,
     };
     dispatch!(
