@@ -373,6 +373,14 @@ impl TensorStats {
         self.len() == 0
     }
 
+    /// `(2^-E, limit/(‖g‖·2^-E))`: multiplying a value by the first, then the second, scales
+    /// it by limit/‖g‖ without overflow even where ‖g‖ itself is +∞ (for global norm
+    /// clipping; values are below 2^E, so the first product is exact unless subnormal).
+    pub(crate) fn rescale_to_norm(&self, limit: f32) -> (f32, f32) {
+        let unscale = scale_by_pow2(1.0_f32, -self.scale_exponent);
+        (unscale, limit / libm::sqrtf(self.sum_squares_scaled))
+    }
+
     /// ‖g‖₂ over the finite values (+∞ only if the true norm exceeds f32::MAX).
     ///
     /// ```

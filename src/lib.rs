@@ -106,7 +106,8 @@ pub use loss::{BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCros
 pub use optim::{Adam, Momentum, Optimizer, Sgd};
 pub use storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
 pub use train::{
-    argmax, compute_gradients, train_step, train_step_observed, training_bytes, Workspace,
+    accumulate_gradients, argmax, compute_gradients, train_step, train_step_guarded,
+    train_step_observed, training_bytes, MicroBatch, StepGuard, StepOutcome, Workspace,
 };
 
 /// The README's code blocks, compiled and run as doctests.

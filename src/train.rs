@@ -1,12 +1,12 @@
 //! One training step, evaluation helpers and the memory a network needs.
 
 use crate::error::Error;
-use crate::health::{GradientObserver, NoHealth};
+use crate::health::{GradientObserver, NoHealth, TensorStats};
 use crate::kernels::GradMode;
 use crate::layer::Layer;
 use crate::loss::Loss;
 use crate::optim::Optimizer;
-use crate::storage::Zeroed;
+use crate::storage::{Parameters, Zeroed};
 
 /// Everything a training step writes besides parameters and gradients: the network's
 /// forward cache and the gradient of the loss with respect to the network output.
@@ -210,4 +210,329 @@ pub fn argmax(row: &[f32]) -> usize {
         }
     }
     best
+}
+
+/// What [`train_step_guarded`] does to a step's gradients before the optimiser sees them:
+/// it always refuses a step whose loss or gradients are not finite, and optionally clips
+/// the gradients by value and by global norm.
+///
+/// ```
+/// use gradguard::StepGuard;
+/// let guard = StepGuard::SKIP_NON_FINITE.with_max_norm(1.0)?.with_max_value(0.5)?;
+/// assert_eq!((guard.max_norm(), guard.max_value()), (Some(1.0), Some(0.5)));
+/// assert!(StepGuard::SKIP_NON_FINITE.with_max_norm(0.0).is_err());
+/// # Ok::<(), gradguard::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepGuard {
+    max_norm: Option<f32>,
+    max_value: Option<f32>,
+}
+
+impl StepGuard {
+    /// Only refuse non-finite steps; no clipping.
+    pub const SKIP_NON_FINITE: StepGuard = StepGuard {
+        max_norm: None,
+        max_value: None,
+    };
+
+    /// Clips the global L2 norm of all gradients (every tensor of every layer together) to
+    /// `max_norm` (finite, > 0), like PyTorch's `clip_grad_norm_`: when the norm ‖g‖
+    /// exceeds `max_norm`, every gradient is multiplied by `max_norm/‖g‖` (PyTorch adds
+    /// 1e-6 to ‖g‖; this does not, so the clipped norm is `max_norm` within rounding for
+    /// gradients of any scale). The norm is computed scaled, so it neither overflows nor
+    /// underflows.
+    ///
+    /// ```
+    /// assert!(gradguard::StepGuard::SKIP_NON_FINITE.with_max_norm(f32::NAN).is_err());
+    /// ```
+    pub fn with_max_norm(self, max_norm: f32) -> Result<Self, Error> {
+        Ok(StepGuard {
+            max_norm: Some(positive("max_norm", max_norm)?),
+            ..self
+        })
+    }
+
+    /// Clamps every gradient entry to `[-max_value, max_value]` (finite, > 0), like PyTorch's
+    /// `clip_grad_value_`; applied before norm clipping.
+    ///
+    /// ```
+    /// assert!(gradguard::StepGuard::SKIP_NON_FINITE.with_max_value(-1.0).is_err());
+    /// ```
+    pub fn with_max_value(self, max_value: f32) -> Result<Self, Error> {
+        Ok(StepGuard {
+            max_value: Some(positive("max_value", max_value)?),
+            ..self
+        })
+    }
+
+    /// The global-norm limit, if any.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::StepGuard::SKIP_NON_FINITE.max_norm(), None);
+    /// ```
+    pub fn max_norm(&self) -> Option<f32> {
+        self.max_norm
+    }
+
+    /// The per-entry limit, if any.
+    ///
+    /// ```
+    /// assert_eq!(gradguard::StepGuard::SKIP_NON_FINITE.max_value(), None);
+    /// ```
+    pub fn max_value(&self) -> Option<f32> {
+        self.max_value
+    }
+}
+
+fn positive(name: &'static str, v: f32) -> Result<f32, Error> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::InvalidHyperparameter(name, v))
+    }
+}
+
+/// What [`train_step_guarded`] did.
+///
+/// ```
+/// use gradguard::StepOutcome;
+/// let skipped = StepOutcome::Skipped { loss: f32::NAN, non_finite_gradients: 3 };
+/// assert!(!skipped.applied());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// The optimiser updated the parameters.
+    Applied {
+        /// Mean loss of the batch.
+        loss: f32,
+        /// Global L2 norm of the gradients before norm clipping (after value clipping).
+        gradient_norm: f32,
+        /// Whether value or norm clipping changed a gradient.
+        clipped: bool,
+    },
+    /// The loss or a gradient was NaN or ±∞: parameters and optimiser state are untouched
+    /// (the gradients are left as computed, for inspection).
+    Skipped {
+        /// Mean loss of the batch (possibly NaN or ±∞).
+        loss: f32,
+        /// Number of NaN and ±∞ gradient entries.
+        non_finite_gradients: u64,
+    },
+}
+
+impl StepOutcome {
+    /// True if the parameters were updated.
+    ///
+    /// ```
+    /// let done = gradguard::StepOutcome::Applied { loss: 0.5, gradient_norm: 1.0, clipped: false };
+    /// assert!(done.applied());
+    /// ```
+    pub fn applied(&self) -> bool {
+        matches!(self, StepOutcome::Applied { .. })
+    }
+}
+
+/// [`train_step_observed`] that refuses a poisoned update and can clip gradients: the
+/// guard of mixed-precision loss scalers and of every training loop that must not lose a
+/// model to one bad batch.
+///
+/// After the backward pass (observed by `observer`), if the loss or any gradient is NaN or
+/// ±∞ it returns [`StepOutcome::Skipped`] and leaves `params` and the optimiser's state
+/// exactly as they were; count the skips to notice a data or divergence problem. Otherwise
+/// it applies `guard`'s clipping and the optimiser step. Costs one pass over the gradients
+/// (their norm and finiteness) on top of [`train_step`]; nothing when not used.
+///
+/// ```
+/// use gradguard::health::NoHealth;
+/// use gradguard::{train_step_guarded, Dense, Layer, MeanSquaredError, Sgd, StepGuard, StepOutcome, Workspace, Zeroed};
+/// type Net = Dense<1, 1>;
+/// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
+/// let mut ws = Workspace::<Net, 1>::ZEROED;
+/// let mut sgd = Sgd::new(0.1)?;
+/// let guard = StepGuard::SKIP_NON_FINITE.with_max_norm(1.0)?;
+/// let bad = train_step_guarded(&Net::default(), &mut p, &mut g, &mut ws, &mut sgd, &MeanSquaredError,
+///                              &[[f32::NAN]], &[[1.0]], &guard, &mut NoHealth)?;
+/// assert!(!bad.applied());
+/// assert_eq!(p.weights, [[0.0]]); // untouched
+/// let good = train_step_guarded(&Net::default(), &mut p, &mut g, &mut ws, &mut sgd, &MeanSquaredError,
+///                               &[[3.0]], &[[1.0]], &guard, &mut NoHealth)?;
+/// // ‖(dW, db)‖ = ‖(-6, -2)‖ > 1: clipped to norm 1 before the step.
+/// assert!(matches!(good, StepOutcome::Applied { clipped: true, .. }));
+/// assert!((p.weights[0][0] - 0.1 * 6.0 / 40f32.sqrt()).abs() < 1e-6);
+/// # Ok::<(), gradguard::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_guarded<L, O, F, H, const N: usize, const B: usize>(
+    net: &L,
+    params: &mut L::Params,
+    grads: &mut L::Params,
+    workspace: &mut Workspace<L, B>,
+    optimizer: &mut O,
+    loss: &F,
+    x: &[L::Input; B],
+    targets: &[F::Target; B],
+    guard: &StepGuard,
+    observer: &mut H,
+) -> Result<StepOutcome, Error>
+where
+    L: Layer<Output = [f32; N]>,
+    O: Optimizer<L::Params>,
+    F: Loss<N>,
+    H: GradientObserver,
+{
+    observer.begin_backward(optimizer.learning_rate());
+    let value = compute_gradients(net, params, grads, workspace, loss, x, targets, observer)?;
+    let mut clipped = false;
+    if let Some(limit) = guard.max_value {
+        for i in 0..L::Params::TENSORS {
+            for g in grads.tensor_mut(i) {
+                // NaN compares false and stays, to be counted below.
+                let c = if *g > limit {
+                    limit
+                } else if *g < -limit {
+                    -limit
+                } else {
+                    *g
+                };
+                clipped |= c != *g;
+                *g = c;
+            }
+        }
+    }
+    let mut stats = TensorStats::EMPTY;
+    for i in 0..L::Params::TENSORS {
+        stats.add_slice(grads.tensor(i));
+    }
+    let non_finite_gradients = stats.counts.non_finite();
+    if !value.is_finite() || non_finite_gradients > 0 {
+        return Ok(StepOutcome::Skipped {
+            loss: value,
+            non_finite_gradients,
+        });
+    }
+    let gradient_norm = stats.l2_norm();
+    if let Some(limit) = guard.max_norm {
+        if gradient_norm > limit {
+            // g·(limit/‖g‖) as (g·2^-E)·(limit/(‖g‖·2^-E)): finite even where ‖g‖ is not.
+            let (unscale, factor) = stats.rescale_to_norm(limit);
+            for i in 0..L::Params::TENSORS {
+                for g in grads.tensor_mut(i) {
+                    *g = *g * unscale * factor;
+                }
+            }
+            clipped = true;
+        }
+    }
+    optimizer.step(params, grads);
+    Ok(StepOutcome::Applied {
+        loss: value,
+        gradient_norm,
+        clipped,
+    })
+}
+
+/// Which micro-batch of a batch split into `count` equal parts a call of
+/// [`accumulate_gradients`] computes (`index` from 0).
+///
+/// ```
+/// let part = gradguard::MicroBatch { index: 0, count: 4 };
+/// assert_eq!(part.count, 4);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MicroBatch {
+    /// 0 for the first micro-batch (which overwrites the gradients), then 1, 2, …
+    pub index: usize,
+    /// Number of micro-batches making up the batch (≥ 1).
+    pub count: usize,
+}
+
+/// Gradient accumulation over micro-batches, for a device whose RAM holds the workspace of
+/// a batch of `B` but not of the `count·B` samples the optimiser step should see.
+///
+/// Call it for `index = 0..count` (each with its `B` samples), then step the optimiser
+/// once: the gradients are those of the mean loss over all `count·B` samples (each
+/// micro-batch's loss gradient is scaled by 1/`count`; the first call overwrites, the
+/// others add). Returns this micro-batch's share of the mean loss (its mean / `count`), so
+/// the returns add up to the full batch's mean loss.
+///
+/// Samples are added to dW and db in the same order as one backward pass over the whole
+/// batch would add them, so when `count` and `B` are powers of two (scaling exact) the
+/// gradients are bit for bit those of the full batch on backends without FMA and within
+/// [`crate::kernels::matrix_error_bound`] with it; otherwise each loss gradient carries one
+/// more rounding (half an ulp) from the 1/`count` scaling.
+///
+/// ```
+/// use gradguard::health::NoHealth;
+/// use gradguard::{accumulate_gradients, Dense, Layer, MeanSquaredError, MicroBatch, Workspace, Zeroed};
+/// type Net = Dense<1, 1>;
+/// let p = <Net as Layer>::Params::ZEROED;
+/// let mut g = <Net as Layer>::Params::ZEROED;
+/// let mut ws = Workspace::<Net, 1>::ZEROED;
+/// let (xs, ys) = ([[1.0], [2.0]], [[1.0], [3.0]]);
+/// let mut loss = 0.0;
+/// for index in 0..2 {
+///     let part = MicroBatch { index, count: 2 };
+///     loss += accumulate_gradients(&Net::default(), &p, &mut g, &mut ws, &MeanSquaredError,
+///                                  &[xs[index]], &[ys[index]], part, &mut NoHealth)?;
+/// }
+/// assert_eq!(loss, (1.0 + 9.0) / 2.0);
+/// assert_eq!(g.weights, [[-(2.0 * 1.0 + 2.0 * 3.0 * 2.0) / 2.0]]);
+/// # Ok::<(), gradguard::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidHyperparameter`] (`"micro_batch"`) if `count` is 0 or `index ≥ count`
+/// (nothing changed); the loss's errors as for [`compute_gradients`].
+#[allow(clippy::too_many_arguments)]
+pub fn accumulate_gradients<L, F, H, const N: usize, const B: usize>(
+    net: &L,
+    params: &L::Params,
+    grads: &mut L::Params,
+    workspace: &mut Workspace<L, B>,
+    loss: &F,
+    x: &[L::Input; B],
+    targets: &[F::Target; B],
+    part: MicroBatch,
+    observer: &mut H,
+) -> Result<f32, Error>
+where
+    L: Layer<Output = [f32; N]>,
+    F: Loss<N>,
+    H: GradientObserver,
+{
+    if part.count == 0 || part.index >= part.count {
+        return Err(Error::InvalidHyperparameter(
+            "micro_batch",
+            part.index as f32,
+        ));
+    }
+    net.forward(params, x, &mut workspace.cache);
+    let value = loss.loss_and_gradient(
+        L::output(&workspace.cache),
+        targets,
+        &mut workspace.output_grad,
+    )?;
+    let share = 1.0 / part.count as f32;
+    if part.count > 1 {
+        for g in workspace.output_grad.iter_mut().flatten() {
+            *g *= share;
+        }
+    }
+    let mode = if part.index == 0 {
+        GradMode::Overwrite
+    } else {
+        GradMode::Accumulate
+    };
+    net.backward_observed(
+        params,
+        x,
+        &mut workspace.cache,
+        &workspace.output_grad,
+        grads,
+        None,
+        mode,
+        observer,
+    );
+    Ok(value * share)
 }

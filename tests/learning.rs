@@ -109,3 +109,393 @@ fn the_split_matches_the_data_readme() {
     );
     let _ = argmax(&x);
 }
+
+mod guards {
+    use gradguard::health::NoHealth;
+    use gradguard::init::Init;
+    use gradguard::{
+        accumulate_gradients, compute_gradients, train_step, train_step_guarded, Adam, Dense,
+        Layer, MicroBatch, Momentum, Optimizer, Parameters, Seq, Sgd, SoftmaxCrossEntropy,
+        StepGuard, StepOutcome, Tanh, Workspace, Zeroed,
+    };
+    use rand_xoshiro::rand_core::{Rng, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    type Net = Seq![Dense<8, 16, Tanh>, Dense<16, 4>];
+    type P = <Net as Layer>::Params;
+
+    fn batch<const B: usize>(seed: u64) -> ([[f32; 8]; B], [usize; B]) {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut x = [[0.0; 8]; B];
+        for v in x.iter_mut().flatten() {
+            *v = (rng.next_u32() >> 8) as f32 / 16_777_216.0 * 2.0 - 1.0;
+        }
+        let y = core::array::from_fn(|_| (rng.next_u32() % 4) as usize);
+        (x, y)
+    }
+
+    fn start() -> P {
+        let mut p = P::ZEROED;
+        Net::default().init(
+            &mut p,
+            Init::XavierUniform,
+            &mut Xoshiro256PlusPlus::seed_from_u64(5),
+        );
+        p
+    }
+
+    fn bits(p: &P) -> Vec<u32> {
+        (0..P::TENSORS)
+            .flat_map(|i| p.tensor(i).iter().map(|v| v.to_bits()))
+            .collect()
+    }
+
+    /// A batch with a NaN, then normal batches: the guarded run skips it, leaving
+    /// parameters and optimiser state untouched, and ends bit for bit where the run that
+    /// never saw the bad batch ends.
+    fn poisoned_batch_is_skipped<O: Optimizer<P> + Clone>(optimizer: O) {
+        let net = Net::default();
+        let (mut clean, mut guarded) = (start(), start());
+        let (mut opt_clean, mut opt_guarded) = (optimizer.clone(), optimizer);
+        let (mut g, mut ws) = (P::ZEROED, Workspace::<Net, 8>::ZEROED);
+        let guard = StepGuard::SKIP_NON_FINITE;
+        let mut skipped = 0;
+        for step in 0..12u64 {
+            let (mut x, y) = batch::<8>(step);
+            if step != 5 {
+                train_step(
+                    &net,
+                    &mut clean,
+                    &mut g,
+                    &mut ws,
+                    &mut opt_clean,
+                    &SoftmaxCrossEntropy,
+                    &x,
+                    &y,
+                )
+                .unwrap();
+            } else {
+                x[3][2] = f32::NAN;
+            }
+            let outcome = train_step_guarded(
+                &net,
+                &mut guarded,
+                &mut g,
+                &mut ws,
+                &mut opt_guarded,
+                &SoftmaxCrossEntropy,
+                &x,
+                &y,
+                &guard,
+                &mut NoHealth,
+            )
+            .unwrap();
+            if let StepOutcome::Skipped {
+                non_finite_gradients,
+                ..
+            } = outcome
+            {
+                assert_eq!(step, 5);
+                assert!(non_finite_gradients > 0);
+                skipped += 1;
+            }
+            assert_eq!(outcome.applied(), step != 5);
+            assert_eq!(bits(&clean), bits(&guarded), "after step {step}");
+        }
+        assert_eq!(skipped, 1);
+        // Unguarded, the same NaN batch poisons every parameter for good.
+        let (x, y) = batch::<8>(5);
+        let mut x = x;
+        x[3][2] = f32::NAN;
+        let mut opt = opt_clean;
+        train_step(
+            &net,
+            &mut clean,
+            &mut g,
+            &mut ws,
+            &mut opt,
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
+        )
+        .unwrap();
+        assert!((0..P::TENSORS).any(|i| clean.tensor(i).iter().any(|v| v.is_nan())));
+    }
+
+    #[test]
+    fn a_poisoned_batch_is_skipped_and_training_ends_where_it_would_have() {
+        poisoned_batch_is_skipped(Sgd::new(0.1).unwrap());
+        poisoned_batch_is_skipped(Momentum::<P>::new(Sgd::new(0.1).unwrap(), 0.9).unwrap());
+        poisoned_batch_is_skipped(Adam::<P>::new(0.01).unwrap());
+    }
+
+    #[test]
+    fn global_norm_clipping_scales_every_gradient_and_bounds_the_step() {
+        let net = Net::default();
+        let (x, y) = batch::<8>(1);
+        let (mut g, mut ws) = (P::ZEROED, Workspace::<Net, 8>::ZEROED);
+        let p0 = start();
+        compute_gradients(
+            &net,
+            &p0,
+            &mut g,
+            &mut ws,
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
+            &mut NoHealth,
+        )
+        .unwrap();
+        let full: Vec<f64> = (0..P::TENSORS)
+            .flat_map(|i| {
+                g.tensor(i)
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let norm = full.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let limit = (norm / 4.0) as f32;
+        let mut p = p0;
+        let guard = StepGuard::SKIP_NON_FINITE.with_max_norm(limit).unwrap();
+        let mut sgd = Sgd::new(1.0).unwrap();
+        let outcome = train_step_guarded(
+            &net,
+            &mut p,
+            &mut g,
+            &mut ws,
+            &mut sgd,
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
+            &guard,
+            &mut NoHealth,
+        )
+        .unwrap();
+        let StepOutcome::Applied {
+            gradient_norm,
+            clipped,
+            ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert!(clipped);
+        assert!(
+            (f64::from(gradient_norm) / norm - 1.0).abs() < 1e-5,
+            "{gradient_norm} vs {norm}"
+        );
+        // Every gradient scaled by the same factor (1/4, within rounding): the clipped
+        // gradients the optimiser used (left in `g`) have norm `limit`.
+        let clipped: Vec<f64> = (0..P::TENSORS)
+            .flat_map(|i| {
+                g.tensor(i)
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (c, f) in clipped.iter().zip(&full) {
+            assert!((c - f / 4.0).abs() <= 1e-6 * f.abs(), "{c} vs {f}/4");
+        }
+        let clipped_norm = clipped.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!(
+            (clipped_norm / f64::from(limit) - 1.0).abs() < 1e-5,
+            "{clipped_norm} vs {limit}"
+        );
+        // And the step of lr = 1 is those gradients (up to the rounding of p − g).
+        let step_norm = (0..P::TENSORS)
+            .flat_map(|i| {
+                p0.tensor(i)
+                    .iter()
+                    .zip(p.tensor(i))
+                    .map(|(&a, &b)| f64::from(a) - f64::from(b))
+                    .collect::<Vec<_>>()
+            })
+            .map(|v| v * v)
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            (step_norm / f64::from(limit) - 1.0).abs() < 1e-3,
+            "{step_norm} vs {limit}"
+        );
+        // Below the limit nothing changes: the same step as unguarded, bit for bit.
+        let loose = StepGuard::SKIP_NON_FINITE
+            .with_max_norm((norm * 2.0) as f32)
+            .unwrap();
+        let (mut a, mut b) = (p0, p0);
+        train_step(
+            &net,
+            &mut a,
+            &mut g,
+            &mut ws,
+            &mut sgd,
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
+        )
+        .unwrap();
+        let o = train_step_guarded(
+            &net,
+            &mut b,
+            &mut g,
+            &mut ws,
+            &mut sgd,
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
+            &loose,
+            &mut NoHealth,
+        )
+        .unwrap();
+        assert!(matches!(o, StepOutcome::Applied { clipped: false, .. }));
+        assert_eq!(bits(&a), bits(&b));
+    }
+
+    /// Gradients whose global norm exceeds f32::MAX (inputs near 3e38) are still clipped to
+    /// a finite step of the requested norm.
+    #[test]
+    fn global_norm_clipping_works_where_the_norm_overflows() {
+        type Wide = Dense<64, 10>;
+        let net = Wide::default();
+        let mut p = <Wide as Layer>::Params::ZEROED;
+        let mut g = <Wide as Layer>::Params::ZEROED;
+        let mut ws = Workspace::<Wide, 1>::ZEROED;
+        let x = [[3e38_f32; 64]];
+        let guard = StepGuard::SKIP_NON_FINITE.with_max_norm(1.0).unwrap();
+        let mut sgd = Sgd::new(0.5).unwrap();
+        let outcome = train_step_guarded(
+            &net,
+            &mut p,
+            &mut g,
+            &mut ws,
+            &mut sgd,
+            &SoftmaxCrossEntropy,
+            &x,
+            &[3],
+            &guard,
+            &mut NoHealth,
+        )
+        .unwrap();
+        let StepOutcome::Applied {
+            gradient_norm,
+            clipped: true,
+            ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            gradient_norm,
+            f32::INFINITY,
+            "the true norm exceeds f32::MAX"
+        );
+        let moved: f64 = p
+            .weights
+            .iter()
+            .flatten()
+            .chain(&p.bias)
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt();
+        assert!((moved / 0.5 - 1.0).abs() < 1e-5, "step norm {moved}");
+    }
+
+    #[test]
+    fn value_clipping_bounds_every_entry() {
+        let net = Net::default();
+        let (x, y) = batch::<8>(2);
+        let (mut g, mut ws) = (P::ZEROED, Workspace::<Net, 8>::ZEROED);
+        let mut p = start();
+        let guard = StepGuard::SKIP_NON_FINITE.with_max_value(1e-3).unwrap();
+        let outcome = train_step_guarded(
+            &net,
+            &mut p,
+            &mut g,
+            &mut ws,
+            &mut Sgd::new(0.1).unwrap(),
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
+            &guard,
+            &mut NoHealth,
+        )
+        .unwrap();
+        assert!(matches!(
+            outcome,
+            StepOutcome::Applied { clipped: true, .. }
+        ));
+        let all: Vec<f32> = (0..P::TENSORS).flat_map(|i| g.tensor(i).to_vec()).collect();
+        assert!(all.iter().all(|v| v.abs() <= 1e-3));
+        assert!(all.iter().any(|v| v.abs() == 1e-3));
+    }
+
+    /// Four micro-batches of 8 give the gradient of one batch of 32, bit for bit (powers of
+    /// two: the 1/4 scaling is exact and samples are added in the same order), and their
+    /// loss shares add up to the full batch's mean loss.
+    #[test]
+    fn micro_batches_give_the_full_batch_gradient() {
+        let net = Net::default();
+        let p = start();
+        let (x, y) = batch::<32>(9);
+        let mut full = P::ZEROED;
+        let mut ws32 = Workspace::<Net, 32>::ZEROED;
+        let full_loss = compute_gradients(
+            &net,
+            &p,
+            &mut full,
+            &mut ws32,
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
+            &mut NoHealth,
+        )
+        .unwrap();
+        let mut parts = P::ZEROED;
+        parts.tensor_mut(0).fill(123.0); // overwritten by the first micro-batch
+        let mut ws8 = Workspace::<Net, 8>::ZEROED;
+        let mut loss = 0.0;
+        for index in 0..4 {
+            let xs: [[f32; 8]; 8] = core::array::from_fn(|s| x[8 * index + s]);
+            let ys: [usize; 8] = core::array::from_fn(|s| y[8 * index + s]);
+            loss += accumulate_gradients(
+                &net,
+                &p,
+                &mut parts,
+                &mut ws8,
+                &SoftmaxCrossEntropy,
+                &xs,
+                &ys,
+                MicroBatch { index, count: 4 },
+                &mut NoHealth,
+            )
+            .unwrap();
+        }
+        assert_eq!(bits(&parts), bits(&full));
+        assert!(
+            (loss - full_loss).abs() <= 1e-6 * full_loss,
+            "{loss} vs {full_loss}"
+        );
+        // Bad parts are errors that change nothing.
+        let before = bits(&parts);
+        for part in [
+            MicroBatch { index: 0, count: 0 },
+            MicroBatch { index: 4, count: 4 },
+        ] {
+            let xs = [[0.0; 8]; 8];
+            assert!(accumulate_gradients(
+                &net,
+                &p,
+                &mut parts,
+                &mut ws8,
+                &SoftmaxCrossEntropy,
+                &xs,
+                &[0; 8],
+                part,
+                &mut NoHealth
+            )
+            .is_err());
+        }
+        assert_eq!(bits(&parts), before);
+    }
+}
