@@ -16,7 +16,7 @@
 
 use crate::error::Error;
 use crate::kernels;
-use crate::storage::Parameters;
+use crate::storage::{Parameters, Zeroed};
 
 /// Updates parameters from their gradients.
 ///
@@ -140,19 +140,60 @@ pub struct Momentum<P> {
     velocity: P,
 }
 
+/// Unconfigured and all zero, so a `static` of it lives in `.bss` (no flash image, never on
+/// the stack): learning rate 0, and [`Optimizer::step`] changes nothing until
+/// [`Momentum::configure`] sets the hyper-parameters in place.
+///
+/// ```
+/// use gradguard::{Dense, Layer, Momentum, Optimizer, Sgd, Zeroed};
+/// type P = <Dense<1024, 1024> as Layer>::Params;
+/// static mut OPTIMIZER: Momentum<P> = Momentum::ZEROED; // 4 MiB of velocity in .bss
+/// # let mut small = Momentum::<<Dense<2, 1> as Layer>::Params>::ZEROED;
+/// # small.configure(Sgd::new(0.1)?, 0.9)?;
+/// # assert_eq!(Optimizer::<<Dense<2, 1> as Layer>::Params>::learning_rate(&small), 0.1);
+/// # Ok::<(), gradguard::Error>(())
+/// ```
+impl<P: Parameters> Zeroed for Momentum<P> {
+    const ZEROED: Self = Momentum {
+        sgd: Sgd {
+            learning_rate: 0.0,
+            weight_decay: 0.0,
+        },
+        momentum: 0.0,
+        velocity: P::ZEROED,
+    };
+}
+
 impl<P: Parameters> Momentum<P> {
     /// Momentum SGD from a plain [`Sgd`] configuration and μ ∈ [0, 1); velocity starts at 0.
+    /// Builds the whole state as a value: for a large network use [`Momentum::ZEROED`] in a
+    /// `static` (or any zeroed memory) and [`Momentum::configure`].
     ///
     /// ```
     /// use gradguard::{Momentum, NoParameters, Sgd};
     /// assert!(Momentum::<NoParameters>::new(Sgd::new(0.1).unwrap(), 1.0).is_err());
     /// ```
     pub fn new(sgd: Sgd, momentum: f32) -> Result<Self, Error> {
-        Ok(Momentum {
-            sgd,
-            momentum: check_range("momentum", momentum, 0.0, 1.0)?,
-            velocity: P::ZEROED,
-        })
+        let mut optimizer = Self::ZEROED;
+        optimizer.configure(sgd, momentum)?;
+        Ok(optimizer)
+    }
+
+    /// Sets the hyper-parameters and zeroes the velocity, in place (nothing passes through
+    /// the stack). On error nothing changes.
+    ///
+    /// ```
+    /// use gradguard::{Momentum, NoParameters, Sgd, Zeroed};
+    /// let mut opt = Momentum::<NoParameters>::ZEROED;
+    /// opt.configure(Sgd::new(0.01)?, 0.9)?;
+    /// assert!(opt.configure(Sgd::new(0.01)?, f32::NAN).is_err());
+    /// # Ok::<(), gradguard::Error>(())
+    /// ```
+    pub fn configure(&mut self, sgd: Sgd, momentum: f32) -> Result<(), Error> {
+        self.momentum = check_range("momentum", momentum, 0.0, 1.0)?;
+        self.sgd = sgd;
+        self.velocity.set_zero();
+        Ok(())
     }
 
     /// Resets the velocity to zero in place.
@@ -168,6 +209,9 @@ impl<P: Parameters> Momentum<P> {
 
 impl<P: Parameters> Optimizer<P> for Momentum<P> {
     fn step(&mut self, params: &mut P, grads: &P) {
+        if self.sgd.learning_rate == 0.0 {
+            return; // unconfigured (ZEROED)
+        }
         for i in 0..P::TENSORS {
             let (w, g, v) = (
                 params.tensor_mut(i),
@@ -226,7 +270,9 @@ impl<P: Parameters> Adam<P> {
     /// ```
     pub const MIN_EPSILON: f32 = f32::from_bits((127 - 114) << 23);
 
-    /// Adam with β1 = 0.9, β2 = 0.999, ε = 1e-8, no weight decay.
+    /// Adam with β1 = 0.9, β2 = 0.999, ε = 1e-8, no weight decay. Builds the whole state as
+    /// a value: for a large network use [`Adam::ZEROED`] in a `static` (or any zeroed memory)
+    /// and [`Adam::configure`].
     ///
     /// ```
     /// assert!(gradguard::Adam::<gradguard::NoParameters>::new(f32::INFINITY).is_err());
@@ -257,18 +303,41 @@ impl<P: Parameters> Adam<P> {
         epsilon: f32,
         weight_decay: f32,
     ) -> Result<Self, Error> {
+        let mut adam = Self::ZEROED;
+        adam.configure(learning_rate, beta1, beta2, epsilon, weight_decay)?;
+        Ok(adam)
+    }
+
+    /// Sets every hyper-parameter (ranges as for [`Adam::with_hyperparameters`]) and forgets
+    /// the moment estimates, in place (nothing passes through the stack). On error nothing
+    /// changes.
+    ///
+    /// ```
+    /// use gradguard::{Adam, NoParameters, Optimizer, Zeroed};
+    /// let mut adam = Adam::<NoParameters>::ZEROED;
+    /// adam.configure(1e-3, 0.9, 0.999, 1e-8, 0.0)?;
+    /// assert_eq!(adam.learning_rate(), 1e-3);
+    /// assert!(adam.configure(1e-3, 0.9, 0.999, 0.0, 0.0).is_err());
+    /// assert_eq!(adam.learning_rate(), 1e-3);
+    /// # Ok::<(), gradguard::Error>(())
+    /// ```
+    pub fn configure(
+        &mut self,
+        learning_rate: f32,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+    ) -> Result<(), Error> {
+        let learning_rate = check_learning_rate(learning_rate)?;
+        let beta1 = check_range("beta1", beta1, 0.0, 1.0)?;
+        let beta2 = check_range("beta2", beta2, 0.0, 1.0)?;
         let epsilon = check_range("epsilon", epsilon, Self::MIN_EPSILON, f32::INFINITY)?;
-        Ok(Adam {
-            learning_rate: check_learning_rate(learning_rate)?,
-            beta1: check_range("beta1", beta1, 0.0, 1.0)?,
-            beta2: check_range("beta2", beta2, 0.0, 1.0)?,
-            epsilon,
-            weight_decay: check_range("weight_decay", weight_decay, 0.0, f32::INFINITY)?,
-            beta1_power: 1.0,
-            beta2_power: 1.0,
-            m: P::ZEROED,
-            v: P::ZEROED,
-        })
+        let weight_decay = check_range("weight_decay", weight_decay, 0.0, f32::INFINITY)?;
+        (self.learning_rate, self.beta1, self.beta2) = (learning_rate, beta1, beta2);
+        (self.epsilon, self.weight_decay) = (epsilon, weight_decay);
+        self.reset();
+        Ok(())
     }
 
     /// Forgets the moment estimates and the step count.
@@ -284,8 +353,34 @@ impl<P: Parameters> Adam<P> {
     }
 }
 
+/// Unconfigured and all zero, so a `static` of it lives in `.bss` (no flash image, never on
+/// the stack): learning rate 0, and [`Optimizer::step`] changes nothing until
+/// [`Adam::configure`] sets the hyper-parameters in place.
+///
+/// ```
+/// use gradguard::{Adam, Dense, Layer, Zeroed};
+/// type P = <Dense<1024, 1024> as Layer>::Params;
+/// static mut OPTIMIZER: Adam<P> = Adam::ZEROED; // 8 MiB of moments in .bss
+/// ```
+impl<P: Parameters> Zeroed for Adam<P> {
+    const ZEROED: Self = Adam {
+        learning_rate: 0.0,
+        beta1: 0.0,
+        beta2: 0.0,
+        epsilon: 0.0,
+        weight_decay: 0.0,
+        beta1_power: 0.0,
+        beta2_power: 0.0,
+        m: P::ZEROED,
+        v: P::ZEROED,
+    };
+}
+
 impl<P: Parameters> Optimizer<P> for Adam<P> {
     fn step(&mut self, params: &mut P, grads: &P) {
+        if self.learning_rate == 0.0 {
+            return; // unconfigured (ZEROED)
+        }
         self.beta1_power *= self.beta1;
         self.beta2_power *= self.beta2;
         let (bias1, bias2) = (1.0 - self.beta1_power, 1.0 - self.beta2_power);

@@ -646,3 +646,53 @@ proptest! {
         prop_assert!(scalars(&p).iter().all(|v| !v.is_nan()), "{:?}", p);
     }
 }
+
+type Huge = <Dense<1024, 1024> as Layer>::Params;
+static mut HUGE_PARAMS: Huge = Huge::ZEROED;
+static mut HUGE_GRADS: Huge = Huge::ZEROED;
+static mut HUGE_ADAM: Adam<Huge> = Adam::ZEROED;
+static mut HUGE_MOMENTUM: Momentum<Huge> = Momentum::ZEROED;
+
+/// Defect: `Adam::new` built its state as a value, so the 8 MiB of moments of a 1024×1024
+/// layer overflowed an 8 MiB stack. The zeroed `static` plus `configure` in place trains it
+/// on a thread with 256 KiB of stack (any copy of the state there would overflow it).
+#[test]
+fn optimiser_state_never_passes_through_the_stack() {
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(|| {
+            // SAFETY: only this test touches these statics.
+            #[allow(static_mut_refs)]
+            let (p, g, adam, momentum) = unsafe {
+                (
+                    &mut HUGE_PARAMS,
+                    &mut HUGE_GRADS,
+                    &mut HUGE_ADAM,
+                    &mut HUGE_MOMENTUM,
+                )
+            };
+            // Unconfigured optimisers leave the parameters alone.
+            g.weights[3][5] = 1.0;
+            adam.step(p, g);
+            momentum.step(p, g);
+            assert_eq!(p.weights[3][5], 0.0);
+            adam.configure(0.1, 0.9, 0.999, 1e-8, 0.0).unwrap();
+            momentum.configure(Sgd::new(0.1).unwrap(), 0.9).unwrap();
+            adam.step(p, g);
+            assert!((p.weights[3][5] + 0.1).abs() < 1e-6, "{}", p.weights[3][5]);
+            momentum.step(p, g);
+            assert!((p.weights[3][5] + 0.2).abs() < 1e-6, "{}", p.weights[3][5]);
+            assert!(adam.configure(0.1, 0.9, 0.999, 0.0, 0.0).is_err());
+            assert_eq!(
+                Optimizer::<Huge>::learning_rate(adam),
+                0.1,
+                "unchanged on error"
+            );
+            // Reset in place too.
+            p.set_zero();
+            assert_eq!(p.weights[3][5], 0.0);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
