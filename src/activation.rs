@@ -275,7 +275,8 @@ impl Elementwise for Sigmoid {
     }
 }
 
-/// Hyperbolic tangent; tanh' = 4·σ'(2x) ∈ [0, 1], normal for |x| ≤ 43. See [`math::tanh`].
+/// Hyperbolic tangent; tanh' = 4·σ'(2x) ∈ [0, 1], normal for |x| ≤ 44.36 and nonzero wherever
+/// the true value rounds to nonzero. See [`math::tanh`] and [`math::tanh_derivative`].
 ///
 /// ```
 /// use gradguard::{Elementwise, Tanh};

@@ -67,8 +67,22 @@ pub fn exp(x: f32) -> f32 {
 /// ```
 #[inline(always)]
 pub fn exp_lanes<R: Lanes>(x: R) -> R {
-    // `clamp` passes NaN through, which then flows through the arithmetic below.
-    let x = x.clamp(EXP_MIN_ARG, EXP_MAX_ARG);
+    exp_times_pow2::<R, 0>(x)
+}
+
+/// e^x · 2^K, rounded once: the power of two joins the exact scaling at the end of [`exp`],
+/// so a result that is normal although e^x alone would be subnormal keeps its precision.
+/// For K = 0 this is [`exp`] (the same operations).
+#[inline(always)]
+fn exp_times_pow2<R: Lanes, const K: i32>(x: R) -> R {
+    // `clamp` passes NaN through, which then flows through the arithmetic below. Below
+    // the lower clamp e^x·2^K < 2^-150 rounds to +0 (K ≤ 2 moves it by at most 2·ln 2).
+    let min_arg = if K == 0 {
+        EXP_MIN_ARG
+    } else {
+        EXP_MIN_ARG - 2.0
+    };
+    let x = x.clamp(min_arg, EXP_MAX_ARG);
     let t = x * R::splat(LOG2E) + R::splat(ROUND_MAGIC);
     let n_f = t - R::splat(ROUND_MAGIC);
     let r = x - n_f * R::splat(LN2_HI);
@@ -81,8 +95,9 @@ pub fn exp_lanes<R: Lanes>(x: R) -> R {
     let q = q * r + R::splat(1.666_666_5e-1);
     let q = q * r + R::splat(0.5); // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
     let p = q * r2 + r + R::splat(1.0);
-    // n ∈ [-150, 129] is in the low bits of `t`; 2^n = 2^n1 · 2^n2 with n1, n2 ∈ [-75, 65],
-    // both normal, so the first product is exact.
+    // n ∈ [-153, 129] is in the low bits of `t`; 2^n = 2^n1 · 2^n2 with n1, n2 ∈ [-77, 65],
+    // both normal, so the first product is exact. Adding K to `t` (exact) adds K to n.
+    let t = if K == 0 { t } else { t + R::splat(K as f32) };
     p.mul_pow2_rounded(t)
 }
 
@@ -260,9 +275,14 @@ pub fn tanh_lanes<R: Lanes>(x: R) -> R {
 
 /// tanh'(x) = 1 − tanh²(x), computed from the pre-activation as 4·σ'(2x) (an exact identity).
 ///
-/// Inherits every property of [`sigmoid_derivative`]: the result is in [0, 1], symmetric bit for
-/// bit, tanh'(0) = 1 exactly, and a normal f32 for every |x| ≤ 43. The doubling and the
-/// factor 4 are exact, so the error is that of σ' at 2x.
+/// With s = e/(1+e) and e = e^(−2|x|) it evaluates 4s·(1 − s) as s₄·(1 − s₄/4), where
+/// s₄ = 4e/(1 + e) and 4e comes from [`exp`] with the factor 4 joined to its final exact
+/// scaling. Wherever e is normal every step is 4× the corresponding step of
+/// [`sigmoid_derivative`]`(2x)` (scaling by 4 commutes with rounding), so the results are
+/// 4·σ'(2x) bit for bit; where e is subnormal (|x| > 43.7) 4·σ'(2x) would carry σ'(2x)'s
+/// rounding to a subnormal and be 0 from |x| = 51.99, while this form stays a normal f32 up to
+/// |x| = 44.36 and nonzero up to 52.68, as the true value does.
+/// The result is in [0, 1], symmetric bit for bit, tanh'(0) = 1 exactly.
 ///
 /// * Error wherever the result is normal: at most **3 ulp** (bit distance) from
 ///   [`tanh_derivative_reference`] and measured maximum **3.455 ulp** from the exact value
@@ -273,7 +293,8 @@ pub fn tanh_lanes<R: Lanes>(x: R) -> R {
 /// use gradguard::math::tanh_derivative as d;
 /// assert_eq!(d(0.0), 1.0);
 /// assert!(d(10.0) > 0.0); // 1 - tanh(10)^2 would be exactly 0
-/// assert!(d(43.0).is_normal());
+/// assert!(d(44.3).is_normal());
+/// assert!(d(52.3) > 0.0); // subnormal, 4·σ'(104.6) would be 0
 /// ```
 #[inline(always)]
 pub fn tanh_derivative(x: f32) -> f32 {
@@ -287,7 +308,10 @@ pub fn tanh_derivative(x: f32) -> f32 {
 /// ```
 #[inline(always)]
 pub fn tanh_derivative_lanes<R: Lanes>(x: R) -> R {
-    R::splat(4.0) * sigmoid_derivative_lanes(R::splat(2.0) * x)
+    let (one, quarter) = (R::splat(1.0), R::splat(0.25));
+    let e4 = exp_times_pow2::<R, 2>(-(R::splat(2.0) * x).abs());
+    let s4 = e4 / (one + e4 * quarter);
+    s4 * (one - s4 * quarter)
 }
 
 /// σ'(x) from the *output* s = σ(x) as `s * (1 - s)`: the cheap textbook form.
