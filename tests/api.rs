@@ -696,3 +696,172 @@ fn optimiser_state_never_passes_through_the_stack() {
         .join()
         .unwrap();
 }
+
+mod properties {
+    use super::*;
+    use gradguard::health::{HealthConfig, HealthReport};
+    use gradguard::init::shuffle;
+    use gradguard::{train_step, train_step_observed, Tanh};
+
+    fn any_init() -> impl Strategy<Value = Init> {
+        prop_oneof![
+            Just(Init::Zeros),
+            Just(Init::StandardNormal),
+            Just(Init::XavierUniform),
+            Just(Init::XavierNormal),
+            Just(Init::HeUniform),
+            Just(Init::HeNormal),
+        ]
+    }
+
+    fn fan() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            0usize..100,
+            Just(usize::MAX),
+            Just(1 << 40),
+            1usize..100_000
+        ]
+    }
+
+    type Tiny = Seq![Dense<4, 6, Tanh>, Dense<6, 3, Relu>, Dense<3, 2>];
+    type TinyParams = <Tiny as Layer>::Params;
+
+    fn sample() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            8 => -3.0f32..3.0,
+            1 => Just(f32::NAN),
+            1 => Just(f32::INFINITY),
+            1 => Just(1e30f32),
+            1 => Just(1e-40f32),
+            1 => Just(0.0f32),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Every scheme draws finite weights, within ±√3·σ for the uniform ones and the
+        /// Box–Muller bound √(2·ln 2^24)·σ (u1 ≥ 2^-24) for the normal ones, the same bits
+        /// for the same seed, for any fan-in/fan-out (0 and usize::MAX included).
+        #[test]
+        fn init_is_finite_bounded_and_reproducible(
+            init in any_init(),
+            fan_in in fan(),
+            fan_out in fan(),
+            seed in any::<u64>(),
+            n in 0usize..300,
+        ) {
+            let (mut a, mut b) = (vec![7.0f32; n], vec![-7.0f32; n]);
+            fill(&mut a, fan_in, fan_out, init, &mut Xoshiro256PlusPlus::seed_from_u64(seed));
+            fill(&mut b, fan_in, fan_out, init, &mut Xoshiro256PlusPlus::seed_from_u64(seed));
+            prop_assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            let std = init.standard_deviation(fan_in, fan_out);
+            prop_assert!(std.is_finite() && std >= 0.0);
+            let limit = match init {
+                Init::XavierUniform | Init::HeUniform => std * 3f32.sqrt(),
+                _ => std * (2.0 * 24.0 * core::f32::consts::LN_2).sqrt(),
+            } * (1.0 + 1e-6);
+            for &w in &a {
+                prop_assert!(w.is_finite() && w.abs() <= limit, "{} beyond {}", w, limit);
+            }
+        }
+
+        /// shuffle permutes (same multiset) for every length.
+        #[test]
+        fn shuffle_is_a_permutation(n in 0usize..500, seed in any::<u64>()) {
+            let mut v: Vec<usize> = (0..n).collect();
+            shuffle(&mut v, &mut Xoshiro256PlusPlus::seed_from_u64(seed));
+            v.sort_unstable();
+            prop_assert_eq!(v, (0..n).collect::<Vec<_>>());
+        }
+
+        /// A workspace reused across batches (whatever the previous batch left in it, NaN
+        /// included) gives the same parameters, bit for bit, as a fresh one per step.
+        #[test]
+        fn workspace_reuse_across_batches_matches_a_fresh_workspace(
+            batches in proptest::collection::vec(proptest::collection::vec(sample(), 4 * 4), 1..6),
+            labels in proptest::collection::vec(0usize..2, 4),
+        ) {
+            let net = Tiny::default();
+            let mut start = TinyParams::ZEROED;
+            net.init(&mut start, Init::XavierUniform, &mut Xoshiro256PlusPlus::seed_from_u64(3));
+            let (mut reused, mut fresh) = (start, start);
+            let mut g = TinyParams::ZEROED;
+            let mut ws = Workspace::<Tiny, 4>::ZEROED;
+            let (mut sgd_a, mut sgd_b) = (Sgd::new(0.1).unwrap(), Sgd::new(0.1).unwrap());
+            let y: [usize; 4] = core::array::from_fn(|s| labels[s]);
+            for values in &batches {
+                let x: [[f32; 4]; 4] = core::array::from_fn(|s| core::array::from_fn(|i| values[4 * s + i]));
+                let a = train_step(&net, &mut reused, &mut g, &mut ws, &mut sgd_a, &SoftmaxCrossEntropy, &x, &y).unwrap();
+                let mut new_ws = Workspace::<Tiny, 4>::ZEROED;
+                let b = train_step(&net, &mut fresh, &mut g, &mut new_ws, &mut sgd_b, &SoftmaxCrossEntropy, &x, &y).unwrap();
+                prop_assert_eq!(a.to_bits(), b.to_bits());
+                let bits = |p: &TinyParams| (0..TinyParams::TENSORS).flat_map(|i| p.tensor(i).iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
+                prop_assert_eq!(bits(&reused), bits(&fresh));
+            }
+        }
+
+        /// The flags are exactly the documented conditions on the per-layer records (first
+        /// layer from the output that meets each), Exploding is raised iff a gradient the
+        /// step computed is NaN/∞ or a ‖dW‖ exceeds the threshold, and nothing panics, for
+        /// arbitrary inputs (NaN, ∞, huge, subnormal).
+        #[test]
+        fn health_flags_follow_their_definitions(
+            values in proptest::collection::vec(sample(), 4 * 4),
+            scale in prop_oneof![Just(1.0f32), Just(1e-20), Just(1e15)],
+            labels in proptest::collection::vec(0usize..2, 4),
+        ) {
+            let net = Tiny::default();
+            let mut p = TinyParams::ZEROED;
+            net.init(&mut p, Init::XavierUniform, &mut Xoshiro256PlusPlus::seed_from_u64(4));
+            for i in 0..TinyParams::TENSORS {
+                p.tensor_mut(i).iter_mut().for_each(|w| *w *= scale);
+            }
+            let mut g = TinyParams::ZEROED;
+            let mut ws = Workspace::<Tiny, 4>::ZEROED;
+            let mut report = HealthReport::<3>::new(HealthConfig::DEFAULT);
+            let x: [[f32; 4]; 4] = core::array::from_fn(|s| core::array::from_fn(|i| values[4 * s + i]));
+            let y: [usize; 4] = core::array::from_fn(|s| labels[s]);
+            let mut sgd = Sgd::new(0.01).unwrap();
+            let before = p;
+            train_step_observed(&net, &mut p, &mut g, &mut ws, &mut sgd, &SoftmaxCrossEntropy, &x, &y, &mut report).unwrap();
+            let flags = report.flags();
+            let c = report.config;
+            let layers = report.layers_from_output();
+            prop_assert_eq!(layers.len(), 3);
+            let output = layers[0].pre_activation_grad.l2_norm();
+            let first = |cond: &dyn Fn(&gradguard::health::LayerHealth) -> bool| {
+                layers.iter().find(|l| cond(l)).map(|l| l.layer)
+            };
+            prop_assert_eq!(flags.underflow, first(&|l| l.underflow_count() > 0));
+            prop_assert_eq!(flags.vanishing, first(&|l| output > 0.0 && l.pre_activation_grad.l2_norm() / output < c.vanishing_ratio));
+            prop_assert_eq!(flags.dead_units, first(&|l| l.dead_units > 0));
+            prop_assert_eq!(flags.saturated, first(&|l| l.saturated_units > 0));
+            prop_assert_eq!(flags.stalled, first(&|l| l.non_finite_count() == 0 && l.update_ratio(0.01) < c.stalled_update_ratio));
+            // Exploding from the gradients themselves (f64 norms, independent of the report).
+            let mut exploding = None;
+            for layer in (0..3u16).rev() {
+                let (w, b) = (g.tensor(2 * layer as usize), g.tensor(2 * layer as usize + 1));
+                let non_finite = w.iter().chain(b).any(|v| !v.is_finite());
+                let norm = w.iter().filter(|v| v.is_finite()).map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
+                // Near the threshold the f32 norm may round either way.
+                prop_assume!((norm / f64::from(c.exploding_norm) - 1.0).abs() > 1e-4);
+                if exploding.is_none() && (non_finite || norm > f64::from(c.exploding_norm)) {
+                    exploding = Some(layer);
+                }
+            }
+            // The dz of a layer is NaN/∞ only if its dW or db is, or its inputs are: counted too.
+            let dz_non_finite = layers.iter().any(|l| l.pre_activation_grad.counts.non_finite() > 0);
+            if !dz_non_finite {
+                prop_assert_eq!(flags.exploding, exploding);
+            } else {
+                prop_assert!(flags.exploding.is_some());
+            }
+            prop_assert_eq!(report.learning_rate, 0.01);
+            // The report is taken before the update: the weight norm is that of `before`.
+            let w0 = before.tensor(4).iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
+            let reported = f64::from(layers[0].weight_norm);
+            prop_assert!((reported - w0).abs() <= 1e-5 * w0, "{} vs {}", reported, w0);
+        }
+    }
+}
