@@ -66,7 +66,7 @@ pub trait Lanes:
     /// `self` with the sign bit of `sign` OR-ed in (`self` is non-negative or NaN).
     fn or_sign_of(self, sign: Self) -> Self;
     /// `self · 2^n` where `t = n + 1.5·2^23` is the output of the round-to-integer trick
-    /// used by [`crate::math::exp`] (`n ∈ [−150, 129]`). Applied as two exact power-of-two
+    /// used by [`crate::math::exp`] (`n ∈ [−151, 129]`). Applied as two exact power-of-two
     /// products, so a subnormal result is rounded once.
     fn mul_pow2_rounded(self, t: Self) -> Self;
     /// Applies a scalar function to every lane: how an activation without a vector form
