@@ -3,6 +3,10 @@
 //! it), and the underflow screens are exact tests on extremes that the statistics already
 //! give, so a per-element search runs only where some product can underflow.
 //!
+//! The u64 counters are added with `+`: one backward pass counts at most B·IN·OUT products
+//! (far below 2^64 for any array that fits in memory), and 2^64 increments over many passes
+//! would take centuries; the totals a user reads saturate.
+//!
 //! No array proportional to the layer's width lives on the stack: per-unit conditions are
 //! vector lanes inside the activation kernel, and everything else is a handful of scalars.
 
@@ -39,27 +43,19 @@ pub(crate) fn elementwise_backward<A: Elementwise>(
     if activation.saturates() {
         h.saturated_units = u16::try_from(tally.saturated).unwrap_or(u16::MAX);
     }
-    let zeros = h
-        .pre_activation_grad
-        .counts
-        .zero
-        .saturating_sub(zeros_before);
+    let zeros = h.pre_activation_grad.counts.zero - zeros_before;
     if tally.magnitudes.tiny == 0 && tally.derivative_tiny == 0 {
         return; // no dz and no f' is zero or subnormal: nothing to attribute
     }
     if activation.derivative_is_step() {
-        h.pre_activation_structural_zeros = h.pre_activation_structural_zeros.saturating_add(zeros);
+        h.pre_activation_structural_zeros += zeros;
         return;
     }
     let [became_zero, became_subnormal, zeros] =
         kernels::attribute_underflow(activation, z, dy, dz, tally.derivative_tiny > 0);
-    h.pre_activation_became_zero = h.pre_activation_became_zero.saturating_add(became_zero);
-    h.pre_activation_became_subnormal = h
-        .pre_activation_became_subnormal
-        .saturating_add(became_subnormal);
-    h.pre_activation_structural_zeros = h
-        .pre_activation_structural_zeros
-        .saturating_add(zeros.saturating_sub(became_zero));
+    h.pre_activation_became_zero += became_zero;
+    h.pre_activation_became_subnormal += became_subnormal;
+    h.pre_activation_structural_zeros += zeros.saturating_sub(became_zero);
 }
 
 /// `(became_zero, became_subnormal)` among the products `g·v` for the nonzero finite `v`
@@ -194,9 +190,8 @@ fn parameter_gradients(
             let (_, min_row) = kernels::extremes(xs);
             for &g in dzs.iter().filter(|&&g| may_underflow(g, min_row)) {
                 let (zero, subnormal) = products_underflowed(g, xs);
-                h.weight_products_became_zero = h.weight_products_became_zero.saturating_add(zero);
-                h.weight_products_became_subnormal =
-                    h.weight_products_became_subnormal.saturating_add(subnormal);
+                h.weight_products_became_zero += zero;
+                h.weight_products_became_subnormal += subnormal;
             }
         }
     }
@@ -228,9 +223,8 @@ fn input_products(
         for (&g, wo) in dzs.iter().zip(w.chunks(inputs)) {
             if may_underflow(g, min_w) {
                 let (zero, subnormal) = products_underflowed(g, wo);
-                h.input_products_became_zero = h.input_products_became_zero.saturating_add(zero);
-                h.input_products_became_subnormal =
-                    h.input_products_became_subnormal.saturating_add(subnormal);
+                h.input_products_became_zero += zero;
+                h.input_products_became_subnormal += subnormal;
             }
         }
     }
