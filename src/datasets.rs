@@ -145,7 +145,7 @@ pub mod digits {
     /// let net = Net::default();
     /// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
     /// net.init(&mut p, Init::XavierUniform, &mut Xoshiro256PlusPlus::seed_from_u64(0));
-    /// let mut ws = Box::new(Workspace::<Net, 32>::ZEROED);
+    /// let mut ws = Workspace::<Net, 32>::ZEROED; // 4 KB; a large one belongs in a `static`
     /// let mut sgd = Sgd::new(0.1).unwrap();
     /// let loss = digits::train_epoch(&net, &mut p, &mut g, &mut ws, &mut sgd, &digits::TRAIN[..256]).unwrap();
     /// assert!(loss.is_finite());
@@ -235,7 +235,7 @@ pub mod digits {
     /// let net = Net::default();
     /// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
     /// net.init(&mut p, Init::XavierNormal, &mut Xoshiro256PlusPlus::seed_from_u64(0));
-    /// let mut ws = Box::new(Workspace::<Net, 32>::ZEROED);
+    /// let mut ws = Workspace::<Net, 32>::ZEROED; // 4 KB; a large one belongs in a `static`
     /// let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
     /// digits::gradient_health(&net, &p, &mut g, &mut ws, &digits::TRAIN, &mut report).unwrap();
     /// assert_eq!(report.layers_from_output().len(), 2);

@@ -3,9 +3,11 @@
 
 /// A type with an all-zero value available at compile time.
 ///
-/// Every parameter, gradient and cache type of gradguard implements it, so a whole training
-/// state can be declared as a `static` (it then lives in `.bss` and never passes through the
-/// stack) and reset in place.
+/// Every parameter, gradient, cache, workspace and optimiser type of gradguard implements it,
+/// so a whole training state can be declared as a `static` (it then lives in `.bss` and never
+/// passes through the stack) and reset in place. A local `let` or `Box::new(T::ZEROED)` builds
+/// the value on the stack first (in debug builds at least): fine for kilobytes, not for the
+/// megabytes of a large layer, which belong in a `static`.
 ///
 /// ```
 /// use gradguard::{Dense, Layer, Zeroed};
