@@ -34,7 +34,8 @@ fn host_matches_the_constants_the_firmware_checks() {
     let mut params = Box::new(CaseParams::ZEROED);
     let mut grads = Box::new(CaseParams::ZEROED);
     let mut workspace = Box::new(Workspace::<CaseNet, 2>::ZEROED);
-    let r = run_case(&mut params, &mut grads, &mut workspace);
+    let mut adam = Adam::ZEROED;
+    let r = run_case(&mut params, &mut grads, &mut workspace, &mut adam);
     let fresh = render(&r);
     let mismatches = case_mismatches(&r);
     if mismatches != 0 {

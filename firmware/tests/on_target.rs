@@ -23,6 +23,8 @@ include!("../../tests/data/health_cases.rs");
 static mut CASE_PARAMS: CaseParams = CaseParams::ZEROED;
 static mut CASE_GRADS: CaseParams = CaseParams::ZEROED;
 static mut CASE_WORKSPACE: Workspace<CaseNet, 2> = Workspace::ZEROED;
+// Optimiser state in .bss too, configured in place by `run_case`.
+static mut CASE_ADAM: Adam<CaseParams> = Adam::ZEROED;
 
 // Training on the device: 64-16-10 ReLU on 320 training digits.
 type Small = Seq![Dense<64, 16, Relu>, Dense<16, 10>];
@@ -68,9 +70,15 @@ fn main() -> ! {
     let mut t = Tally::new();
     // SAFETY: single-threaded firmware; each static is borrowed once, here.
     #[allow(static_mut_refs)]
-    let (case_p, case_g, case_ws) =
-        unsafe { (&mut CASE_PARAMS, &mut CASE_GRADS, &mut CASE_WORKSPACE) };
-    let r = run_case(case_p, case_g, case_ws);
+    let (case_p, case_g, case_ws, case_adam) = unsafe {
+        (
+            &mut CASE_PARAMS,
+            &mut CASE_GRADS,
+            &mut CASE_WORKSPACE,
+            &mut CASE_ADAM,
+        )
+    };
+    let r = run_case(case_p, case_g, case_ws, case_adam);
     t.check(
         "forward_backward_adam_match_the_host_bit_for_bit",
         case_mismatches(&r) == 0,

@@ -36,10 +36,12 @@ fn flatten(p: &CaseParams, out: &mut [u32; CASE_SCALARS]) {
     }
 }
 
+/// `adam` may be [`Adam::ZEROED`] (e.g. a `static`): it is configured here, in place.
 fn run_case(
     params: &mut CaseParams,
     grads: &mut CaseParams,
     workspace: &mut Workspace<CaseNet, 2>,
+    adam: &mut Adam<CaseParams>,
 ) -> CaseResult {
     let net = CaseNet::default();
     net.init(params, Init::XavierUniform, &mut Xoshiro256PlusPlus::seed_from_u64(42));
@@ -69,9 +71,9 @@ fn run_case(
     for (slot, v) in result.input_grad.iter_mut().zip(dx.iter().flatten()) {
         *slot = v.to_bits();
     }
-    if let Ok(mut adam) = Adam::<CaseParams>::new(0.01) {
+    if adam.configure(0.01, 0.9, 0.999, 1e-8, 0.0).is_ok() {
         for _ in 0..3 {
-            let _ = train_step(&net, params, grads, workspace, &mut adam, &SoftmaxCrossEntropy, &x, &labels);
+            let _ = train_step(&net, params, grads, workspace, adam, &SoftmaxCrossEntropy, &x, &labels);
         }
     }
     flatten(params, &mut result.params_after_adam);
