@@ -124,6 +124,25 @@ mod guards {
     type Net = Seq![Dense<8, 16, Tanh>, Dense<16, 4>];
     type P = <Net as Layer>::Params;
 
+    /// One guarded softmax-cross-entropy step of `L` (unobserved).
+    fn guarded_step<L, O, const N: usize, const B: usize>(
+        p: &mut L::Params,
+        g: &mut L::Params,
+        ws: &mut Workspace<L, B>,
+        opt: &mut O,
+        x: &[L::Input; B],
+        y: &[usize; B],
+        guard: &StepGuard,
+    ) -> StepOutcome
+    where
+        L: Layer<Output = [f32; N]> + Default,
+        O: Optimizer<L::Params>,
+    {
+        let net = L::default();
+        let loss = &SoftmaxCrossEntropy;
+        train_step_guarded(&net, p, g, ws, opt, loss, x, y, guard, &mut NoHealth).unwrap()
+    }
+
     fn batch<const B: usize>(seed: u64) -> ([[f32; 8]; B], [usize; B]) {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut x = [[0.0; 8]; B];
@@ -142,6 +161,13 @@ mod guards {
             &mut Xoshiro256PlusPlus::seed_from_u64(5),
         );
         p
+    }
+
+    /// Every scalar of `p` in f64.
+    fn wide(p: &P) -> Vec<f64> {
+        (0..P::TENSORS)
+            .flat_map(|i| p.tensor(i).iter().map(|&v| f64::from(v)))
+            .collect()
     }
 
     fn bits(p: &P) -> Vec<u32> {
@@ -177,19 +203,15 @@ mod guards {
             } else {
                 x[3][2] = f32::NAN;
             }
-            let outcome = train_step_guarded(
-                &net,
+            let outcome = guarded_step(
                 &mut guarded,
                 &mut g,
                 &mut ws,
                 &mut opt_guarded,
-                &SoftmaxCrossEntropy,
                 &x,
                 &y,
                 &guard,
-                &mut NoHealth,
-            )
-            .unwrap();
+            );
             if let StepOutcome::Skipped {
                 non_finite_gradients,
                 ..
@@ -246,32 +268,13 @@ mod guards {
             &mut NoHealth,
         )
         .unwrap();
-        let full: Vec<f64> = (0..P::TENSORS)
-            .flat_map(|i| {
-                g.tensor(i)
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let full = wide(&g);
         let norm = full.iter().map(|v| v * v).sum::<f64>().sqrt();
         let limit = (norm / 4.0) as f32;
         let mut p = p0;
         let guard = StepGuard::SKIP_NON_FINITE.with_max_norm(limit).unwrap();
         let mut sgd = Sgd::new(1.0).unwrap();
-        let outcome = train_step_guarded(
-            &net,
-            &mut p,
-            &mut g,
-            &mut ws,
-            &mut sgd,
-            &SoftmaxCrossEntropy,
-            &x,
-            &y,
-            &guard,
-            &mut NoHealth,
-        )
-        .unwrap();
+        let outcome = guarded_step(&mut p, &mut g, &mut ws, &mut sgd, &x, &y, &guard);
         let StepOutcome::Applied {
             gradient_norm,
             clipped,
@@ -287,14 +290,7 @@ mod guards {
         );
         // Every gradient scaled by the same factor (1/4, within rounding): the clipped
         // gradients the optimiser used (left in `g`) have norm `limit`.
-        let clipped: Vec<f64> = (0..P::TENSORS)
-            .flat_map(|i| {
-                g.tensor(i)
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let clipped = wide(&g);
         for (c, f) in clipped.iter().zip(&full) {
             assert!((c - f / 4.0).abs() <= 1e-6 * f.abs(), "{c} vs {f}/4");
         }
@@ -335,19 +331,7 @@ mod guards {
             &y,
         )
         .unwrap();
-        let o = train_step_guarded(
-            &net,
-            &mut b,
-            &mut g,
-            &mut ws,
-            &mut sgd,
-            &SoftmaxCrossEntropy,
-            &x,
-            &y,
-            &loose,
-            &mut NoHealth,
-        )
-        .unwrap();
+        let o = guarded_step(&mut b, &mut g, &mut ws, &mut sgd, &x, &y, &loose);
         assert!(matches!(o, StepOutcome::Applied { clipped: false, .. }));
         assert_eq!(bits(&a), bits(&b));
     }
@@ -357,26 +341,13 @@ mod guards {
     #[test]
     fn global_norm_clipping_works_where_the_norm_overflows() {
         type Wide = Dense<64, 10>;
-        let net = Wide::default();
         let mut p = <Wide as Layer>::Params::ZEROED;
         let mut g = <Wide as Layer>::Params::ZEROED;
         let mut ws = Workspace::<Wide, 1>::ZEROED;
         let x = [[3e38_f32; 64]];
         let guard = StepGuard::SKIP_NON_FINITE.with_max_norm(1.0).unwrap();
         let mut sgd = Sgd::new(0.5).unwrap();
-        let outcome = train_step_guarded(
-            &net,
-            &mut p,
-            &mut g,
-            &mut ws,
-            &mut sgd,
-            &SoftmaxCrossEntropy,
-            &x,
-            &[3],
-            &guard,
-            &mut NoHealth,
-        )
-        .unwrap();
+        let outcome = guarded_step(&mut p, &mut g, &mut ws, &mut sgd, &x, &[3], &guard);
         let StepOutcome::Applied {
             gradient_norm,
             clipped: true,
@@ -403,24 +374,12 @@ mod guards {
 
     #[test]
     fn value_clipping_bounds_every_entry() {
-        let net = Net::default();
         let (x, y) = batch::<8>(2);
         let (mut g, mut ws) = (P::ZEROED, Workspace::<Net, 8>::ZEROED);
         let mut p = start();
         let guard = StepGuard::SKIP_NON_FINITE.with_max_value(1e-3).unwrap();
-        let outcome = train_step_guarded(
-            &net,
-            &mut p,
-            &mut g,
-            &mut ws,
-            &mut Sgd::new(0.1).unwrap(),
-            &SoftmaxCrossEntropy,
-            &x,
-            &y,
-            &guard,
-            &mut NoHealth,
-        )
-        .unwrap();
+        let mut sgd = Sgd::new(0.1).unwrap();
+        let outcome = guarded_step(&mut p, &mut g, &mut ws, &mut sgd, &x, &y, &guard);
         assert!(matches!(
             outcome,
             StepOutcome::Applied { clipped: true, .. }
@@ -454,48 +413,37 @@ mod guards {
         let mut parts = P::ZEROED;
         parts.tensor_mut(0).fill(123.0); // overwritten by the first micro-batch
         let mut ws8 = Workspace::<Net, 8>::ZEROED;
-        let mut loss = 0.0;
-        for index in 0..4 {
-            let xs: [[f32; 8]; 8] = core::array::from_fn(|s| x[8 * index + s]);
-            let ys: [usize; 8] = core::array::from_fn(|s| y[8 * index + s]);
-            loss += accumulate_gradients(
+        let mut part = |part: MicroBatch, xs: &[[f32; 8]; 8], ys: &[usize; 8]| {
+            let loss = &SoftmaxCrossEntropy;
+            accumulate_gradients(
                 &net,
                 &p,
                 &mut parts,
                 &mut ws8,
-                &SoftmaxCrossEntropy,
-                &xs,
-                &ys,
-                MicroBatch { index, count: 4 },
+                loss,
+                xs,
+                ys,
+                part,
                 &mut NoHealth,
             )
-            .unwrap();
+        };
+        let mut loss = 0.0;
+        for index in 0..4 {
+            let xs: [[f32; 8]; 8] = core::array::from_fn(|s| x[8 * index + s]);
+            let ys: [usize; 8] = core::array::from_fn(|s| y[8 * index + s]);
+            loss += part(MicroBatch { index, count: 4 }, &xs, &ys).unwrap();
+        }
+        // Bad parts are errors that change nothing.
+        for bad in [
+            MicroBatch { index: 0, count: 0 },
+            MicroBatch { index: 4, count: 4 },
+        ] {
+            assert!(part(bad, &[[0.0; 8]; 8], &[0; 8]).is_err());
         }
         assert_eq!(bits(&parts), bits(&full));
         assert!(
             (loss - full_loss).abs() <= 1e-6 * full_loss,
             "{loss} vs {full_loss}"
         );
-        // Bad parts are errors that change nothing.
-        let before = bits(&parts);
-        for part in [
-            MicroBatch { index: 0, count: 0 },
-            MicroBatch { index: 4, count: 4 },
-        ] {
-            let xs = [[0.0; 8]; 8];
-            assert!(accumulate_gradients(
-                &net,
-                &p,
-                &mut parts,
-                &mut ws8,
-                &SoftmaxCrossEntropy,
-                &xs,
-                &[0; 8],
-                part,
-                &mut NoHealth
-            )
-            .is_err());
-        }
-        assert_eq!(bits(&parts), before);
     }
 }
