@@ -333,15 +333,13 @@ fn accumulate_rows<V: Vector, const IN: usize, const R: usize, const K: usize>(
     coefficient: impl Fn(usize, usize) -> f32,
     accumulate: bool,
 ) {
-    let mut blocks = out.chunks_exact_mut(4);
+    let (blocks, rest) = out.as_chunks_mut::<4>();
     let mut r0 = 0;
-    for block in &mut blocks {
-        if let [a, b, c, d] = block {
-            accumulate_block::<V, IN, K, 4>([a, b, c, d], r0, rows, &coefficient, accumulate);
-        }
+    for [a, b, c, d] in blocks {
+        accumulate_block::<V, IN, K, 4>([a, b, c, d], r0, rows, &coefficient, accumulate);
         r0 += 4;
     }
-    for row in blocks.into_remainder() {
+    for row in rest {
         accumulate_block::<V, IN, K, 1>([row], r0, rows, &coefficient, accumulate);
         r0 += 1;
     }
@@ -469,19 +467,14 @@ pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const 
 ) {
     let full = IN - IN % V::LANES;
     let mut o = 0;
-    for (ws, bs) in w.chunks_exact(8).zip(b.chunks_exact(8)) {
-        let (Ok(ws), Ok(bs)) = (<&[[f32; IN]; 8]>::try_from(ws), <&[f32; 8]>::try_from(bs)) else {
-            continue;
-        };
+    for (ws, bs) in w.as_chunks::<8>().0.iter().zip(b.as_chunks::<8>().0) {
         let pairs = if V::MANY_REGISTERS { B / 2 } else { 0 };
         let (x2, x1) = x.split_at(2 * pairs);
         let (z2, z1) = z.split_at_mut(2 * pairs);
         // With 32 registers, two samples per pass: 16 accumulators, and each loaded row
         // vector of W serves both (the pass is then FMA-bound instead of load-bound).
-        for (xs, zs) in x2.chunks_exact(2).zip(z2.chunks_exact_mut(2)) {
-            if let ([x0, x1], [z0, z1]) = (xs, zs) {
-                units8::<V, IN, OUT, 2>([x0, x1], ws, bs, [z0, z1], o, full);
-            }
+        for ([x0, x1], [z0, z1]) in x2.as_chunks::<2>().0.iter().zip(z2.as_chunks_mut::<2>().0) {
+            units8::<V, IN, OUT, 2>([x0, x1], ws, bs, [z0, z1], o, full);
         }
         for (xs, zs) in x1.iter().zip(z1.iter_mut()) {
             units8::<V, IN, OUT, 1>([xs], ws, bs, [zs], o, full);

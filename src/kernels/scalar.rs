@@ -40,16 +40,13 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
         // Two output rows at a time share each load of x, inputs eight at a time so
         // adjacent loads can merge (vldm on Cortex-M). Every accumulator still adds its
         // products in input order, so the result is that of the plain loop, bit for bit.
-        let pairs = w
-            .chunks_exact(2)
-            .zip(b.chunks_exact(2))
-            .zip(zs.chunks_exact_mut(2));
-        for ((rows, bias), out) in pairs {
-            if let ([w0, w1], [b0, b1], [z0, z1]) = (rows, bias, out) {
-                let (a0, a1) = dot2(w0, w1, xs);
-                *z0 = a0 + b0;
-                *z1 = a1 + b1;
-            }
+        let pairs = (w.as_chunks::<2>().0.iter())
+            .zip(b.as_chunks::<2>().0)
+            .zip(zs.as_chunks_mut::<2>().0);
+        for (([w0, w1], [b0, b1]), [z0, z1]) in pairs {
+            let (a0, a1) = dot2(w0, w1, xs);
+            *z0 = a0 + b0;
+            *z1 = a1 + b1;
         }
         if OUT % 2 == 1 {
             if let (Some(wo), Some(bo), Some(zo)) = (w.last(), b.last(), zs.last_mut()) {
@@ -70,10 +67,9 @@ fn dot2<const IN: usize>(w0: &[f32; IN], w1: &[f32; IN], x: &[f32; IN]) -> (f32,
     #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
     let (mut a0, mut a1) = {
         let (mut a0, mut a1) = (0.0f32, 0.0f32);
-        let blocks = w0
-            .chunks_exact(8)
-            .zip(w1.chunks_exact(8))
-            .zip(x.chunks_exact(8));
+        let blocks = (w0.as_chunks::<8>().0.iter())
+            .zip(w1.as_chunks::<8>().0)
+            .zip(x.as_chunks::<8>().0);
         for ((c0, c1), cx) in blocks {
             for ((&p, &q), &v) in c0.iter().zip(c1.iter()).zip(cx.iter()) {
                 a0 += p * v;
