@@ -67,6 +67,11 @@
 //!   lints were chosen over a link-time "no panic path" check because they hold on every
 //!   target and every optimisation level, and point at the line; `fuzz/` then drives every
 //!   kernel with arbitrary bit patterns on every backend (a panic is a crash there).
+//! * Optimisers never turn finite parameters and gradients into NaN; [`Adam`] never into ±∞
+//!   either (it saturates at `f32::MAX`), [`Sgd`] and [`Momentum`] only where the update
+//!   itself exceeds `f32::MAX`. [`train_step_guarded`] refuses a step whose loss or gradients
+//!   are not finite (parameters and optimiser state untouched) and clips gradients by value
+//!   or global norm. Integer arguments (indices, sizes) never overflow.
 //! * `unsafe` exists only in the kernel modules (`kernels::{dispatch, x86, neon, wasm, fpu,
 //!   cortex_m}`), each block with a `// SAFETY:` line; Miri runs the library's unit tests.
 #![no_std]
