@@ -21,7 +21,8 @@ struct Options {
     learning_rate: f32,
 }
 
-fn parse() -> Result<Options, String> {
+/// The options, or `None` after printing the usage for `--help`.
+fn parse() -> Result<Option<Options>, String> {
     let mut o = Options {
         epochs: 30,
         seed: 0,
@@ -35,17 +36,19 @@ fn parse() -> Result<Options, String> {
             "--seed" => o.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--lr" => o.learning_rate = value()?.parse().map_err(|e| format!("--lr: {e}"))?,
             "--help" | "-h" => {
-                return Err("usage: digits [--epochs N (30)] [--seed S (0)] [--lr X (0.1)]".into())
+                println!("usage: digits [--epochs N (30)] [--seed S (0)] [--lr X (0.1)]");
+                return Ok(None);
             }
             other => return Err(format!("unknown argument {other}; try --help")),
         }
     }
-    Ok(o)
+    Ok(Some(o))
 }
 
 fn main() -> ExitCode {
     let options = match parse() {
-        Ok(o) => o,
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::FAILURE;

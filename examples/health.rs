@@ -44,6 +44,10 @@ where
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("usage: health  (prints the gradient health of a 10-layer sigmoid and a 10-layer ReLU net on the digits)");
+        return;
+    }
     println!("== 10-layer sigmoid, Xavier init: the classic vanishing gradient");
     println!("{}", first_batch::<DeepSigmoid>(Init::XavierNormal));
     println!("== 10-layer ReLU, He init");

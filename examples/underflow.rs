@@ -21,6 +21,10 @@ type C64 = Chain<C32, C32>;
 type C128 = Chain<C64, C64>;
 
 fn main() {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("usage: underflow  (shows false zeros of the textbook derivatives and underflow in a 128-unit sigmoid chain)");
+        return;
+    }
     println!(
         "This CPU: {:?} (read from the FPU control register, never written)\n",
         subnormal_mode()

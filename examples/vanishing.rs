@@ -140,7 +140,8 @@ struct Options {
     out: PathBuf,
 }
 
-fn parse() -> Result<Options, String> {
+/// The options, or `None` after printing the usage for `--help`.
+fn parse() -> Result<Option<Options>, String> {
     let mut o = Options {
         epochs: 30,
         seed: 0,
@@ -159,17 +160,18 @@ fn parse() -> Result<Options, String> {
             "--out" => o.out = PathBuf::from(value()?),
             "--help" | "-h" => {
                 let names: Vec<String> = Config::all().iter().map(Config::name).collect();
-                return Err(format!(
+                println!(
                     "usage: vanishing [--epochs N (30)] [--seed S (0)] [--lr X (0.1)] \
                      [--configs all|NAME,... (all)] [--out DIR (target/vanishing)]\n\
                      NAME (or any part of it): {}",
                     names.join(" ")
-                ));
+                );
+                return Ok(None);
             }
             other => return Err(format!("unknown argument {other}; try --help")),
         }
     }
-    Ok(o)
+    Ok(Some(o))
 }
 
 /// What one configuration produced.
@@ -567,7 +569,8 @@ fn write_plots(outcomes: &[Outcome], dir: &Path) -> PlotResult {
 
 fn main() -> ExitCode {
     let o = match parse() {
-        Ok(o) => o,
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::FAILURE;
