@@ -4,27 +4,6 @@
 //! to desktop CPUs — that train, with activation derivatives that do not silently round to
 //! zero.
 //!
-//! Backpropagation multiplies one activation derivative per layer. σ' is at most 1/4 and
-//! tanh' at most 1, so in a deep sigmoid or tanh network the gradient of the first layers
-//! shrinks geometrically (the vanishing gradient problem). In `f32` a shrinking gradient
-//! first becomes subnormal and then exactly zero, and learning stops without any error.
-//! Floating point adds false zeros of its own: the textbook `s * (1 - s)` is exactly 0 for
-//! x ≥ 16.64 although σ'(x) is a normal number there. gradguard computes every derivative
-//! from the pre-activation so it stays a normal float as long as the true value is one.
-//!
-//! ## Shape of the crate
-//! * [`math`]: elementary functions (exp, expm1, σ, tanh and their derivatives) with their
-//!   measured error bounds, written once over [`lanes::Lanes`] (f32 or a SIMD vector), plus
-//!   `f64` reference derivatives.
-//! * [`kernels`]: every loop over arrays (dense forward/backward, activations, softmax,
-//!   optimiser updates, health statistics) on the best backend of the machine — AVX-512F,
-//!   AVX2+FMA or SSE2 (detected with CPUID, no std needed), NEON, simd128 — or the scalar
-//!   reference, which is also the microcontroller path ([`kernels::Backend`]).
-//! * [`Activation`]s, [`Layer`]s ([`Dense`], [`ActivationLayer`], [`Chain`], [`Seq!`]),
-//!   [`Loss`]es, [`Optimizer`]s, [`init`] and [`train_step`].
-//! * Storage is plain arrays: parameters, gradients and caches have `const` zeroed values
-//!   ([`Zeroed`]) so a whole network can live in `static`s; [`training_bytes`] says how much.
-//!
 //! ## Example
 //! ```
 //! use gradguard::{argmax, init::Init, train_step, Dense, Layer, Relu, Seq, Sgd,
@@ -51,6 +30,37 @@
 //! assert_eq!(predicted, y);
 //! # Ok::<(), gradguard::Error>(())
 //! ```
+//!
+//! Backpropagation multiplies one activation derivative per layer. σ' is at most 1/4 and
+//! tanh' at most 1, so in a deep sigmoid or tanh network the gradient of the first layers
+//! shrinks geometrically (the vanishing gradient problem). In `f32` a shrinking gradient
+//! first becomes subnormal and then exactly zero, and learning stops without any error.
+//! Floating point adds false zeros of its own: the textbook `s * (1 - s)` is exactly 0 for
+//! x ≥ 16.64 although σ'(x) is a normal number there. gradguard computes every derivative
+//! from the pre-activation so it stays a normal float as long as the true value is one.
+//!
+//! ## Shape of the crate
+//! * [`math`]: elementary functions (exp, expm1, σ, tanh and their derivatives) with their
+//!   measured error bounds, written once over [`lanes::Lanes`] (f32 or a SIMD vector), plus
+//!   `f64` reference derivatives.
+//! * [`kernels`]: every loop over arrays (dense forward/backward, activations, softmax,
+//!   optimiser updates, health statistics) on the best backend of the machine — AVX-512F,
+//!   AVX2+FMA or SSE2 (detected with CPUID, no std needed), NEON, simd128 — or the scalar
+//!   reference, which is also the microcontroller path ([`kernels::Backend`]).
+//! * [`Activation`]s, [`Layer`]s ([`Dense`], [`ActivationLayer`], [`Chain`], [`Seq!`]),
+//!   [`Loss`]es, [`Optimizer`]s, [`init`] and [`train_step`].
+//! * Storage is plain arrays: parameters, gradients and caches have `const` zeroed values
+//!   ([`Zeroed`]) so a whole network can live in `static`s; [`training_bytes`] says how much.
+//!
+//! ## Features
+//! * `defmt` (off by default): derives `defmt::Format` on the health reports and their parts,
+//!   for logging them from firmware over RTT. Costs the `defmt` dependency and, in a firmware
+//!   that logs a report, the formatting code defmt generates (no change to the kernels).
+//! * `bench-peers` (off): only for `cargo bench --bench peers`; pulls in nalgebra, ndarray,
+//!   matrixmultiply and gemm to compare against. The library never uses them.
+//!
+//! Without features the crate depends only on `libm` and `rand_core` (the `Rng` trait; the
+//! examples use `rand_xoshiro`) and needs no `alloc`.
 //!
 //! ## Bad input: the contract
 //! * NaN and ±∞ propagate through every function (f'(NaN) = NaN for every activation) and are
