@@ -1,6 +1,6 @@
-// Selects the memory map by target and passes cortex-m-rt's link.x to the linker (from
-// ../shared/embedded/cm-tests-template). The maps are named memory-<board>.x on purpose: a
-// plain memory.x in this folder would be found by the linker whatever the target.
+// Selects the memory map by target and passes cortex-m-rt's link.x to the linker. The maps
+// are named memory-<board>.x on purpose: a plain memory.x in this folder would be found by
+// the linker whatever the target.
 use std::{env, fs, path::PathBuf};
 
 fn main() {

@@ -1,6 +1,6 @@
 //! Helpers shared by the on-target tests and the footprint binaries: a libtest-style tally
 //! over semihosting, stack painting, and the `*_start`/`*_stop` markers that
-//! `../shared/embedded/count-insns.sh` counts instructions between.
+//! `tools/count-insns.sh` counts instructions between.
 #![no_std]
 
 use cortex_m_semihosting::{debug, hprintln};

@@ -1,0 +1,111 @@
+/*
+ * QEMU TCG plugin for gradguard's footprint measurements: counts the guest instructions a
+ * Cortex-M firmware executes between two marker functions.
+ *
+ * Counting starts after the translation block that begins at `start` and stops at the one
+ * that begins at `stop`; markers may be hit repeatedly and the counts add up. Cortex-M is
+ * a single vCPU, so plain counters suffice.
+ *
+ * Arguments: start=0xADDR,stop=0xADDR,out=FILE (the Thumb bit of an address is ignored).
+ * Output (to FILE): "insns_total N", "region_insns N", "region_hits N", one per line.
+ * Build: cc -shared -fPIC -O2 -o insn-count.so insn-count.c (tools/count-insns.sh does).
+ *
+ * Distributions do not all ship qemu-plugin.h, so the handful of declarations used (plugin
+ * API version 1, unchanged since QEMU 4.2) are written out here.
+ */
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef uint64_t qemu_plugin_id_t;
+typedef struct qemu_info_t qemu_info_t;
+struct qemu_plugin_tb;
+enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS };
+
+void qemu_plugin_register_vcpu_tb_trans_cb(
+    qemu_plugin_id_t id, void (*cb)(qemu_plugin_id_t, struct qemu_plugin_tb *));
+void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb,
+                                          void (*cb)(unsigned int, void *),
+                                          enum qemu_plugin_cb_flags flags, void *userdata);
+size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
+void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id,
+                                    void (*cb)(qemu_plugin_id_t, void *), void *userdata);
+
+__attribute__((visibility("default"))) int qemu_plugin_version = 1;
+
+struct block {
+    uint64_t address;
+    uint64_t instructions;
+};
+
+static uint64_t total, region, hits;
+static uint64_t start = UINT64_MAX, stop = UINT64_MAX;
+static int inside;
+static const char *out = "/dev/stdout";
+
+static void executed(unsigned int vcpu, void *data)
+{
+    const struct block *b = data;
+    (void)vcpu;
+    total += b->instructions;
+    if (b->address == stop) {
+        inside = 0;
+    }
+    if (inside) {
+        region += b->instructions;
+    }
+    if (b->address == start) {
+        inside = 1;
+        hits++;
+    }
+}
+
+static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
+{
+    struct block *b = malloc(sizeof *b);
+    (void)id;
+    if (b == NULL) {
+        abort();
+    }
+    b->address = qemu_plugin_tb_vaddr(tb);
+    b->instructions = qemu_plugin_tb_n_insns(tb);
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, executed, QEMU_PLUGIN_CB_NO_REGS, b);
+}
+
+static void finished(qemu_plugin_id_t id, void *data)
+{
+    FILE *f = fopen(out, "w");
+    (void)id;
+    (void)data;
+    if (f != NULL) {
+        fprintf(f, "insns_total %" PRIu64 "\nregion_insns %" PRIu64 "\nregion_hits %" PRIu64 "\n",
+                total, region, hits);
+        fclose(f);
+    }
+}
+
+__attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t id,
+                                                               const qemu_info_t *info,
+                                                               int argc, char **argv)
+{
+    (void)info;
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "start=", 6) == 0) {
+            start = strtoull(argv[i] + 6, NULL, 0) & ~(uint64_t)1;
+        } else if (strncmp(argv[i], "stop=", 5) == 0) {
+            stop = strtoull(argv[i] + 5, NULL, 0) & ~(uint64_t)1;
+        } else if (strncmp(argv[i], "out=", 4) == 0) {
+            out = strdup(argv[i] + 4);
+        } else {
+            fprintf(stderr, "insn-count: unknown argument '%s'\n", argv[i]);
+            return -1;
+        }
+    }
+    qemu_plugin_register_vcpu_tb_trans_cb(id, translated);
+    qemu_plugin_register_atexit_cb(id, finished, NULL);
+    return 0;
+}
