@@ -195,9 +195,17 @@ pub fn backend() -> Backend {
     };
     // Only the first decision is stored: if `set_backend` ran meanwhile (on another
     // thread), its choice stays and is the one returned.
+    #[cfg(target_has_atomic = "8")]
     match ACTIVE.compare_exchange(0, chosen as u8, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => chosen,
         Err(current) => Backend::from_u8(current).unwrap_or(chosen),
+    }
+    // Without compare-and-swap (Cortex-M0+, thumbv6m) the only backend is the scalar one,
+    // so a concurrent `set_backend` can only have stored the same value.
+    #[cfg(not(target_has_atomic = "8"))]
+    {
+        ACTIVE.store(chosen as u8, Ordering::Relaxed);
+        chosen
     }
 }
 
