@@ -216,11 +216,13 @@ fn sweep_derivative(
     let mut previous = f32::INFINITY;
     for bits in lo..=hi {
         let x = f32::from_bits(bits);
+        // The references take |x| first, so only the fast forms' symmetry needs checking
+        // (and r(−x) is not computed: it is a third of the sweep's cost).
         let (d, dn) = (fast(x), fast(-x));
-        let (r, rn) = (reference(x), reference(-x));
+        let r = reference(x);
         if x.is_nan() {
             assert!(
-                d.is_nan() && dn.is_nan() && r.is_nan() && rn.is_nan(),
+                d.is_nan() && dn.is_nan() && r.is_nan(),
                 "NaN out for NaN in"
             );
             continue;
@@ -229,11 +231,6 @@ fn sweep_derivative(
             d.to_bits(),
             dn.to_bits(),
             "fast form must be symmetric at {x:e}"
-        );
-        assert_eq!(
-            r.to_bits(),
-            rn.to_bits(),
-            "reference must be symmetric at {x:e}"
         );
         assert!(
             d >= 0.0 && d <= cap,
