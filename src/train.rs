@@ -340,8 +340,10 @@ impl StepOutcome {
 /// After the backward pass (observed by `observer`), if the loss or any gradient is NaN or
 /// ±∞ it returns [`StepOutcome::Skipped`] and leaves `params` and the optimiser's state
 /// exactly as they were; count the skips to notice a data or divergence problem. Otherwise
-/// it applies `guard`'s clipping and the optimiser step. Costs one pass over the gradients
-/// (their norm and finiteness) on top of [`train_step`]; nothing when not used.
+/// it applies `guard`'s clipping and the optimiser step. Costs the gradients' statistics
+/// ([`TensorStats`]: two reads of every gradient, for the norm and the finiteness) and, when
+/// clipping, one more pass that rescales them, on top of [`train_step`]; nothing when not
+/// used.
 ///
 /// ```
 /// use gradguard::health::NoHealth;
