@@ -9,6 +9,7 @@ use core::fmt;
 /// assert_eq!(Sgd::new(f32::NAN).unwrap_err().same_kind(), Error::InvalidLearningRate(0.0));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Error {
     /// A class label is not below the number of classes.
     LabelOutOfRange {

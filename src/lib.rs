@@ -54,7 +54,8 @@
 //!
 //! ## Features
 //! * `defmt` (off by default): derives `defmt::Format` on the health reports and their parts,
-//!   for logging them from firmware over RTT. Costs the `defmt` dependency and, in a firmware
+//!   [`Error`] and [`kernels::Backend`], for logging them from firmware over RTT (see
+//!   `firmware/examples/board`). Costs the `defmt` dependency and, in a firmware
 //!   that logs a report, the formatting code defmt generates (no change to the kernels).
 //! * `bench-peers` (off): only for `cargo bench --bench peers`; pulls in nalgebra, ndarray,
 //!   matrixmultiply and gemm to compare against. The library never uses them.

@@ -26,6 +26,7 @@ use crate::Error;
 /// assert!(Backend::Scalar.is_available());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum Backend {
     /// Portable scalar code: the reference, and the microcontroller path.
