@@ -365,9 +365,10 @@ fn backend_mismatches(lo: u32, hi: u32) -> u64 {
     let mut start = u64::from(lo);
     while start < u64::from(hi) {
         let n = (u64::from(hi) - start).min(BLOCK as u64) as usize;
-        for k in 0..n {
+        let [positive, negative] = &mut z;
+        for (k, (p, q)) in positive[..n].iter_mut().zip(&mut negative[..n]).enumerate() {
             let x = f32::from_bits((start + k as u64) as u32);
-            (z[0][k], z[1][k]) = (x, -x);
+            (*p, *q) = (x, -x);
         }
         for side in 0..2 {
             kernels::activation_derivative(&Sigmoid, &z[side][..n], &mut d[side][..n]);
