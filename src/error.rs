@@ -26,6 +26,9 @@ pub enum Error {
     TargetOutOfRange(f32),
     /// [`crate::kernels::set_backend`] asked for a backend this machine cannot run.
     BackendUnavailable(crate::kernels::Backend),
+    /// A parameter or optimiser image was refused ([`crate::image::load`]); the
+    /// destination is unchanged.
+    Image(crate::image::ImageError),
 }
 
 impl Error {
@@ -42,7 +45,8 @@ impl Error {
             Error::InvalidLearningRate(v) => Error::InvalidLearningRate(clean(v)),
             Error::InvalidHyperparameter(n, v) => Error::InvalidHyperparameter(n, clean(v)),
             Error::TargetOutOfRange(v) => Error::TargetOutOfRange(clean(v)),
-            e @ (Error::LabelOutOfRange { .. } | Error::BackendUnavailable(_)) => e,
+            e
+            @ (Error::LabelOutOfRange { .. } | Error::BackendUnavailable(_) | Error::Image(_)) => e,
         }
     }
 }
@@ -59,6 +63,7 @@ impl fmt::Display for Error {
             Error::InvalidHyperparameter(name, v) => write!(f, "{name} = {v} is out of range"),
             Error::TargetOutOfRange(v) => write!(f, "target {v} is not in [0, 1]"),
             Error::BackendUnavailable(b) => write!(f, "the {} kernels cannot run here", b.name()),
+            Error::Image(e) => write!(f, "image refused: {e}"),
         }
     }
 }

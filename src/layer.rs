@@ -167,6 +167,7 @@ impl<const IN: usize, const OUT: usize> Zeroed for DenseParams<IN, OUT> {
 impl<const IN: usize, const OUT: usize> Parameters for DenseParams<IN, OUT> {
     const TENSORS: usize = 2;
     const LAYERS: usize = 1;
+    const SCALARS: usize = IN * OUT + OUT;
     fn tensor(&self, i: usize) -> &[f32] {
         match i {
             0 => self.weights.as_flattened(),

@@ -100,6 +100,7 @@ pub mod activation;
 pub mod datasets;
 mod error;
 pub mod health;
+pub mod image;
 pub mod init;
 pub mod kernels;
 pub mod lanes;

@@ -408,3 +408,170 @@ impl<P: Parameters> Optimizer<P> for Adam<P> {
         Ok(())
     }
 }
+
+/// A learning rate read from an image: valid, or 0 for an unconfigured (zeroed) optimiser.
+fn check_stored_learning_rate(lr: f32) -> Result<(), Error> {
+    if lr == 0.0 {
+        Ok(())
+    } else {
+        check_learning_rate(lr).map(|_| ())
+    }
+}
+
+/// The image of a [`Momentum`] optimiser: learning rate, weight decay and momentum, then the
+/// velocity tensors. Loading refuses hyper-parameters [`Momentum::configure`] would refuse
+/// (a learning rate of 0, the unconfigured state, is accepted).
+///
+/// ```
+/// use gradguard::image::{self, NonFinite, Persistent};
+/// use gradguard::{Dense, Layer, Momentum, Sgd, Zeroed};
+/// type P = <Dense<2, 2> as Layer>::Params;
+/// let mut opt = Momentum::<P>::ZEROED;
+/// opt.configure(Sgd::new(0.1)?, 0.9)?;
+/// let mut buf = [0u8; <Momentum<P> as Persistent>::IMAGE_BYTES];
+/// image::save(&opt, &mut buf)?;
+/// let mut resumed = Momentum::<P>::ZEROED;
+/// image::load(&buf, &mut resumed, NonFinite::Reject)?;
+/// assert_eq!(gradguard::Optimizer::<P>::learning_rate(&resumed), 0.1);
+/// # Ok::<(), gradguard::Error>(())
+/// ```
+impl<P: Parameters> crate::image::Persistent for Momentum<P> {
+    const CONTENT: crate::image::Content = crate::image::Content::Momentum;
+    const SLICES: usize = 3 + P::TENSORS;
+    const VALUES: usize = 3 + P::SCALARS;
+    const LEADING_SCALARS: usize = 3;
+    const PARAMETER_TENSORS: usize = P::TENSORS;
+    fn signature() -> u32 {
+        crate::image::shape_signature::<P>()
+    }
+    fn slice(&self, i: usize) -> &[f32] {
+        match i {
+            0 => core::slice::from_ref(&self.sgd.learning_rate),
+            1 => core::slice::from_ref(&self.sgd.weight_decay),
+            2 => core::slice::from_ref(&self.momentum),
+            _ => self.velocity.tensor(i.saturating_sub(3)),
+        }
+    }
+    fn slice_mut(&mut self, i: usize) -> &mut [f32] {
+        match i {
+            0 => core::slice::from_mut(&mut self.sgd.learning_rate),
+            1 => core::slice::from_mut(&mut self.sgd.weight_decay),
+            2 => core::slice::from_mut(&mut self.momentum),
+            _ => self.velocity.tensor_mut(i.saturating_sub(3)),
+        }
+    }
+    fn check_scalars(scalars: &[f32]) -> Result<(), Error> {
+        let &[learning_rate, weight_decay, momentum] = scalars else {
+            return Err(Error::InvalidHyperparameter(
+                "image scalars",
+                scalars.len() as f32,
+            ));
+        };
+        check_stored_learning_rate(learning_rate)?;
+        check_range("weight_decay", weight_decay, 0.0, f32::INFINITY)?;
+        check_range("momentum", momentum, 0.0, 1.0)?;
+        Ok(())
+    }
+}
+
+/// The image of an [`Adam`] optimiser: learning rate, β1, β2, ε, weight decay, β1^t and
+/// β2^t, then the first-moment tensors m and the second-moment tensors v. Loading refuses
+/// hyper-parameters [`Adam::configure`] would refuse (a learning rate of 0, the
+/// unconfigured state, is accepted with any ε), β powers outside [0, 1], and negative or
+/// non-finite second moments whatever the [`NonFinite`](crate::image::NonFinite) option.
+///
+/// ```
+/// use gradguard::image::{self, NonFinite, Persistent};
+/// use gradguard::{Adam, Dense, Layer, Zeroed};
+/// type P = <Dense<2, 2> as Layer>::Params;
+/// let mut opt = Adam::<P>::ZEROED;
+/// opt.configure(1e-3, 0.9, 0.999, 1e-8, 0.0)?;
+/// let mut buf = [0u8; <Adam<P> as Persistent>::IMAGE_BYTES];
+/// image::save(&opt, &mut buf)?;
+/// let mut resumed = Adam::<P>::ZEROED;
+/// image::load(&buf, &mut resumed, NonFinite::Reject)?;
+/// assert_eq!(gradguard::Optimizer::<P>::learning_rate(&resumed), 1e-3);
+/// # Ok::<(), gradguard::Error>(())
+/// ```
+impl<P: Parameters> crate::image::Persistent for Adam<P> {
+    const CONTENT: crate::image::Content = crate::image::Content::Adam;
+    const SLICES: usize = 7 + 2 * P::TENSORS;
+    const VALUES: usize = 7 + 2 * P::SCALARS;
+    const LEADING_SCALARS: usize = 7;
+    const PARAMETER_TENSORS: usize = P::TENSORS;
+    fn signature() -> u32 {
+        crate::image::shape_signature::<P>()
+    }
+    fn slice(&self, i: usize) -> &[f32] {
+        match i {
+            0 => core::slice::from_ref(&self.learning_rate),
+            1 => core::slice::from_ref(&self.beta1),
+            2 => core::slice::from_ref(&self.beta2),
+            3 => core::slice::from_ref(&self.epsilon),
+            4 => core::slice::from_ref(&self.weight_decay),
+            5 => core::slice::from_ref(&self.beta1_power),
+            6 => core::slice::from_ref(&self.beta2_power),
+            _ => {
+                let t = i.saturating_sub(7);
+                if t < P::TENSORS {
+                    self.m.tensor(t)
+                } else {
+                    self.v.tensor(t.saturating_sub(P::TENSORS))
+                }
+            }
+        }
+    }
+    fn slice_mut(&mut self, i: usize) -> &mut [f32] {
+        match i {
+            0 => core::slice::from_mut(&mut self.learning_rate),
+            1 => core::slice::from_mut(&mut self.beta1),
+            2 => core::slice::from_mut(&mut self.beta2),
+            3 => core::slice::from_mut(&mut self.epsilon),
+            4 => core::slice::from_mut(&mut self.weight_decay),
+            5 => core::slice::from_mut(&mut self.beta1_power),
+            6 => core::slice::from_mut(&mut self.beta2_power),
+            _ => {
+                let t = i.saturating_sub(7);
+                if t < P::TENSORS {
+                    self.m.tensor_mut(t)
+                } else {
+                    self.v.tensor_mut(t.saturating_sub(P::TENSORS))
+                }
+            }
+        }
+    }
+    fn check_scalars(scalars: &[f32]) -> Result<(), Error> {
+        let &[learning_rate, beta1, beta2, epsilon, weight_decay, beta1_power, beta2_power] =
+            scalars
+        else {
+            return Err(Error::InvalidHyperparameter(
+                "image scalars",
+                scalars.len() as f32,
+            ));
+        };
+        check_stored_learning_rate(learning_rate)?;
+        if learning_rate != 0.0 {
+            check_range("beta1", beta1, 0.0, 1.0)?;
+            check_range("beta2", beta2, 0.0, 1.0)?;
+            check_range("epsilon", epsilon, Self::MIN_EPSILON, f32::INFINITY)?;
+        }
+        check_range("weight_decay", weight_decay, 0.0, f32::INFINITY)?;
+        check_range(
+            "beta1_power",
+            beta1_power,
+            0.0,
+            f32::from_bits(1.0f32.to_bits() + 1),
+        )?;
+        check_range(
+            "beta2_power",
+            beta2_power,
+            0.0,
+            f32::from_bits(1.0f32.to_bits() + 1),
+        )?;
+        Ok(())
+    }
+    fn value_allowed(index: usize, v: f32) -> bool {
+        // The second moments v (the last P::SCALARS values) are never negative.
+        index < 7 + P::SCALARS || v >= 0.0 || v.is_nan()
+    }
+}

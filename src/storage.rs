@@ -96,27 +96,19 @@ pub trait Parameters: Zeroed {
     const TENSORS: usize;
     /// Number of parametrised layers these tensors belong to.
     const LAYERS: usize;
+    /// Number of scalar parameters in all tensors together (the sum of `rows · cols`).
+    ///
+    /// ```
+    /// use gradguard::{Dense, Layer, Parameters};
+    /// assert_eq!(<<Dense<64, 32> as Layer>::Params as Parameters>::SCALARS, 64 * 32 + 32);
+    /// ```
+    const SCALARS: usize;
     /// Tensor `i` as a flat slice (empty if `i >= TENSORS`).
     fn tensor(&self, i: usize) -> &[f32];
     /// Tensor `i` as a flat mutable slice (empty if `i >= TENSORS`).
     fn tensor_mut(&mut self, i: usize) -> &mut [f32];
     /// Layer index, kind and shape of tensor `i` (`None` if `i >= TENSORS`).
     fn tensor_info(i: usize) -> Option<TensorInfo>;
-    /// Total number of scalar parameters.
-    ///
-    /// ```
-    /// use gradguard::{Dense, Layer, Parameters};
-    /// assert_eq!(<<Dense<64, 32> as Layer>::Params as Parameters>::scalar_count(), 64 * 32 + 32);
-    /// ```
-    fn scalar_count() -> usize {
-        let mut n = 0;
-        let mut i = 0;
-        while let Some(t) = Self::tensor_info(i) {
-            n += t.rows * t.cols;
-            i += 1;
-        }
-        n
-    }
 }
 
 /// No parameters (activation layers).
@@ -135,6 +127,7 @@ impl Zeroed for NoParameters {
 impl Parameters for NoParameters {
     const TENSORS: usize = 0;
     const LAYERS: usize = 0;
+    const SCALARS: usize = 0;
     fn tensor(&self, _i: usize) -> &[f32] {
         &[]
     }
@@ -171,6 +164,7 @@ impl<A: Zeroed, B: Zeroed> Zeroed for Pair<A, B> {
 impl<A: Parameters, B: Parameters> Parameters for Pair<A, B> {
     const TENSORS: usize = A::TENSORS + B::TENSORS;
     const LAYERS: usize = A::LAYERS + B::LAYERS;
+    const SCALARS: usize = A::SCALARS + B::SCALARS;
     fn tensor(&self, i: usize) -> &[f32] {
         if i < A::TENSORS {
             self.first.tensor(i)

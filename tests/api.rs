@@ -49,7 +49,7 @@ fn training_bytes_is_the_sum_of_the_array_sizes() {
     let b = 8;
     let cache = 3 * b * (32 + 16 + 10) + b * (32 + 16) + b * 10;
     assert_eq!(training_bytes::<Net, 8>(), 4 * (2 * params + cache));
-    assert_eq!(<Params as Parameters>::scalar_count(), params);
+    assert_eq!(<Params as Parameters>::SCALARS, params);
     // The Adam state is two more copies of the parameters (plus a few scalars).
     assert!(core::mem::size_of::<Adam<Params>>() >= 4 * 2 * params);
 }
@@ -862,6 +862,298 @@ mod properties {
             let w0 = before.tensor(4).iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
             let reported = f64::from(layers[0].weight_norm);
             prop_assert!((reported - w0).abs() <= 1e-5 * w0, "{} vs {}", reported, w0);
+        }
+    }
+}
+
+/// Parameter and optimiser images (`gradguard::image`): round trips, every corruption
+/// refused with the destination unchanged, a golden image, resumed training.
+mod images {
+    use super::*;
+    use gradguard::image::{self, ImageError, NonFinite, Persistent};
+
+    type Small = <Dense<3, 2> as Layer>::Params;
+    type Transposed = <Dense<2, 3> as Layer>::Params;
+    type Deep = <Seq![Dense<5, 4, Relu>, Dense<4, 3, Sigmoid>, Dense<3, 2>] as Layer>::Params;
+
+    fn filled<P: Parameters>(seed: u64) -> P {
+        let mut p = P::ZEROED;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        for i in 0..P::TENSORS {
+            fill(p.tensor_mut(i), 4, 4, Init::StandardNormal, &mut rng);
+        }
+        p
+    }
+
+    fn image_of<S: Persistent>(state: &S) -> Vec<u8> {
+        let mut out = vec![0u8; S::IMAGE_BYTES];
+        assert_eq!(image::save(state, &mut out), Ok(S::IMAGE_BYTES));
+        out
+    }
+
+    /// Writes a valid checksum over a (modified) image, so that a test reaches the check
+    /// behind it.
+    fn reseal(img: &mut [u8]) {
+        let mut covered = img[..28].to_vec();
+        covered.extend_from_slice(&img[32..]);
+        let crc = image::crc32(&covered);
+        img[28..32].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn bits<P: Parameters>(p: &P) -> Vec<u32> {
+        (0..P::TENSORS)
+            .flat_map(|i| p.tensor(i).iter().map(|v| v.to_bits()))
+            .collect()
+    }
+
+    #[test]
+    fn the_size_is_the_header_plus_four_bytes_per_value() {
+        fn slices<S: Persistent + Zeroed>() -> usize {
+            let s = S::ZEROED;
+            (0..S::SLICES).map(|i| s.slice(i).len()).sum()
+        }
+        fn check<P: Parameters>() {
+            let values: usize = (0..P::TENSORS).map(|i| P::ZEROED.tensor(i).len()).sum();
+            assert_eq!(slices::<P>(), <P as Persistent>::VALUES);
+            assert_eq!(slices::<Momentum<P>>(), <Momentum<P> as Persistent>::VALUES);
+            assert_eq!(slices::<Adam<P>>(), <Adam<P> as Persistent>::VALUES);
+            assert_eq!(P::SCALARS, values);
+            assert_eq!(<P as Persistent>::IMAGE_BYTES, 32 + 4 * values);
+            assert_eq!(
+                <Momentum<P> as Persistent>::IMAGE_BYTES,
+                32 + 4 * (3 + values)
+            );
+            assert_eq!(
+                <Adam<P> as Persistent>::IMAGE_BYTES,
+                32 + 4 * (7 + 2 * values)
+            );
+        }
+        check::<Small>();
+        check::<Deep>();
+        check::<Params>();
+        assert_eq!(<Params as Persistent>::IMAGE_BYTES, 32 + 4 * 2_778);
+    }
+
+    /// The format is fixed: bytes computed independently (Python's struct and zlib.crc32).
+    #[test]
+    fn a_one_weight_network_has_the_documented_bytes() {
+        let mut p = <Dense<1, 1> as Layer>::Params::ZEROED;
+        p.weights[0][0] = 1.0;
+        p.bias[0] = -2.0;
+        #[rustfmt::skip]
+        let golden: [u8; 40] = [
+            0x47, 0x47, 0x50, 0x49, 0x01, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x00,
+            0x00, 0x00, 0x58, 0x20, 0xfb, 0x12, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0xf7, 0x88, 0x10, 0x5c, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0,
+        ];
+        assert_eq!(image_of(&p), golden);
+        assert_eq!(image::crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_refused_and_leaves_the_destination_unchanged() {
+        let img = image_of(&filled::<Small>(1));
+        let before = filled::<Small>(2);
+        for bit in 0..img.len() * 8 {
+            let mut bad = img.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let mut dest = before;
+            let r = image::load(&bad, &mut dest, NonFinite::Accept);
+            assert!(matches!(r, Err(Error::Image(_))), "bit {bit}: {r:?}");
+            assert_eq!(bits(&dest), bits(&before), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let img = image_of(&filled::<Deep>(3));
+        for len in 0..img.len() {
+            let mut dest = Deep::ZEROED;
+            assert_eq!(
+                image::load(&img[..len], &mut dest, NonFinite::Reject),
+                Err(Error::Image(ImageError::TooShort {
+                    needed: img.len(),
+                    available: len
+                }))
+            );
+            assert_eq!(bits(&dest), bits(&Deep::ZEROED));
+        }
+        let mut short = vec![0u8; img.len() - 1];
+        assert!(image::save(&filled::<Deep>(3), &mut short).is_err());
+        assert!(
+            short.iter().all(|&b| b == 0),
+            "save wrote into a short buffer"
+        );
+    }
+
+    #[test]
+    fn another_shape_or_content_is_refused() {
+        let img = image_of(&filled::<Small>(4));
+        // Dense<2, 3> has as many values (8) as Dense<3, 2>: only the signature tells.
+        let mut t = Transposed::ZEROED;
+        assert_eq!(
+            image::load(&img, &mut t, NonFinite::Reject),
+            Err(Error::Image(ImageError::OtherShape))
+        );
+        assert_eq!(bits(&t), bits(&Transposed::ZEROED));
+        let mut m = Momentum::<Small>::ZEROED;
+        assert_eq!(
+            image::load(&img, &mut m, NonFinite::Reject),
+            Err(Error::Image(ImageError::OtherContent(1)))
+        );
+    }
+
+    #[test]
+    fn header_fields_are_checked_behind_a_valid_checksum() {
+        let good = image_of(&filled::<Small>(5));
+        let cases: [(usize, u8, ImageError); 3] = [
+            (0, b'X', ImageError::NotAnImage),
+            (4, 2, ImageError::UnsupportedVersion(2)),
+            (24, 1, ImageError::ReservedBytes),
+        ];
+        for (at, byte, want) in cases {
+            let mut bad = good.clone();
+            bad[at] = byte;
+            reseal(&mut bad);
+            let mut dest = Small::ZEROED;
+            assert_eq!(
+                image::load(&bad, &mut dest, NonFinite::Reject),
+                Err(Error::Image(want))
+            );
+            assert_eq!(bits(&dest), bits(&Small::ZEROED));
+        }
+    }
+
+    #[test]
+    fn non_finite_values_are_refused_unless_accepted() {
+        let mut p = filled::<Small>(6);
+        p.bias[1] = f32::NEG_INFINITY;
+        let img = image_of(&p);
+        let mut dest = Small::ZEROED;
+        assert_eq!(
+            image::load(&img, &mut dest, NonFinite::Reject),
+            Err(Error::Image(ImageError::NonFinite { index: 7 }))
+        );
+        assert_eq!(bits(&dest), bits(&Small::ZEROED));
+        image::load(&img, &mut dest, NonFinite::Accept).unwrap();
+        assert_eq!(bits(&dest), bits(&p));
+    }
+
+    #[test]
+    fn images_load_from_any_alignment_and_from_longer_buffers() {
+        let p = filled::<Deep>(7);
+        let img = image_of(&p);
+        for offset in 0..8 {
+            let mut buf = vec![0xFFu8; offset + img.len() + 100]; // erased flash after it
+            buf[offset..offset + img.len()].copy_from_slice(&img);
+            let mut dest = Deep::ZEROED;
+            image::load(&buf[offset..], &mut dest, NonFinite::Reject).unwrap();
+            assert_eq!(bits(&dest), bits(&p));
+            let mut out = vec![0u8; offset + img.len()];
+            image::save(&p, &mut out[offset..]).unwrap();
+            assert_eq!(&out[offset..], &img[..]);
+        }
+    }
+
+    #[test]
+    fn optimiser_images_refuse_invalid_state() {
+        let mut opt = Momentum::<Small>::ZEROED;
+        opt.configure(Sgd::new(0.1).unwrap(), 0.9).unwrap();
+        let mut img = image_of(&opt);
+        img[32..36].copy_from_slice(&(-0.1f32).to_le_bytes()); // learning rate
+        reseal(&mut img);
+        let mut dest = Momentum::<Small>::ZEROED;
+        assert!(matches!(
+            image::load(&img, &mut dest, NonFinite::Reject),
+            Err(Error::InvalidLearningRate(_))
+        ));
+
+        let mut adam = Adam::<Small>::ZEROED;
+        adam.configure(1e-3, 0.9, 0.999, 1e-8, 0.0).unwrap();
+        let mut img = image_of(&adam);
+        let last = img.len() - 4; // the last second moment
+        img[last..].copy_from_slice(&(-1.0f32).to_le_bytes());
+        reseal(&mut img);
+        let mut dest = Adam::<Small>::ZEROED;
+        let values = 7 + 2 * Small::SCALARS;
+        assert_eq!(
+            image::load(&img, &mut dest, NonFinite::Reject),
+            Err(Error::Image(ImageError::InvalidValue { index: values - 1 }))
+        );
+        let mut img = image_of(&adam);
+        img[44..48].copy_from_slice(&0.0f32.to_le_bytes()); // ε = 0 with lr 1e-3
+        reseal(&mut img);
+        assert!(image::load(&img, &mut dest, NonFinite::Reject).is_err());
+        assert_eq!(image_of(&dest), image_of(&Adam::<Small>::ZEROED));
+    }
+
+    /// Saving parameters and Adam state mid-training and resuming from the images gives the
+    /// same parameters, bit for bit, as training without the interruption.
+    #[test]
+    fn training_resumed_from_images_matches_uninterrupted_training() {
+        type N = Seq![Dense<5, 4, Relu>, Dense<4, 3, Sigmoid>, Dense<3, 2>];
+        let net = N::default();
+        let x: [[f32; 5]; 4] =
+            core::array::from_fn(|s| core::array::from_fn(|i| (s * 5 + i) as f32 / 10.0 - 0.9));
+        let y = [0usize, 1, 1, 0];
+        let run = |p: &mut Deep, opt: &mut Adam<Deep>, steps: usize| {
+            let (mut g, mut ws) = (Deep::ZEROED, Workspace::<N, 4>::ZEROED);
+            for _ in 0..steps {
+                gradguard::train_step(&net, p, &mut g, &mut ws, opt, &SoftmaxCrossEntropy, &x, &y)
+                    .unwrap();
+            }
+        };
+        let (mut p, mut opt) = (filled::<Deep>(8), Adam::<Deep>::ZEROED);
+        opt.configure(1e-2, 0.9, 0.999, 1e-8, 1e-4).unwrap();
+        let (mut p_full, mut opt_full) = (p, Adam::<Deep>::ZEROED);
+        opt_full.configure(1e-2, 0.9, 0.999, 1e-8, 1e-4).unwrap();
+        run(&mut p_full, &mut opt_full, 10);
+
+        run(&mut p, &mut opt, 4);
+        let (p_img, opt_img) = (image_of(&p), image_of(&opt));
+        let (mut p2, mut opt2) = (Deep::ZEROED, Adam::<Deep>::ZEROED); // after a "reset"
+        image::load(&p_img, &mut p2, NonFinite::Reject).unwrap();
+        image::load(&opt_img, &mut opt2, NonFinite::Reject).unwrap();
+        run(&mut p2, &mut opt2, 6);
+        assert_eq!(bits(&p2), bits(&p_full));
+        assert_ne!(
+            bits(&p2),
+            bits(&filled::<Deep>(8)),
+            "training changed nothing"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any values, any NaN payload: save then load gives the same bits, and saving again
+        /// gives the same image.
+        #[test]
+        fn round_trips_are_bit_exact(words in proptest::collection::vec(any::<u32>(), Deep::SCALARS)) {
+            let mut p = Deep::ZEROED;
+            let mut it = words.iter();
+            for i in 0..Deep::TENSORS {
+                for (v, &w) in p.tensor_mut(i).iter_mut().zip(&mut it) {
+                    *v = f32::from_bits(w);
+                }
+            }
+            let img = image_of(&p);
+            let mut q = Deep::ZEROED;
+            image::load(&img, &mut q, NonFinite::Accept).unwrap();
+            prop_assert_eq!(bits(&q), bits(&p));
+            prop_assert_eq!(image_of(&q), img.clone());
+            let finite = words.iter().all(|&w| f32::from_bits(w).is_finite());
+            prop_assert_eq!(image::verify::<Deep>(&img, NonFinite::Reject).is_ok(), finite);
+        }
+
+        /// Arbitrary bytes never panic, and a refused image leaves the destination as it was.
+        #[test]
+        fn arbitrary_bytes_are_refused_without_a_trace(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let before = filled::<Small>(9);
+            let mut dest = before;
+            if image::load(&bytes, &mut dest, NonFinite::Accept).is_err() {
+                prop_assert_eq!(bits(&dest), bits(&before));
+            }
         }
     }
 }
