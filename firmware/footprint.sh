@@ -5,7 +5,8 @@
 # one training step and instruction counts (QEMU mps2-an386, Cortex-M4F).
 # Fails if gradguard's statics differ from `training_bytes`, its code exceeds the goals
 # (8 KiB without health, 12 KiB with), or the dense forward needs more than 1.5 instructions
-# per multiply-add. Run from anywhere (tools/setup.sh cortex-m installs what it needs).
+# per multiply-add. Also reports the code size of the parameter image's writer and reader.
+# Run from anywhere (tools/setup.sh cortex-m installs what it needs).
 set -euo pipefail
 cd "$(dirname "$0")"
 tools=../tools
@@ -76,11 +77,19 @@ measure() { # measure LABEL [cargo features...]: prints one markdown row, checks
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   measure 'opt-level s, no health'
   measure 'opt-level s, health' --features health
+  measure 'opt-level s, no health, image' --features image
   CARGO_PROFILE_RELEASE_OPT_LEVEL=3 measure 'opt-level 3, no health'
 } > FOOTPRINT.md.new
 mv FOOTPRINT.md.new FOOTPRINT.md
 cat FOOTPRINT.md
 plain="$(cat 'target/gradguard-bytes-opt-level s, no health')"
+with_image="$(cat 'target/gradguard-bytes-opt-level s, no health, image')"
+{
+  echo
+  echo "The image writer and reader (\`gradguard::image::save\` and \`load\` for these parameters,"
+  echo "with CRC-32 and every check) add $((with_image - plain)) bytes of gradguard code (the image row minus the"
+  echo "first); the image is $((32 + 4 * (64 * 32 + 32 + 32 * 10 + 10))) bytes (32 of header, 4 per parameter)."
+} >> FOOTPRINT.md
 health="$(cat 'target/gradguard-bytes-opt-level s, health')"
 [ "$plain" -le 8192 ] || { echo "gradguard code $plain B > 8 KiB without health" >&2; exit 1; }
 [ "$health" -le 12288 ] || { echo "gradguard code $health B > 12 KiB with health" >&2; exit 1; }

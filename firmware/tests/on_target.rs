@@ -9,6 +9,7 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
 use gradguard::datasets::digits;
 use gradguard::health::{HealthConfig, HealthReport};
+use gradguard::image::{self, NonFinite, Persistent};
 use gradguard::init::shuffle;
 use gradguard::{Relu, Sgd};
 use gradguard_firmware::{hardfault_exits, stack_used, Tally};
@@ -47,7 +48,102 @@ static mut DEEP_RELU_GRADS: <DeepRelu as Layer>::Params = <DeepRelu as Layer>::P
 static mut DEEP_RELU_WS: Workspace<DeepRelu, 32> = Workspace::ZEROED;
 static mut REPORT: HealthReport<10> = HealthReport::new(HealthConfig::DEFAULT);
 
+// Train on the host, fine-tune on the device: the image of the 64-16-10 net above trained
+// on the host (`cargo run --release --example digits -- --hidden 16 --epochs 20
+// --save-image ...`), in flash. It reuses the SMALL_* statics.
+const SMALL_IMAGE_BYTES: usize = <SmallParams as Persistent>::IMAGE_BYTES;
+static PRETRAINED: &[u8; SMALL_IMAGE_BYTES] =
+    include_bytes!("../../tests/data/digits-64-16-10.ggpi");
+// A RAM region standing in for a flash sector.
+static mut SECTOR: [u8; SMALL_IMAGE_BYTES] = [0; SMALL_IMAGE_BYTES];
+
 hardfault_exits!();
+
+/// Test digits (of 296) `params` classifies correctly.
+fn test_hits(params: &SmallParams, workspace: &mut Workspace<Small, 16>) -> u32 {
+    let accuracy = digits::accuracy(
+        &Small::default(),
+        params,
+        &mut workspace.cache,
+        &digits::TEST,
+    );
+    (accuracy * digits::TEST.len() as f32 + 0.5) as u32
+}
+
+/// Whether two parameter sets hold the same bits.
+fn same_bits(a: &SmallParams, b: &SmallParams) -> bool {
+    (0..SmallParams::TENSORS).all(|i| {
+        a.tensor(i)
+            .iter()
+            .zip(b.tensor(i))
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    })
+}
+
+/// Loads the host-trained image, checks the host's accuracy, fine-tunes, saves to the
+/// "sector", resets the parameters, reloads and checks they are bit-identical.
+fn host_trained_then_fine_tuned(t: &mut Tally) {
+    // SAFETY: single-threaded firmware; these statics are borrowed only here (the earlier
+    // borrows in `main` have ended).
+    #[allow(static_mut_refs)]
+    let (p, g, ws, sector) = unsafe {
+        (
+            &mut SMALL_PARAMS,
+            &mut SMALL_GRADS,
+            &mut SMALL_WORKSPACE,
+            &mut SECTOR,
+        )
+    };
+    let (stack, loaded) = stack_used(|| image::load(PRETRAINED, p, NonFinite::Reject));
+    t.check("host_trained_image_loads_from_flash", loaded.is_ok());
+    let host = test_hits(p, ws);
+    hprintln!(
+        "host-trained 64-16-10 image ({} bytes, loaded with {} bytes of stack): {}/296 test digits (host: 284)",
+        SMALL_IMAGE_BYTES,
+        stack,
+        host
+    );
+    t.check(
+        "host_trained_image_scores_the_hosts_284_of_296",
+        host == 284,
+    );
+
+    let Ok(mut sgd) = Sgd::new(0.02) else {
+        t.finish()
+    };
+    for _ in 0..2 {
+        let _ = digits::train_epoch(&Small::default(), p, g, ws, &mut sgd, &digits::TRAIN);
+    }
+    let tuned = test_hits(p, ws);
+    sector.fill(0xFF); // erased
+    let (stack, saved) = stack_used(|| image::save(p, sector));
+    // Keep a copy to compare with (the gradients are not needed any more), then "reset".
+    for i in 0..SmallParams::TENSORS {
+        g.tensor_mut(i).copy_from_slice(p.tensor(i));
+        p.tensor_mut(i).fill(0.0);
+    }
+    let reloaded = image::load(sector, p, NonFinite::Reject).is_ok();
+    let identical = same_bits(p, g);
+    hprintln!(
+        "fine-tuned 2 epochs on the 1501 training digits: {}/296; saved {:?} ({} bytes of stack), reloaded {}, identical {}",
+        tuned,
+        saved,
+        stack,
+        reloaded,
+        identical
+    );
+    t.check(
+        "fine_tuned_parameters_survive_a_reset_bit_for_bit",
+        saved == Ok(SMALL_IMAGE_BYTES) && reloaded && identical && test_hits(p, ws) == tuned,
+    );
+
+    sector[100] ^= 0x10; // one flipped bit
+    let refused = image::load(sector, p, NonFinite::Reject).is_err();
+    t.check(
+        "a_corrupt_sector_is_refused_and_changes_nothing",
+        refused && same_bits(p, g),
+    );
+}
 
 /// Initialises `net` (seed 0) and records the health of one backward pass on the first 32
 /// training digits in `report`.
@@ -184,6 +280,8 @@ fn main() -> ! {
         }
         t.check(name, result.is_ok());
     }
+
+    host_trained_then_fine_tuned(&mut t);
 
     let bad_label = SoftmaxCrossEntropy.loss_and_gradient(&[[0.0f32; 3]], &[7], &mut [[0.0f32; 3]]);
     t.check("bad_label_is_an_error_value", bad_label.is_err());

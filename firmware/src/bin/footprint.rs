@@ -1,6 +1,7 @@
 //! The footprint firmware: a Dense(64→32) + ReLU + Dense(32→10) + softmax cross-entropy + SGD
 //! network trained from statics, built without (`cargo build --release`) and with health
-//! tracking (`--features health`). `footprint.sh` runs it, counts instructions between the
+//! tracking (`--features health`), and with the parameters saved to and loaded from an image
+//! after training (`--features image`, for the code size of the image writer and reader). `footprint.sh` runs it, counts instructions between the
 //! markers and reads its sizes. No digits data is linked, so flash is the code itself.
 #![no_std]
 #![no_main]
@@ -30,6 +31,27 @@ static mut WORKSPACE: Workspace<Net, BATCH> = Workspace::ZEROED;
 #[cfg(feature = "health")]
 static mut REPORT: gradguard::health::HealthReport<2> =
     gradguard::health::HealthReport::new(gradguard::health::HealthConfig::DEFAULT);
+
+/// A RAM region standing in for the flash sector the image is written to.
+#[cfg(feature = "image")]
+static mut SECTOR: [u8; <Params as gradguard::image::Persistent>::IMAGE_BYTES] =
+    [0; <Params as gradguard::image::Persistent>::IMAGE_BYTES];
+
+/// Writes the parameters' image (what the size report attributes to the image writer).
+#[cfg(feature = "image")]
+#[no_mangle]
+#[inline(never)]
+pub fn gradguard_image_save(params: &Params, sector: &mut [u8]) -> bool {
+    gradguard::image::save(params, sector).is_ok()
+}
+
+/// Verifies and loads the parameters' image in place (the image reader).
+#[cfg(feature = "image")]
+#[no_mangle]
+#[inline(never)]
+pub fn gradguard_image_load(sector: &[u8], params: &mut Params) -> bool {
+    gradguard::image::load(sector, params, gradguard::image::NonFinite::Reject).is_ok()
+}
 
 type Square = Dense<64, 64>;
 static mut SQUARE_PARAMS: <Square as Layer>::Params = <Square as Layer>::Params::ZEROED;
@@ -137,6 +159,20 @@ fn main() -> ! {
     hprintln!("stack_bytes_training_step {}", stack);
     hprintln!("macs_training_step {}", 3 * BATCH * (64 * 32 + 32 * 10));
     t.check("loss_decreases", second < first);
+    #[cfg(feature = "image")]
+    {
+        // SAFETY: single-threaded; the only borrow of SECTOR.
+        #[allow(static_mut_refs)]
+        let sector = unsafe { &mut SECTOR };
+        let saved = gradguard_image_save(params, black_box(sector));
+        let before = params.second.bias[3].to_bits();
+        t.check(
+            "image_round_trip",
+            saved
+                && gradguard_image_load(black_box(sector), params)
+                && params.second.bias[3].to_bits() == before,
+        );
+    }
     let same = square_cache.output[0]
         .iter()
         .zip(naive.iter())
