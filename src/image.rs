@@ -58,7 +58,7 @@
 // all arithmetic is checked or provably in range.
 #![deny(clippy::arithmetic_side_effects)]
 
-use crate::{Error, Parameters, TensorKind};
+use crate::{Error, Parameters, TensorInfo, TensorKind};
 
 /// Bytes of the header in front of the values.
 pub const HEADER_BYTES: usize = 32;
@@ -246,20 +246,146 @@ impl<P: Parameters> Persistent for P {
 /// assert_ne!(a, shape_signature::<<Dense<2, 3> as Layer>::Params>());
 /// ```
 pub fn shape_signature<P: Parameters>() -> u32 {
+    signature_of((0..P::TENSORS).filter_map(P::tensor_info))
+}
+
+/// The shape signature of tensors described at run time (host tools).
+pub(crate) fn signature_of(tensors: impl Iterator<Item = TensorInfo>) -> u32 {
     let mut crc = Crc32::new();
     let word = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
-    for i in 0..P::TENSORS {
-        if let Some(t) = P::tensor_info(i) {
-            let kind = match t.kind {
-                TensorKind::Weight => 0,
-                TensorKind::Bias => 1,
-            };
-            for field in [t.layer, kind, t.rows, t.cols] {
-                crc.update(&word(field));
-            }
+    for t in tensors {
+        let kind = match t.kind {
+            TensorKind::Weight => 0,
+            TensorKind::Bias => 1,
+        };
+        for field in [t.layer, kind, t.rows, t.cols] {
+            crc.update(&word(field));
         }
     }
     crc.finish()
+}
+
+/// What the header of an image says besides its checksum: the content, the counts and the
+/// shape signature. Known at compile time for a [`Persistent`] type, or built at run time
+/// by host tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) content: Content,
+    pub(crate) tensors: usize,
+    pub(crate) values: usize,
+    pub(crate) signature: u32,
+}
+
+impl Layout {
+    fn of<S: Persistent>() -> Self {
+        Layout {
+            content: S::CONTENT,
+            tensors: S::PARAMETER_TENSORS,
+            values: S::VALUES,
+            signature: S::signature(),
+        }
+    }
+
+    /// Bytes of the image (`None` if that overflows).
+    pub(crate) fn image_bytes(&self) -> Option<usize> {
+        self.values.checked_mul(4)?.checked_add(HEADER_BYTES)
+    }
+
+    /// The header with a zero checksum field.
+    fn header(&self) -> [u8; HEADER_BYTES] {
+        let mut h = [0u8; HEADER_BYTES];
+        let count = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
+        let fields: [(usize, &[u8]); 6] = [
+            (0, &MAGIC),
+            (4, &VERSION.to_le_bytes()),
+            (6, &(self.content as u16).to_le_bytes()),
+            (8, &count(self.tensors)),
+            (12, &count(self.values)),
+            (16, &self.signature.to_le_bytes()),
+        ];
+        for (at, bytes) in fields {
+            for (d, &b) in h.iter_mut().skip(at).zip(bytes) {
+                *d = b;
+            }
+        }
+        h
+    }
+
+    /// Writes the image of `values` (exactly `self.values` of them) to the start of `out`.
+    pub(crate) fn write(
+        &self,
+        values: impl Iterator<Item = f32>,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        let needed = self.image_bytes().unwrap_or(usize::MAX);
+        let available = out.len();
+        let Some(out) = out.get_mut(..needed) else {
+            return Err(Error::Image(ImageError::TooShort { needed, available }));
+        };
+        let (header, payload) = out.split_at_mut(HEADER_BYTES);
+        for (v, bytes) in values.zip(payload.chunks_exact_mut(4)) {
+            bytes.copy_from_slice(&v.to_le_bytes());
+        }
+        header.copy_from_slice(&self.header());
+        let crc = image_checksum(header, payload);
+        if let Some(field) = header.get_mut(28..32) {
+            field.copy_from_slice(&crc.to_le_bytes());
+        }
+        Ok(needed)
+    }
+
+    /// Verifies `image` against this layout and returns its payload: magic, version,
+    /// content, counts and signature, reserved bytes, length, checksum, and non-finite
+    /// values per `non_finite`.
+    pub(crate) fn check<'a>(
+        &self,
+        image: &'a [u8],
+        non_finite: NonFinite,
+    ) -> Result<&'a [u8], Error> {
+        let fail = |e| Err(Error::Image(e));
+        let needed = self.image_bytes().unwrap_or(usize::MAX);
+        let Some(header) = image.get(..HEADER_BYTES) else {
+            return fail(ImageError::TooShort {
+                needed,
+                available: image.len(),
+            });
+        };
+        if header.get(..4) != Some(&MAGIC[..]) {
+            return fail(ImageError::NotAnImage);
+        }
+        let version = u16_at(header, 4);
+        if version != VERSION {
+            return fail(ImageError::UnsupportedVersion(version));
+        }
+        let content = u16_at(header, 6);
+        if content != self.content as u16 {
+            return fail(ImageError::OtherContent(content));
+        }
+        if header.get(8..20) != self.header().get(8..20) {
+            return fail(ImageError::OtherShape);
+        }
+        if header
+            .get(20..28)
+            .is_some_and(|r| r.iter().any(|&b| b != 0))
+        {
+            return fail(ImageError::ReservedBytes);
+        }
+        let Some(payload) = image.get(HEADER_BYTES..needed) else {
+            return fail(ImageError::TooShort {
+                needed,
+                available: image.len(),
+            });
+        };
+        if image_checksum(header, payload) != u32_at(header, 28) {
+            return fail(ImageError::ChecksumMismatch);
+        }
+        if non_finite == NonFinite::Reject {
+            if let Some(index) = payload.chunks_exact(4).position(|b| !f32_at(b).is_finite()) {
+                return fail(ImageError::NonFinite { index });
+            }
+        }
+        Ok(payload)
+    }
 }
 
 /// Writes the image of `state` to the start of `out` and returns its length,
@@ -278,26 +404,8 @@ pub fn shape_signature<P: Parameters>() -> u32 {
 /// # Ok::<(), gradguard::Error>(())
 /// ```
 pub fn save<S: Persistent>(state: &S, out: &mut [u8]) -> Result<usize, Error> {
-    let needed = S::IMAGE_BYTES;
-    let Some(out) = out.get_mut(..needed) else {
-        return Err(Error::Image(ImageError::TooShort {
-            needed,
-            available: out.len(),
-        }));
-    };
-    let (header, payload) = out.split_at_mut(HEADER_BYTES);
-    let mut values = payload.chunks_exact_mut(4);
-    for i in 0..S::SLICES {
-        for (&v, bytes) in state.slice(i).iter().zip(values.by_ref()) {
-            bytes.copy_from_slice(&v.to_le_bytes());
-        }
-    }
-    header.copy_from_slice(&header_without_checksum::<S>());
-    let crc = image_checksum(header, payload);
-    if let Some(field) = header.get_mut(28..32) {
-        field.copy_from_slice(&crc.to_le_bytes());
-    }
-    Ok(needed)
+    let values = (0..S::SLICES).flat_map(|i| state.slice(i).iter().copied());
+    Layout::of::<S>().write(values, out)
 }
 
 /// Checks that `image` is a complete, intact image of state shaped like `S`, without
@@ -353,26 +461,6 @@ pub fn load<S: Persistent>(
     Ok(())
 }
 
-/// The header of `S`'s image with a zero checksum field.
-fn header_without_checksum<S: Persistent>() -> [u8; HEADER_BYTES] {
-    let mut h = [0u8; HEADER_BYTES];
-    let count = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
-    let fields: [(usize, &[u8]); 6] = [
-        (0, &MAGIC),
-        (4, &VERSION.to_le_bytes()),
-        (6, &(S::CONTENT as u16).to_le_bytes()),
-        (8, &count(S::PARAMETER_TENSORS)),
-        (12, &count(S::VALUES)),
-        (16, &S::signature().to_le_bytes()),
-    ];
-    for (at, bytes) in fields {
-        for (d, &b) in h.iter_mut().skip(at).zip(bytes) {
-            *d = b;
-        }
-    }
-    h
-}
-
 /// CRC-32 of the header's first 28 bytes and the payload.
 fn image_checksum(header: &[u8], payload: &[u8]) -> u32 {
     let mut crc = Crc32::new();
@@ -397,57 +485,19 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b)
 }
 
-fn f32_at(bytes: &[u8]) -> f32 {
+pub(crate) fn f32_at(bytes: &[u8]) -> f32 {
     f32::from_bits(u32_at(bytes, 0))
 }
 
 /// Verifies `image` as an image of `S` and returns its payload.
 fn checked_payload<S: Persistent>(image: &[u8], non_finite: NonFinite) -> Result<&[u8], Error> {
-    let fail = |e| Err(Error::Image(e));
-    let Some(header) = image.get(..HEADER_BYTES) else {
-        return fail(ImageError::TooShort {
-            needed: S::IMAGE_BYTES,
-            available: image.len(),
-        });
-    };
-    if header.get(..4) != Some(&MAGIC[..]) {
-        return fail(ImageError::NotAnImage);
-    }
-    let version = u16_at(header, 4);
-    if version != VERSION {
-        return fail(ImageError::UnsupportedVersion(version));
-    }
-    let content = u16_at(header, 6);
-    if content != S::CONTENT as u16 {
-        return fail(ImageError::OtherContent(content));
-    }
-    let expected = header_without_checksum::<S>();
-    if header.get(8..20) != expected.get(8..20) {
-        return fail(ImageError::OtherShape);
-    }
-    if header
-        .get(20..28)
-        .is_some_and(|r| r.iter().any(|&b| b != 0))
+    let payload = Layout::of::<S>().check(image, non_finite)?;
+    if let Some(index) = payload
+        .chunks_exact(4)
+        .enumerate()
+        .position(|(index, b)| !S::value_allowed(index, f32_at(b)))
     {
-        return fail(ImageError::ReservedBytes);
-    }
-    let Some(payload) = image.get(HEADER_BYTES..S::IMAGE_BYTES) else {
-        return fail(ImageError::TooShort {
-            needed: S::IMAGE_BYTES,
-            available: image.len(),
-        });
-    };
-    if image_checksum(header, payload) != u32_at(header, 28) {
-        return fail(ImageError::ChecksumMismatch);
-    }
-    for (index, bytes) in payload.chunks_exact(4).enumerate() {
-        let v = f32_at(bytes);
-        if non_finite == NonFinite::Reject && !v.is_finite() {
-            return fail(ImageError::NonFinite { index });
-        }
-        if !S::value_allowed(index, v) {
-            return fail(ImageError::InvalidValue { index });
-        }
+        return Err(Error::Image(ImageError::InvalidValue { index }));
     }
     let mut scalars = [0.0f32; 8];
     let n = S::LEADING_SCALARS.min(scalars.len());

@@ -57,6 +57,9 @@
 //!   [`Error`] and [`kernels::Backend`], for logging them from firmware over RTT (see
 //!   `firmware/examples/board`). Costs the `defmt` dependency and, in a firmware
 //!   that logs a report, the formatting code defmt generates (no change to the kernels).
+//! * `safetensors` (off): the `interchange` module, safetensors import and export with PyTorch's
+//!   names, and conversion to and from [`image`]s. Needs an allocator (`alloc`; the rest of
+//!   the crate never allocates) and costs the `safetensors` crate with serde and serde_json.
 //! * `bench-peers` (off): only for `cargo bench --bench peers`; pulls in nalgebra, ndarray,
 //!   matrixmultiply and gemm to compare against. The library never uses them.
 //!
@@ -102,6 +105,8 @@ mod error;
 pub mod health;
 pub mod image;
 pub mod init;
+#[cfg(feature = "safetensors")]
+pub mod interchange;
 pub mod kernels;
 pub mod lanes;
 mod layer;

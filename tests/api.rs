@@ -866,6 +866,13 @@ mod properties {
     }
 }
 
+/// Every value of `p`'s tensors as bits, in order.
+fn bits<P: Parameters>(p: &P) -> Vec<u32> {
+    (0..P::TENSORS)
+        .flat_map(|i| p.tensor(i).iter().map(|v| v.to_bits()))
+        .collect()
+}
+
 /// Parameter and optimiser images (`gradguard::image`): round trips, every corruption
 /// refused with the destination unchanged, a golden image, resumed training.
 mod images {
@@ -900,11 +907,6 @@ mod images {
         img[28..32].copy_from_slice(&crc.to_le_bytes());
     }
 
-    fn bits<P: Parameters>(p: &P) -> Vec<u32> {
-        (0..P::TENSORS)
-            .flat_map(|i| p.tensor(i).iter().map(|v| v.to_bits()))
-            .collect()
-    }
 
     #[test]
     fn the_size_is_the_header_plus_four_bytes_per_value() {
@@ -1154,6 +1156,171 @@ mod images {
             if image::load(&bytes, &mut dest, NonFinite::Accept).is_err() {
                 prop_assert_eq!(bits(&dest), bits(&before));
             }
+        }
+    }
+}
+
+/// safetensors interchange with PyTorch (`--features safetensors`): a network trained in
+/// PyTorch (`tools/pytorch-digits.py`) loads, computes PyTorch's logits, and saves back to
+/// the same file; files that do not fit are refused with what was expected.
+#[cfg(feature = "safetensors")]
+mod interchange {
+    use super::*;
+    use gradguard::image::{self, NonFinite};
+    use gradguard::interchange::{
+        image_to_safetensors, load_safetensors, safetensors_to_image, save_safetensors,
+        InterchangeError, Naming,
+    };
+
+    include!("data/pytorch_digits.rs");
+    type Torch = Seq![Dense<64, 16, Relu>, Dense<16, 10>];
+    type TorchParams = <Torch as Layer>::Params;
+    const FILE: &[u8] = include_bytes!("data/pytorch-digits-64-16-10.safetensors");
+
+
+    /// The logits match PyTorch's within the rounding error two f32 evaluations in different
+    /// summation orders can have: for each logit, 2·(k+1)·u·Σ|terms| summed over both layers
+    /// (k = 64 or 16 terms, u = 2^-24), computed in f64 from the same weights.
+    #[test]
+    fn pytorch_weights_give_pytorch_logits() {
+        let mut p = TorchParams::ZEROED;
+        load_safetensors(FILE, Naming::Sequential, &mut p).unwrap();
+        let x: [[f32; 64]; 8] =
+            core::array::from_fn(|i| gradguard::datasets::digits::features(i).unwrap());
+        let mut cache = <Torch as Layer>::Cache::<8>::ZEROED;
+        Torch::default().forward(&p, &x, &mut cache);
+        let logits = Torch::output(&cache);
+        let u = f64::from(f32::EPSILON) / 2.0;
+        let (mut worst, mut largest) = (0.0f64, 0.0f64);
+        for s in 0..8 {
+            // |terms| of the hidden layer, then of the output layer.
+            let hidden: Vec<f64> = (0..16)
+                .map(|j| {
+                    let z: f64 = (0..64)
+                        .map(|i| f64::from(p.first.weights[j][i]) * f64::from(x[s][i]))
+                        .sum::<f64>()
+                        + f64::from(p.first.bias[j]);
+                    z.max(0.0)
+                })
+                .collect();
+            let hidden_abs: Vec<f64> = (0..16)
+                .map(|j| {
+                    (0..64)
+                        .map(|i| (f64::from(p.first.weights[j][i]) * f64::from(x[s][i])).abs())
+                        .sum::<f64>()
+                        + f64::from(p.first.bias[j]).abs()
+                })
+                .collect();
+            for k in 0..10 {
+                let w2 = &p.second.weights[k];
+                let terms: f64 = (0..16)
+                    .map(|j| (f64::from(w2[j]) * hidden[j]).abs())
+                    .sum::<f64>()
+                    + f64::from(p.second.bias[k]).abs();
+                let carried: f64 = (0..16)
+                    .map(|j| f64::from(w2[j]).abs() * hidden_abs[j])
+                    .sum();
+                let bound = 2.0 * u * (17.0 * terms + 65.0 * carried);
+                let diff = (f64::from(logits[s][k]) - f64::from(PYTORCH_LOGITS[s][k])).abs();
+                assert!(
+                    diff <= bound,
+                    "record {s} logit {k}: {} vs PyTorch {} (bound {bound:e})",
+                    logits[s][k],
+                    PYTORCH_LOGITS[s][k]
+                );
+                worst = worst.max(diff / bound);
+                largest = largest.max(diff);
+            }
+        }
+        println!("largest difference from PyTorch's logits: {largest:e} ({worst:.3} of the bound)");
+        assert_eq!(save_safetensors(&p, Naming::Sequential).unwrap(), FILE);
+    }
+
+    #[test]
+    fn a_file_that_does_not_fit_is_refused_with_what_was_expected() {
+        let mut p = <Seq![Dense<64, 32, Relu>, Dense<32, 10>] as Layer>::Params::ZEROED;
+        let before = bits(&p);
+        let e = load_safetensors(FILE, Naming::Sequential, &mut p).unwrap_err();
+        let text = e.to_string();
+        for line in [
+            "0.weight: shape [16, 64], expected [32, 64]",
+            "0.bias: shape [16], expected [32]",
+            "2.weight: shape [10, 16], expected [10, 32]",
+            "expected:",
+            "  0.weight: f32 [32, 64]",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
+        assert_eq!(bits(&p), before);
+
+        // Other names: every expected tensor missing, every one in the file unexpected.
+        let mut q = TorchParams::ZEROED;
+        let e = load_safetensors(FILE, Naming::Prefixes(&["fc1", "fc2"]), &mut q).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("fc1.weight: missing, expected f32 [16, 64]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2.bias: not a tensor of this network"),
+            "{text}"
+        );
+        assert_eq!(
+            load_safetensors(FILE, Naming::Prefixes(&["fc1"]), &mut q),
+            Err(InterchangeError::NotEnoughNames {
+                layers: 2,
+                names: 1
+            })
+        );
+        assert_eq!(bits(&q), bits(&TorchParams::ZEROED));
+    }
+
+    #[test]
+    fn other_dtypes_are_refused() {
+        use safetensors::tensor::{Dtype, TensorView};
+        let w = vec![0u8; 2 * 3 * 8];
+        let b = vec![0u8; 2 * 8];
+        let views = vec![
+            (
+                "0.weight",
+                TensorView::new(Dtype::F64, vec![2, 3], &w).unwrap(),
+            ),
+            ("0.bias", TensorView::new(Dtype::F64, vec![2], &b).unwrap()),
+        ];
+        let file = safetensors::serialize(views, None).unwrap();
+        let mut p = <Dense<3, 2> as Layer>::Params::ZEROED;
+        let text = load_safetensors(&file, Naming::Sequential, &mut p)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("0.weight: dtype F64, expected F32"), "{text}");
+    }
+
+    #[test]
+    fn safetensors_and_images_convert_both_ways() {
+        let (img, sizes) = safetensors_to_image(FILE, Naming::Sequential).unwrap();
+        assert_eq!(sizes, [64, 16, 10]);
+        let (mut from_image, mut from_file) = (TorchParams::ZEROED, TorchParams::ZEROED);
+        image::load(&img, &mut from_image, NonFinite::Reject).unwrap();
+        load_safetensors(FILE, Naming::Sequential, &mut from_file).unwrap();
+        assert_eq!(bits(&from_image), bits(&from_file));
+        assert_eq!(
+            image_to_safetensors(&img, &sizes, Naming::Sequential).unwrap(),
+            FILE
+        );
+        assert!(image_to_safetensors(&img, &[64, 10, 16], Naming::Sequential).is_err());
+        let mut corrupt = img.clone();
+        corrupt[40] ^= 4;
+        assert!(image_to_safetensors(&corrupt, &sizes, Naming::Sequential).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut p = <Dense<3, 2> as Layer>::Params::ZEROED;
+            if load_safetensors(&bytes, Naming::Sequential, &mut p).is_err() {
+                prop_assert_eq!(bits(&p), bits(&<Dense<3, 2> as Layer>::Params::ZEROED));
+            }
+            let _ = safetensors_to_image(&bytes, Naming::Sequential);
         }
     }
 }
