@@ -104,7 +104,8 @@ fn train() -> Result<f32, Error> {
     let net = Net::default();
 
     // Weights: He initialisation (for ReLU) from a seeded generator, written in place. A
-    // board can seed from its RNG peripheral, or copy weights trained on a desktop here.
+    // board can seed from its RNG peripheral, or load weights trained on a desktop here
+    // (`gradguard::image::load` from an `include_bytes!` image in flash).
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(2026);
     net.init(params, Init::HeNormal, &mut rng);
     optimizer.configure(Sgd::new(0.01)?, 0.9)?;
