@@ -907,7 +907,6 @@ mod images {
         img[28..32].copy_from_slice(&crc.to_le_bytes());
     }
 
-
     #[test]
     fn the_size_is_the_header_plus_four_bytes_per_value() {
         fn slices<S: Persistent + Zeroed>() -> usize {
@@ -1148,6 +1147,34 @@ mod images {
             prop_assert_eq!(image::verify::<Deep>(&img, NonFinite::Reject).is_ok(), finite);
         }
 
+        /// Momentum and Adam state of two shapes, after a few steps of random gradients:
+        /// save then load gives the same bits.
+        #[test]
+        fn optimiser_state_round_trips(seed in any::<u64>(), steps in 0usize..4) {
+            fn check<P: Parameters + Copy>(seed: u64, steps: usize) -> Result<(), TestCaseError> {
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+                let (mut p, mut momentum, mut adam) = (P::ZEROED, Momentum::<P>::ZEROED, Adam::<P>::ZEROED);
+                momentum.configure(Sgd::new(0.1).unwrap(), 0.9).unwrap();
+                adam.configure(1e-3, 0.9, 0.999, 1e-8, 0.01).unwrap();
+                for _ in 0..steps {
+                    let mut g = P::ZEROED;
+                    for i in 0..P::TENSORS {
+                        fill(g.tensor_mut(i), 4, 4, Init::StandardNormal, &mut rng);
+                    }
+                    momentum.step(&mut p, &g);
+                    adam.step(&mut p, &g);
+                }
+                let (mut m2, mut a2) = (Momentum::<P>::ZEROED, Adam::<P>::ZEROED);
+                image::load(&image_of(&momentum), &mut m2, NonFinite::Reject).unwrap();
+                image::load(&image_of(&adam), &mut a2, NonFinite::Reject).unwrap();
+                prop_assert_eq!(image_of(&m2), image_of(&momentum));
+                prop_assert_eq!(image_of(&a2), image_of(&adam));
+                Ok(())
+            }
+            check::<Small>(seed, steps)?;
+            check::<Deep>(seed, steps)?;
+        }
+
         /// Arbitrary bytes never panic, and a refused image leaves the destination as it was.
         #[test]
         fn arbitrary_bytes_are_refused_without_a_trace(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -1176,7 +1203,6 @@ mod interchange {
     type Torch = Seq![Dense<64, 16, Relu>, Dense<16, 10>];
     type TorchParams = <Torch as Layer>::Params;
     const FILE: &[u8] = include_bytes!("data/pytorch-digits-64-16-10.safetensors");
-
 
     /// The logits match PyTorch's within the rounding error two f32 evaluations in different
     /// summation orders can have: for each logit, 2·(k+1)·u·Σ|terms| summed over both layers
