@@ -311,11 +311,12 @@ impl Layout {
         h
     }
 
-    /// Writes the image of `values` (exactly `self.values` of them) to the start of `out`.
+    /// Writes the image to the start of `out`; `fill` writes the payload (`self.values`
+    /// little-endian f32s).
     pub(crate) fn write(
         &self,
-        values: impl Iterator<Item = f32>,
         out: &mut [u8],
+        fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, Error> {
         let needed = self.image_bytes().unwrap_or(usize::MAX);
         let available = out.len();
@@ -323,9 +324,7 @@ impl Layout {
             return Err(Error::Image(ImageError::TooShort { needed, available }));
         };
         let (header, payload) = out.split_at_mut(HEADER_BYTES);
-        for (v, bytes) in values.zip(payload.chunks_exact_mut(4)) {
-            bytes.copy_from_slice(&v.to_le_bytes());
-        }
+        fill(payload);
         header.copy_from_slice(&self.header());
         let crc = image_checksum(header, payload);
         if let Some(field) = header.get_mut(28..32) {
@@ -335,12 +334,13 @@ impl Layout {
     }
 
     /// Verifies `image` against this layout and returns its payload: magic, version,
-    /// content, counts and signature, reserved bytes, length, checksum, and non-finite
-    /// values per `non_finite`.
+    /// content, counts and signature, reserved bytes, length, checksum, non-finite values
+    /// per `non_finite`, and `allowed(index, value)` for every value.
     pub(crate) fn check<'a>(
         &self,
         image: &'a [u8],
         non_finite: NonFinite,
+        allowed: impl Fn(usize, f32) -> bool,
     ) -> Result<&'a [u8], Error> {
         let fail = |e| Err(Error::Image(e));
         let needed = self.image_bytes().unwrap_or(usize::MAX);
@@ -379,9 +379,13 @@ impl Layout {
         if image_checksum(header, payload) != u32_at(header, 28) {
             return fail(ImageError::ChecksumMismatch);
         }
-        if non_finite == NonFinite::Reject {
-            if let Some(index) = payload.chunks_exact(4).position(|b| !f32_at(b).is_finite()) {
+        for (index, bytes) in payload.chunks_exact(4).enumerate() {
+            let v = f32_at(bytes);
+            if non_finite == NonFinite::Reject && !v.is_finite() {
                 return fail(ImageError::NonFinite { index });
+            }
+            if !allowed(index, v) {
+                return fail(ImageError::InvalidValue { index });
             }
         }
         Ok(payload)
@@ -404,8 +408,14 @@ impl Layout {
 /// # Ok::<(), gradguard::Error>(())
 /// ```
 pub fn save<S: Persistent>(state: &S, out: &mut [u8]) -> Result<usize, Error> {
-    let values = (0..S::SLICES).flat_map(|i| state.slice(i).iter().copied());
-    Layout::of::<S>().write(values, out)
+    Layout::of::<S>().write(out, |payload| {
+        let mut values = payload.chunks_exact_mut(4);
+        for i in 0..S::SLICES {
+            for (&v, bytes) in state.slice(i).iter().zip(values.by_ref()) {
+                bytes.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    })
 }
 
 /// Checks that `image` is a complete, intact image of state shaped like `S`, without
@@ -491,14 +501,7 @@ pub(crate) fn f32_at(bytes: &[u8]) -> f32 {
 
 /// Verifies `image` as an image of `S` and returns its payload.
 fn checked_payload<S: Persistent>(image: &[u8], non_finite: NonFinite) -> Result<&[u8], Error> {
-    let payload = Layout::of::<S>().check(image, non_finite)?;
-    if let Some(index) = payload
-        .chunks_exact(4)
-        .enumerate()
-        .position(|(index, b)| !S::value_allowed(index, f32_at(b)))
-    {
-        return Err(Error::Image(ImageError::InvalidValue { index }));
-    }
+    let payload = Layout::of::<S>().check(image, non_finite, S::value_allowed)?;
     let mut scalars = [0.0f32; 8];
     let n = S::LEADING_SCALARS.min(scalars.len());
     for (s, b) in scalars.iter_mut().zip(payload.chunks_exact(4)).take(n) {
