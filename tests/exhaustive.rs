@@ -72,39 +72,43 @@ impl MaxError {
 #[test]
 #[ignore = "exhaustive over 2^32 inputs: run with cargo test --release -- --ignored"]
 fn exp_is_within_its_bound_for_every_f32() {
+    // Over x ≥ 0 and −x together: one f64 e^x and e^x − 1 give both exact values, as
+    // e^−x = 1/e^x and e^−x − 1 = −(e^x − 1)/e^x (a few f64 ulp: 2^-28 of an f32 ulp).
     fn chunk(lo: u32, hi: u32) -> [MaxError; 2] {
         let mut max = [MaxError::default(); 2];
         for bits in lo..=hi {
             let x = f32::from_bits(bits);
-            let xd = f64::from(x);
             let (e, em1) = (math::exp(x), math::expm1(x));
+            let (en, enm1) = (math::exp(-x), math::expm1(-x));
             if x.is_nan() {
-                assert!(e.is_nan() && em1.is_nan(), "NaN in must give NaN out");
+                assert!(
+                    e.is_nan() && em1.is_nan() && en.is_nan() && enm1.is_nan(),
+                    "NaN in must give NaN out"
+                );
                 continue;
             }
-            if x.abs() >= 128.0 {
+            if x >= 128.0 {
                 // Far outside the finite range: the exact results are known constants.
-                let (want_e, want_m1) = if x > 0.0 {
-                    (f32::INFINITY, f32::INFINITY)
-                } else {
-                    (0.0, -1.0)
-                };
-                assert_eq!((e, em1), (want_e, want_m1), "at {x:e}");
+                assert_eq!((e, em1), (f32::INFINITY, f32::INFINITY), "at {x:e}");
+                assert_eq!((en, enm1), (0.0, -1.0), "at {:e}", -x);
                 continue;
             }
+            let xd = f64::from(x);
             let (te, tm1) = (xd.exp(), xd.exp_m1());
+            assert!(en >= 0.0, "exp({:e}) = {en:e}", -x);
+            max[0].record(ulp_error(en, 1.0 / te), -x);
+            max[1].record(ulp_error(enm1, -tm1 / te), -x);
             if (te as f32).is_infinite() {
                 assert_eq!(e, f32::INFINITY, "exp({x:e}) must overflow");
                 assert_eq!(em1, f32::INFINITY, "expm1({x:e}) must overflow");
                 continue;
             }
-            assert!(e >= 0.0, "exp({x:e}) = {e:e}");
             max[0].record(ulp_error(e, te), x);
             max[1].record(ulp_error(em1, tm1), x);
         }
         max
     }
-    let [e, m] = par_bits(0, 1 << 32, chunk, |a, b| {
+    let [e, m] = par_bits(0, 1 << 31, chunk, |a, b| {
         [MaxError::merge(a[0], b[0]), MaxError::merge(a[1], b[1])]
     });
     println!(
@@ -120,39 +124,35 @@ fn exp_is_within_its_bound_for_every_f32() {
 #[test]
 #[ignore = "exhaustive over 2^32 inputs: run with cargo test --release -- --ignored"]
 fn sigmoid_and_tanh_are_within_their_bounds_for_every_f32() {
-    // σ over every bit pattern; tanh over the positive half: it is odd by construction
-    // (computed from |x|, the sign copied last), which
-    // `the_active_backend_gives_the_scalar_bits_for_every_f32` checks.
+    // σ over x ≥ 0 and −x together (one f64 e^−|x| gives both exact values: 1/(1+e) and
+    // e/(1+e)); tanh over x ≥ 0: it is odd by construction (computed from |x|, the sign
+    // copied last), which `the_active_backend_gives_the_scalar_bits_for_every_f32` checks.
     fn chunk(lo: u32, hi: u32) -> [MaxError; 2] {
         let mut max = [MaxError::default(); 2];
         for bits in lo..=hi {
             let x = f32::from_bits(bits);
-            let s = math::sigmoid(x);
-            let t = (bits < 0x8000_0000).then(|| math::tanh(x));
+            let (s, sn, t) = (math::sigmoid(x), math::sigmoid(-x), math::tanh(x));
             if x.is_nan() {
-                assert!(s.is_nan() && t.is_none_or(f32::is_nan));
+                assert!(s.is_nan() && sn.is_nan() && t.is_nan());
                 continue;
             }
             assert!((0.0..=1.0).contains(&s), "σ({x:e}) = {s:e}");
-            if let Some(t) = t {
-                assert!((0.0..=1.0).contains(&t), "tanh({x:e}) = {t:e}");
-            }
-            if x.abs() >= 128.0 {
-                // σ is 1 or below 2^-150; tanh is 1.
-                let want_s = if x > 0.0 { 1.0 } else { 0.0 };
-                assert_eq!(s, want_s, "at {x:e}");
-                assert!(t.is_none_or(|t| t == 1.0), "at {x:e}");
+            assert!((0.0..=1.0).contains(&sn), "σ({:e}) = {sn:e}", -x);
+            assert!((0.0..=1.0).contains(&t), "tanh({x:e}) = {t:e}");
+            if x >= 128.0 {
+                // σ(x) is 1 and σ(−x) below 2^-150; tanh is 1.
+                assert_eq!((s, sn, t), (1.0, 0.0, 1.0), "at {x:e}");
                 continue;
             }
             let xd = f64::from(x);
-            max[0].record(ulp_error(s, 1.0 / (1.0 + (-xd).exp())), x);
-            if let Some(t) = t {
-                max[1].record(ulp_error(t, xd.tanh()), x);
-            }
+            let e = (-xd).exp();
+            max[0].record(ulp_error(s, 1.0 / (1.0 + e)), x);
+            max[0].record(ulp_error(sn, e / (1.0 + e)), -x);
+            max[1].record(ulp_error(t, xd.tanh()), x);
         }
         max
     }
-    let [s, t] = par_bits(0, 1 << 32, chunk, |a, b| {
+    let [s, t] = par_bits(0, 1 << 31, chunk, |a, b| {
         [MaxError::merge(a[0], b[0]), MaxError::merge(a[1], b[1])]
     });
     println!(
