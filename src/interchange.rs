@@ -139,14 +139,27 @@ impl From<Error> for InterchangeError {
 fn expected<P: Parameters>(
     naming: Naming<'_>,
 ) -> Result<Vec<(String, Vec<usize>)>, InterchangeError> {
-    (0..P::TENSORS)
-        .filter_map(P::tensor_info)
+    named(
+        (0..P::TENSORS).filter_map(P::tensor_info),
+        P::LAYERS,
+        naming,
+    )
+}
+
+/// Name and shape of each of `tensors` (of a network with `layers` parametrised layers).
+fn named(
+    tensors: impl IntoIterator<Item = TensorInfo>,
+    layers: usize,
+    naming: Naming<'_>,
+) -> Result<Vec<(String, Vec<usize>)>, InterchangeError> {
+    tensors
+        .into_iter()
         .map(|t| {
             let name = naming.name(&t).ok_or(InterchangeError::NotEnoughNames {
-                layers: P::LAYERS,
+                layers,
                 names: match naming {
                     Naming::Prefixes(n) => n.len(),
-                    Naming::Sequential => P::LAYERS,
+                    Naming::Sequential => layers,
                 },
             })?;
             Ok((name, shape_of(&t)))
@@ -259,13 +272,13 @@ pub fn save_safetensors<P: Parameters>(
 
 fn serialize(
     expected: &[(String, Vec<usize>)],
-    data: &[Vec<u8>],
+    data: &[impl AsRef<[u8]>],
 ) -> Result<Vec<u8>, InterchangeError> {
     let views = expected
         .iter()
         .zip(data)
         .map(|((name, shape), bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
+            TensorView::new(Dtype::F32, shape.clone(), bytes.as_ref())
                 .map(|v| (name.as_str(), v))
                 .map_err(|e| InterchangeError::Format(e.to_string()))
         })
@@ -358,10 +371,11 @@ pub fn safetensors_to_image(
         )]));
     }
     let tensors = dense_chain(&sizes);
-    let expected: Vec<(String, Vec<usize>)> = tensors
-        .iter()
-        .map(|t| (naming.name(t).unwrap_or_default(), shape_of(t)))
-        .collect();
+    let expected = named(
+        tensors.iter().copied(),
+        sizes.len().saturating_sub(1),
+        naming,
+    )?;
     let data = matching(&file, &expected)?;
     let layout = layout_of(&tensors);
     let mut out = vec![0u8; layout.image_bytes().unwrap_or(HEADER_BYTES)];
@@ -399,17 +413,14 @@ pub fn image_to_safetensors(
 ) -> Result<Vec<u8>, InterchangeError> {
     let tensors = dense_chain(sizes);
     let payload = layout_of(&tensors).check(image_bytes, NonFinite::Accept, |_, _| true)?;
-    let mut expected = Vec::with_capacity(tensors.len());
+    let expected = named(
+        tensors.iter().copied(),
+        sizes.len().saturating_sub(1),
+        naming,
+    )?;
     let mut data = Vec::with_capacity(tensors.len());
     let mut rest = payload;
     for t in &tensors {
-        let name = naming.name(t).ok_or(InterchangeError::NotEnoughNames {
-            layers: sizes.len().saturating_sub(1),
-            names: match naming {
-                Naming::Prefixes(n) => n.len(),
-                Naming::Sequential => 0,
-            },
-        })?;
         let len = t
             .rows
             .saturating_mul(t.cols)
@@ -417,8 +428,7 @@ pub fn image_to_safetensors(
             .min(rest.len());
         let (bytes, tail) = rest.split_at(len);
         rest = tail;
-        expected.push((name, shape_of(t)));
-        data.push(bytes.to_vec());
+        data.push(bytes);
     }
     serialize(&expected, &data)
 }
