@@ -6,8 +6,11 @@
  * that begins at `stop`; markers may be hit repeatedly and the counts add up. Cortex-M is
  * a single vCPU, so plain counters suffice.
  *
- * Arguments: start=0xADDR,stop=0xADDR,out=FILE (the Thumb bit of an address is ignored).
- * Output (to FILE): "insns_total N", "region_insns N", "region_hits N", one per line.
+ * Arguments: start=0xADDR,stop=0xADDR,out=FILE[,profile=FILE] (the Thumb bit of an address
+ * is ignored). Output (to FILE): "insns_total N", "region_insns N", "region_hits N", one per
+ * line. With profile=FILE, also one line "0xADDR N" per translation block executed inside
+ * the region: the instructions it executed there (tools/count-insns.sh --profile sums them
+ * per function).
  * Build: cc -shared -fPIC -O2 -o insn-count.so insn-count.c (tools/count-insns.sh does).
  *
  * Distributions do not all ship qemu-plugin.h, so the handful of declarations used (plugin
@@ -40,9 +43,13 @@ __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 struct block {
     uint64_t address;
     uint64_t instructions;
+    uint64_t in_region; /* executions inside the region */
+    struct block *next;
 };
 
 static uint64_t total, region, hits;
+static struct block *blocks; /* every translated block, for the profile */
+static const char *profile;
 static uint64_t start = UINT64_MAX, stop = UINT64_MAX;
 static int inside;
 static const char *out = "/dev/stdout";
@@ -57,6 +64,7 @@ static void executed(unsigned int vcpu, void *data)
     }
     if (inside) {
         region += b->instructions;
+        ((struct block *)data)->in_region++;
     }
     if (b->address == start) {
         inside = 1;
@@ -73,6 +81,9 @@ static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     }
     b->address = qemu_plugin_tb_vaddr(tb);
     b->instructions = qemu_plugin_tb_n_insns(tb);
+    b->in_region = 0;
+    b->next = blocks;
+    blocks = b;
     qemu_plugin_register_vcpu_tb_exec_cb(tb, executed, QEMU_PLUGIN_CB_NO_REGS, b);
 }
 
@@ -84,6 +95,14 @@ static void finished(qemu_plugin_id_t id, void *data)
     if (f != NULL) {
         fprintf(f, "insns_total %" PRIu64 "\nregion_insns %" PRIu64 "\nregion_hits %" PRIu64 "\n",
                 total, region, hits);
+        fclose(f);
+    }
+    if (profile != NULL && (f = fopen(profile, "w")) != NULL) {
+        for (const struct block *b = blocks; b != NULL; b = b->next) {
+            if (b->in_region != 0) {
+                fprintf(f, "0x%" PRIx64 " %" PRIu64 "\n", b->address, b->instructions * b->in_region);
+            }
+        }
         fclose(f);
     }
 }
@@ -98,6 +117,8 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
             start = strtoull(argv[i] + 6, NULL, 0) & ~(uint64_t)1;
         } else if (strncmp(argv[i], "stop=", 5) == 0) {
             stop = strtoull(argv[i] + 5, NULL, 0) & ~(uint64_t)1;
+        } else if (strncmp(argv[i], "profile=", 8) == 0) {
+            profile = strdup(argv[i] + 8);
         } else if (strncmp(argv[i], "out=", 4) == 0) {
             out = strdup(argv[i] + 4);
         } else {
