@@ -636,3 +636,71 @@ fn train_step_observed_reports_dw_and_w_and_changes_nothing() {
     let momentum = || Momentum::<P>::new(Sgd::new(0.05).unwrap(), 0.9).unwrap();
     check(momentum(), momentum());
 }
+
+/// ‖W‖ is taken in one pass at the scale of the previous step's norm and checked by the sum
+/// itself; when the weights jump by far more than a step could move them (here by 2^-140,
+/// into subnormals, then by 2^+230) the check fails and the exact passes give the norm. The
+/// first layer computes no dX, so its pass skips the smallest |w| on one lane.
+#[test]
+fn the_weight_norm_is_right_when_the_weights_jump_in_scale() {
+    use gradguard::{train_step_observed, SoftmaxCrossEntropy};
+    type N = Seq![Dense<8, 6, Relu>, Dense<6, 3>];
+    type P = <N as Layer>::Params;
+    let net = N::default();
+    let mut p = P::ZEROED;
+    net.init(
+        &mut p,
+        Init::HeNormal,
+        &mut Xoshiro256PlusPlus::seed_from_u64(5),
+    );
+    let (mut g, mut ws) = (P::ZEROED, Workspace::<N, 4>::ZEROED);
+    let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
+    // A learning rate so small that the steps barely move the weights.
+    let mut sgd = Sgd::new(f32::MIN_POSITIVE).unwrap();
+    let x = [[0.5f32; 8], [-1.0; 8], [2.0; 8], [0.25; 8]];
+    let y = [0, 1, 2, 1];
+    for (step, factor) in [
+        1.0f32,
+        1.0,
+        2f32.powi(-70) * 2f32.powi(-70),
+        2f32.powi(115) * 2f32.powi(115),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for l in 0..2 {
+            p.tensor_mut(2 * l).iter_mut().for_each(|w| *w *= factor);
+        }
+        let exact: Vec<f64> = (0..2)
+            .map(|l| {
+                p.tensor(2 * l)
+                    .iter()
+                    .map(|&w| f64::from(w).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
+        let r = train_step_observed(
+            &net,
+            &mut p,
+            &mut g,
+            &mut ws,
+            &mut sgd,
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
+            &mut report,
+        );
+        assert!(r.is_ok(), "step {step}");
+        for layer in 0..2u16 {
+            let got = f64::from(report.layer(layer).unwrap().weight_norm);
+            let want = exact[usize::from(layer)];
+            // Relative 1e-6, or a subnormal norm's own spacing (2^-149).
+            let tolerance = (1e-6 * want).max(f64::from(f32::from_bits(1)));
+            assert!(
+                (got - want).abs() <= tolerance,
+                "step {step} layer {layer}: {got:e} vs {want:e}"
+            );
+        }
+    }
+}

@@ -280,12 +280,14 @@ pub(crate) fn moments_at_scale(values: &[f32], scale_exponent: i32) -> Moments {
     )
 }
 
-/// [`moments_at_scale`] without counts and Σ|v|: the maximum, the smallest nonzero |v| and
-/// Σ s², for ‖W‖.
+/// [`moments_at_scale`] without counts, maximum and Σ|v|: the smallest nonzero |v| and
+/// Σ s², for ‖W‖ (the caller checks the sum, see `health::track::norm_fits`). Without
+/// `smallest` the one-lane path skips the smallest magnitude (reported as 0): a first layer
+/// computes no dX, which is the only use of it (a third of the instructions per weight).
 #[inline]
-pub(crate) fn norm_at_scale(values: &[f32], scale_exponent: i32) -> Moments {
+pub(crate) fn norm_at_scale(values: &[f32], scale_exponent: i32, smallest: bool) -> Moments {
     dispatch!(
-        out_of_line::moments(values, scale_exponent),
+        out_of_line::norm(values, scale_exponent, smallest),
         norm_at_scale(values, scale_exponent)
     )
 }
@@ -353,6 +355,12 @@ mod out_of_line {
     #[inline(never)]
     pub(super) fn moments(values: &[f32], scale_exponent: i32) -> Moments {
         generic::moments::<f32, true>(values, scale_exponent)
+    }
+
+    /// ‖W‖ every step, at a fixed scale (see `generic::norm_one_lane`).
+    #[inline(never)]
+    pub(super) fn norm(values: &[f32], scale_exponent: i32, smallest: bool) -> Moments {
+        generic::norm_one_lane(values, scale_exponent, smallest)
     }
 
     #[inline(never)]
