@@ -4,8 +4,9 @@
 # libm's share, the training-memory check against the linker, the stack high-water mark of
 # one training step and instruction counts (QEMU mps2-an386, Cortex-M4F).
 # Fails if gradguard's statics differ from `training_bytes`, its code exceeds the goals
-# (8 KiB without health, 12 KiB with), or the dense forward needs more than 1.5 instructions
-# per multiply-add. Also reports the code size of the parameter image's writer and reader.
+# (8 KiB without health, 12 KiB with), the dense forward needs more than 1.5 instructions
+# per multiply-add, or a step with health tracking more than 1.3 times the instructions of one
+# without. Also reports the code size of the parameter image's writer and reader.
 # Run from anywhere (tools/setup.sh cortex-m installs what it needs).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -62,6 +63,7 @@ measure() { # measure LABEL [cargo features...]: prints one markdown row, checks
     "$naive" "$(awk "BEGIN{printf \"%.2f\", $naive/4096}")"
   echo "$gg" > "target/gradguard-bytes-$label"
   echo "$dense" > "target/dense-insns-$label"
+  echo "$step" > "target/step-insns-$label"
 }
 
 {
@@ -95,4 +97,8 @@ health="$(cat 'target/gradguard-bytes-opt-level s, health')"
 [ "$health" -le 12288 ] || { echo "gradguard code $health B > 12 KiB with health" >&2; exit 1; }
 dense="$(cat 'target/dense-insns-opt-level s, no health')"
 [ "$dense" -le $((4096 * 3 / 2)) ] || { echo "dense 64x64 forward: $dense instructions > 1.5 per multiply-add" >&2; exit 1; }
+step_plain="$(cat 'target/step-insns-opt-level s, no health')"
+step_health="$(cat 'target/step-insns-opt-level s, health')"
+[ $((step_health * 10)) -le $((step_plain * 13)) ] ||
+  { echo "health tracking: $step_health instructions per step > 1.3 x $step_plain" >&2; exit 1; }
 echo "footprint.sh: ok (gradguard code $plain B without health, $health B with; statics = training_bytes)"
