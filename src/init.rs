@@ -118,7 +118,61 @@ pub fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f32 {
     // u1 in (0, 1] so the logarithm is finite.
     let u1 = ((rng.next_u32() >> 8) as f32 + 1.0) * (1.0 / 16_777_216.0);
     let u2 = uniform(rng);
-    libm::sqrtf(-2.0 * libm::logf(u1)) * libm::cosf(core::f32::consts::TAU * u2)
+    libm::sqrtf(-2.0 * libm::logf(u1)) * cos_below_9pi_4(core::f32::consts::TAU * u2)
+}
+
+/// cos(x) for 0 ≤ x ≤ 9π/4, bit for bit `libm::cosf`: its branches for that range and its
+/// two polynomial kernels, copied, without the general argument reduction (`rem_pio2f`),
+/// which `standard_normal` never reaches (it asks for cos(2πu) with u in [0, 1)) but which a
+/// firmware would link as about 2 KB of soft-f64 code. `tests/exhaustive.rs` checks all
+/// 2^24 arguments `standard_normal` can pass against `libm::cosf`. Outside the range (never
+/// here) the result is not a cosine.
+///
+/// From FreeBSD's s_cosf.c, k_cosf.c and k_sinf.c (via the `libm` crate): Copyright (C) 1993
+/// by Sun Microsystems, Inc. All rights reserved. Developed at SunPro, a Sun Microsystems,
+/// Inc. business. Permission to use, copy, modify, and distribute this software is freely
+/// granted, provided that this notice is preserved.
+#[allow(clippy::excessive_precision)] // the constants as FreeBSD writes them
+fn cos_below_9pi_4(x: f32) -> f32 {
+    use core::f64::consts::FRAC_PI_2;
+    // |cos(x) − c(x)| < 2^-34.1 on [−π/4, π/4].
+    let cos_kernel = |x: f64| {
+        let z = x * x;
+        let w = z * z;
+        let r = -0.001_388_676_377_460_992_946_92 + z * 0.000_024_390_448_796_277_409_065_4;
+        (((1.0 + z * -0.499_999_997_251_031_003_12) + w * 0.041_666_623_323_739_063_189_4)
+            + (w * z) * r) as f32
+    };
+    // |sin(x)/x − s(x)| < 2^-37.5 on [−π/4, π/4].
+    let sin_kernel = |x: f64| {
+        let z = x * x;
+        let w = z * z;
+        let r = -0.000_198_393_348_360_966_317_347 + z * 0.000_002_718_311_493_989_821_906_4;
+        let s = z * x;
+        ((x + s * (-0.166_666_666_416_265_235_595 + z * 0.008_333_329_385_889_463_175_6))
+            + s * w * r) as f32
+    };
+    let x64 = f64::from(x);
+    let ix = x.to_bits() & 0x7fff_ffff;
+    if ix <= 0x3f49_0fda {
+        // |x| ≤ π/4 (about)
+        if ix < 0x3980_0000 {
+            return 1.0;
+        }
+        cos_kernel(x64)
+    } else if ix <= 0x407b_53d1 {
+        // ≤ 5π/4
+        if ix > 0x4016_cbe3 {
+            -cos_kernel(x64 - 2.0 * FRAC_PI_2)
+        } else {
+            sin_kernel(FRAC_PI_2 - x64)
+        }
+    } else if ix > 0x40af_eddf {
+        // > 7π/4
+        cos_kernel(x64 - 4.0 * FRAC_PI_2)
+    } else {
+        sin_kernel(x64 - 3.0 * FRAC_PI_2)
+    }
 }
 
 /// A uniform index in `0..n` (Lemire's multiply-shift; bias below n/2^32 for n < 2^32,

@@ -407,3 +407,48 @@ fn the_active_backend_gives_the_scalar_bits_for_every_f32() {
     );
     assert_eq!(mismatches, 0, "{}", backend.name());
 }
+
+/// `init::standard_normal` computes cos(2πu) with its own copy of `libm::cosf`'s branches
+/// for [0, 9π/4] (without the general argument reduction a firmware would otherwise link):
+/// for every one of the 2^24 values of u it can draw, the normal sample equals Box–Muller
+/// with `libm::cosf`, bit for bit.
+#[test]
+#[ignore]
+fn standard_normal_equals_box_muller_with_libm_cosf_for_every_u2() {
+    use gradguard::init::standard_normal;
+    use rand_xoshiro::rand_core::{Infallible, TryRng};
+    /// Yields u1's bits, then u2's.
+    struct Two([u32; 2], usize);
+    impl TryRng for Two {
+        type Error = Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+            self.1 += 1;
+            Ok(self.0[(self.1 - 1) % 2])
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+            unreachable!("standard_normal draws u32s")
+        }
+        fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), Infallible> {
+            unreachable!("standard_normal draws u32s")
+        }
+    }
+    let mismatches = par_bits(
+        0,
+        1 << 24,
+        |lo, hi| {
+            let u1_bits = 0x8000_0000u32; // u1 = (2^23 + 1)·2^-24: √(−2 ln u1) ≈ 1.18
+            let u1 = ((u1_bits >> 8) as f32 + 1.0) * (1.0 / 16_777_216.0);
+            let radius = libm::sqrtf(-2.0 * libm::logf(u1));
+            (lo..=hi)
+                .filter(|&k| {
+                    let u2 = k as f32 * (1.0 / 16_777_216.0);
+                    let want = radius * libm::cosf(core::f32::consts::TAU * u2);
+                    let got = standard_normal(&mut Two([u1_bits, k << 8], 0));
+                    got.to_bits() != want.to_bits()
+                })
+                .count()
+        },
+        |a, b| a + b,
+    );
+    assert_eq!(mismatches, 0);
+}
