@@ -89,6 +89,26 @@ pub(crate) fn is_zero_or_subnormal(v: f32) -> bool {
     v.to_bits() & 0x7f80_0000 == 0
 }
 
+/// True if sums taken at a scale fixed in advance over `n` values (`m`, see
+/// [`crate::kernels::Moments`]) are as accurate as at the scale of their own maximum: Σ s²
+/// finite (the terms are ≥ 0, so no square or partial sum overflowed; Σ|s| is then finite
+/// too, every |s| < 2^64), and either 0 with no nonzero value or at least n·2^-125, so that
+/// the squares that fell below 2^-126 (each off by at most 2^-149) move it by less than its
+/// own rounding (2^-24 relative). Needs no maximum and no scale: sums of |v| itself (scale
+/// 2^0, one multiply less per vector) pass it whenever they are accurate. (A norm taken
+/// without the smallest magnitude reports 0 there, so a zero sum fails.)
+pub(crate) fn sums_fit(m: &crate::kernels::Moments, n: usize) -> bool {
+    let s = m.sum_squares;
+    let floor = n as f32 * (2.0 * f32::MIN_POSITIVE);
+    s.is_finite()
+        && m.sum_abs.is_finite()
+        && if s == 0.0 {
+            m.magnitudes.min_nonzero_abs == f32::INFINITY
+        } else {
+            s >= floor
+        }
+}
+
 /// How many values of each [`FloatClass`] a tensor holds.
 ///
 /// ```
@@ -271,14 +291,31 @@ impl TensorStats {
 
     /// [`TensorStats::add_slice`] given the first pass `m` over `values` (which a fused
     /// kernel may have computed while it wrote them).
-    pub(crate) fn add_measured(&mut self, values: &[f32], m: crate::kernels::Magnitudes) {
-        // ∞ shows as the maximum; NaN as a "zero" that is not tiny when nothing else is
-        // nonzero, and otherwise as a NaN sum below.
-        if m.max_abs == f32::INFINITY || (m.max_abs == 0.0 && m.zero > m.tiny) {
+    /// `unscaled` are the values' (Σ|v|, Σ v²) at the scale 2^0 if the kernel summed them
+    /// too; they are used if [`sums_fit`], else the sums take a second pass at a scale.
+    pub(crate) fn add_measured(
+        &mut self,
+        values: &[f32],
+        m: crate::kernels::Magnitudes,
+        unscaled: Option<(f32, f32)>,
+    ) {
+        // ∞ shows as the maximum; NaN as a "zero" when nothing else is nonzero (then every
+        // value is a zero or a NaN, counted exactly, a pass over values already in cache),
+        // and otherwise as a NaN sum below.
+        if m.max_abs == f32::INFINITY || m.max_abs == 0.0 {
             return self.add_exact(values);
         }
-        if m.max_abs == 0.0 {
-            return self.add_magnitudes(values.len(), &m); // only zeros: the sums stay
+        // (Only vector backends sum in the kernel: no trace of this on a microcontroller.)
+        if let Some((sum_abs, sum_squares)) = unscaled.filter(|_| crate::kernels::VECTOR_BACKENDS) {
+            let moments = crate::kernels::Moments {
+                magnitudes: m,
+                scale_exponent: 0,
+                sum_abs,
+                sum_squares,
+            };
+            if sums_fit(&moments, values.len()) && self.add_moments(values.len(), &moments) {
+                return;
+            }
         }
         self.raise_scale(m.max_abs);
         let scale_exponent = self.scale_exponent;

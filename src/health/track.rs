@@ -10,7 +10,7 @@
 //! No array proportional to the layer's width lives on the stack: per-unit conditions are
 //! vector lanes inside the activation kernel, and everything else is a handful of scalars.
 
-use super::{is_zero_or_subnormal, LayerHealth, TensorStats};
+use super::{is_zero_or_subnormal, sums_fit, LayerHealth, TensorStats};
 use crate::activation::{Activation, Elementwise};
 use crate::kernels::{self, GradMode};
 use crate::lanes::exponent_bound;
@@ -36,7 +36,8 @@ pub(crate) fn elementwise_backward<A: Elementwise>(
     let n = z.len().min(dy.len()).min(dz.len());
     let rows = n.checked_div(units).unwrap_or(0);
     let dz = dz.get(..rows * units).unwrap_or(&[]);
-    h.pre_activation_grad.add_measured(dz, tally.magnitudes);
+    h.pre_activation_grad
+        .add_measured(dz, tally.magnitudes, tally.unscaled_sums);
     if activation.can_die() {
         h.dead_units = u16::try_from(tally.dead).unwrap_or(u16::MAX);
     }
@@ -90,31 +91,22 @@ fn scale_fits(m: &kernels::Moments, e: i32) -> bool {
     max == 0.0 || (max.is_finite() && (e - 60..=e).contains(&exponent_bound(max)))
 }
 
-/// True if Σ s², summed at a scale fixed in advance over `n` values, is as accurate as at
-/// the scale of its own maximum: finite (the terms are ≥ 0, so no square or partial sum
-/// overflowed), and either 0 with no nonzero value or at least n·2^-125, so that the squares
-/// that fell below 2^-126 (each off by at most 2^-149) move it by less than its own
-/// rounding (2^-24 relative). Needs no maximum, which saves a third of the pass on one lane.
-/// (A norm taken without the smallest magnitude reports 0 there, so a zero sum fails.)
-fn norm_fits(m: &kernels::Moments, n: usize) -> bool {
-    let s = m.sum_squares;
-    let floor = n as f32 * (2.0 * f32::MIN_POSITIVE);
-    s.is_finite()
-        && if s == 0.0 {
-            m.magnitudes.min_nonzero_abs == f32::INFINITY
-        } else {
-            s >= floor
-        }
-}
-
 /// ‖W‖ (scaled, so it neither underflows nor overflows) and, if `smallest`, the smallest
 /// nonzero |w|: one pass at the scale of `previous_norm` (‖W‖ at the previous step, ≥ its
-/// largest |w|; weights move little per step), checked, else two.
+/// largest |w|; weights move little per step; unscaled on vector backends if that is within
+/// 2^±40), checked, else two.
 fn norm_and_min(w: &[f32], previous_norm: f32, smallest: bool) -> (f32, f32) {
-    let hinted = (previous_norm > 0.0 && previous_norm.is_finite())
-        .then(|| kernels::norm_at_scale(w, exponent_bound(previous_norm) + 1, smallest));
+    let hinted = (previous_norm > 0.0 && previous_norm.is_finite()).then(|| {
+        let e = exponent_bound(previous_norm) + 1;
+        let unscaled = (-40..=40)
+            .contains(&e)
+            .then(|| kernels::norm_unscaled(w, smallest));
+        unscaled
+            .flatten()
+            .unwrap_or_else(|| kernels::norm_at_scale(w, e, smallest))
+    });
     let m = match hinted {
-        Some(m) if norm_fits(&m, w.len()) => m,
+        Some(m) if sums_fit(&m, w.len()) => m,
         _ => kernels::moments_norm(w, -126),
     };
     let norm = crate::lanes::scale_by_pow2(libm::sqrtf(m.sum_squares), m.scale_exponent);
@@ -190,8 +182,17 @@ fn parameter_gradients(
         && bound > 0.0;
     let counted = known && {
         let e = exponent_bound(bound) + 1;
-        let m = kernels::moments_at_scale(dw, e);
-        scale_fits(&m, e) && h.weight_grad.add_moments(dw.len(), &m)
+        // Within 2^±40 vector backends sum |dW| itself (one multiply less per vector),
+        // checked by the sums; otherwise, or if that fails, at the scale 2^e.
+        let unscaled = (-40..=40)
+            .contains(&e)
+            .then(|| kernels::moments_unscaled(dw));
+        let m = unscaled.flatten().filter(|m| sums_fit(m, dw.len()));
+        let m = m.or_else(|| {
+            let m = kernels::moments_at_scale(dw, e);
+            scale_fits(&m, e).then_some(m)
+        });
+        m.is_some_and(|m| h.weight_grad.add_moments(dw.len(), &m))
     };
     if !counted {
         h.weight_grad.add_slice(dw);

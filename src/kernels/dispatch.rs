@@ -16,6 +16,14 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+/// True if this build has vector backends (x86_64 SSE2, aarch64 NEON, wasm32 simd128); a
+/// build without them (microcontrollers, soft-float targets) runs the scalar kernels only.
+pub(crate) const VECTOR_BACKENDS: bool = cfg!(any(
+    all(target_arch = "x86_64", target_feature = "sse2"),
+    all(target_arch = "aarch64", target_feature = "neon"),
+    all(target_arch = "wasm32", target_feature = "simd128")
+));
+
 use crate::Error;
 
 /// A set of kernels for one instruction set.
@@ -409,8 +417,30 @@ macro_rules! backend_kernels {
         }
 
         $(#[$attr])*
-        pub(crate) unsafe fn norm_at_scale(values: &[f32], scale_exponent: i32) -> generic::Moments {
-            generic::moments_at_scale::<$V, false>(values, scale_exponent)
+        pub(crate) unsafe fn moments_unscaled(values: &[f32]) -> Option<generic::Moments> {
+            Some(generic::moments_at_scale::<$V, false>(values, 0))
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn norm_at_scale(
+            values: &[f32],
+            scale_exponent: i32,
+            smallest: bool,
+        ) -> generic::Moments {
+            if smallest {
+                generic::norm_lanes::<$V, true, true>(values, scale_exponent)
+            } else {
+                generic::norm_lanes::<$V, true, false>(values, scale_exponent)
+            }
+        }
+
+        $(#[$attr])*
+        pub(crate) unsafe fn norm_unscaled(values: &[f32], smallest: bool) -> Option<generic::Moments> {
+            Some(if smallest {
+                generic::norm_lanes::<$V, false, true>(values, 0)
+            } else {
+                generic::norm_lanes::<$V, false, false>(values, 0)
+            })
         }
 
         $(#[$attr])*

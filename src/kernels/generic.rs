@@ -64,6 +64,12 @@ pub(crate) trait Vector: Lanes {
     fn max_or_keep(self, acc: Self) -> Self {
         Self::select(self.gt(acc), self, acc)
     }
+    /// `min(self, acc)` where `self < acc`, else `acc` (so a NaN `self` keeps `acc`): x86
+    /// `minps`, which the x86 backends use.
+    #[inline(always)]
+    fn min_or_keep(self, acc: Self) -> Self {
+        Self::select(self.lt(acc), self, acc)
+    }
     /// `self` where `mask` and `self < acc`, else `acc` (x86 `minps`, masked on AVX-512).
     #[inline(always)]
     fn min_where(mask: Self::Mask, a: Self, acc: Self) -> Self {
@@ -624,8 +630,10 @@ pub(crate) fn extremes<V: Vector>(values: &[f32]) -> (f32, f32) {
 
 /// The first pass of a tensor's statistics: counts and extremes of |v|, exact on every
 /// backend (counting and comparing do not round). Meaningful for finite values only: a NaN
-/// is counted as a zero and an ∞ becomes `max_abs`, so callers check for non-finite values
-/// (the scaled sums of the second pass turn non-finite) and then take the exact slow path.
+/// is counted as a zero (and on vector backends possibly as tiny) and an ∞ becomes
+/// `max_abs`, so callers check for non-finite values (the scaled sums of the second pass
+/// turn non-finite; with `max_abs` 0 and zeros, every value is a zero or a NaN) and then
+/// take the exact slow path.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Magnitudes {
     /// Values with |v| = 0 (or NaN, see above).
@@ -662,12 +670,13 @@ impl Magnitudes {
 }
 
 /// Per-lane accumulators of [`Magnitudes`]: counts are f32 lanes, exact below 2^24, turned
-/// into integers by [`MagnitudeLanes::finish`] before they can reach it.
+/// into integers by [`MagnitudeLanes::finish`] before they can reach it. Tiny values are not
+/// counted: they are the zeros unless the smallest nonzero magnitude is subnormal, and only
+/// then does the caller count them, with [`count_tiny`] (two operations per vector less).
 #[derive(Clone, Copy)]
 struct MagnitudeLanes<R> {
     /// Values with |v| > 0 (a NaN is not).
     nonzero: R,
-    tiny: R,
     max: R,
     min: R,
 }
@@ -678,14 +687,13 @@ impl<R: Vector> MagnitudeLanes<R> {
         let zero = R::splat(0.0);
         MagnitudeLanes {
             nonzero: zero,
-            tiny: zero,
             max: zero,
             min: R::splat(f32::INFINITY),
         }
     }
 
-    /// Seven operations per vector on AVX-512: abs, max, two compares, a masked min and two
-    /// masked adds.
+    /// Five operations per vector on AVX-512: abs, max, a compare, a masked min and a
+    /// masked add.
     #[inline(always)]
     fn add(&mut self, v: R) {
         let a = v.abs();
@@ -693,30 +701,63 @@ impl<R: Vector> MagnitudeLanes<R> {
         let nonzero = a.gt(R::splat(0.0));
         self.min = R::min_where(nonzero, a, self.min);
         self.nonzero = R::count_where(nonzero, self.nonzero);
-        self.tiny = R::count_where(a.lt(R::splat(f32::MIN_POSITIVE)), self.tiny);
+    }
+
+    /// The four chains of a reduction as one.
+    #[inline(always)]
+    fn merged(chains: [Self; 4]) -> Self {
+        let [mut l0, l1, l2, l3] = chains;
+        l0.merge(&l1);
+        l0.merge(&l2);
+        l0.merge(&l3);
+        l0
     }
 
     #[inline(always)]
     fn merge(&mut self, other: &Self) {
         self.nonzero = self.nonzero + other.nonzero;
-        self.tiny = self.tiny + other.tiny;
         self.max = other.max.max_or_keep(self.max);
         self.min = R::min_where(other.min.lt(self.min), other.min, self.min);
     }
 
     /// The lanes reduced, for `count` values added: counts summed exactly (each lane and
     /// the lane total stay below 2^24 by the callers' blocking), extremes by comparison.
+    /// `tiny` is set to the zeros (NaN included): right unless `min_nonzero_abs` is
+    /// subnormal (then the caller counts them) or a NaN was seen (then the sums are NaN
+    /// and callers count exactly).
     #[inline(always)]
     fn finish(self, count: usize) -> Magnitudes {
         let (max_abs, min_nonzero_abs) = lane_extremes(self.max, self.min);
         let nonzero = self.nonzero.reduce_sum() as u64;
+        let zero = (count as u64).saturating_sub(nonzero);
         Magnitudes {
-            zero: (count as u64).saturating_sub(nonzero),
-            tiny: self.tiny.reduce_sum() as u64,
+            zero,
+            tiny: zero,
             max_abs,
             min_nonzero_abs,
         }
     }
+}
+
+/// Values with |v| < 2^-126 (zeros and subnormals; NaN is not): the second look the vector
+/// statistics take only when some nonzero magnitude is subnormal.
+#[cold]
+#[inline(never)]
+fn count_tiny(values: &[f32]) -> u64 {
+    values
+        .iter()
+        .filter(|v| v.abs() < f32::MIN_POSITIVE)
+        .count() as u64
+}
+
+/// `m` with its tiny values counted over `values` if some are subnormal (see
+/// [`MagnitudeLanes`]).
+#[inline(always)]
+fn with_tiny(mut m: Magnitudes, values: &[f32]) -> Magnitudes {
+    if m.min_nonzero_abs < f32::MIN_POSITIVE {
+        m.tiny = count_tiny(values);
+    }
+    m
 }
 
 /// `(Σ s, Σ s²)` with s = |v|·`inverse_scale`, for slices whose values are all finite (a
@@ -795,22 +836,20 @@ fn smallest_nonzero(min_less_one: u32) -> f32 {
 /// took from an a-priori bound (for dW: B·max|dz|·max|x|; for W: its norm at the previous
 /// step). The caller checks that the maximum found lies in (2^(E−60), 2^E) — below, small
 /// terms' squares could underflow; above, the sums could overflow — and otherwise runs
-/// [`moments`]. Without `COUNTS`: only the smallest nonzero |v| and Σ s² (no counts, no
-/// maximum, no Σ s), which the caller checks by the sum itself. One lane: [`moments`]
-/// itself (already one pass), or without counts [`norm_one_lane`].
+/// [`moments`]. Without `SCALED` the sums are of |v| itself (scale 2^0, one multiply less
+/// per vector), which the caller checks by the sums (see `health::sums_fit`). One
+/// lane: [`moments`] itself (already one pass; the caller never asks it unscaled).
 #[inline(always)]
-pub(crate) fn moments_at_scale<V: Vector, const COUNTS: bool>(
+pub(crate) fn moments_at_scale<V: Vector, const SCALED: bool>(
     values: &[f32],
     scale_exponent: i32,
 ) -> Moments {
     if V::UNROLL == 1 {
-        return if COUNTS {
-            moments_one_lane::<COUNTS>(values, scale_exponent)
-        } else {
-            norm_one_lane(values, scale_exponent, true)
-        };
+        return moments_one_lane::<true>(values, scale_exponent);
     }
     let k = V::splat(crate::lanes::pow2_wide(-scale_exponent));
+    let inverse = crate::lanes::pow2_wide(-scale_exponent);
+    let scaled = |a: V| if SCALED { a * k } else { a };
     let mut total = Magnitudes::EMPTY;
     let (mut abs, mut squares) = ([V::splat(0.0); 4], [V::splat(0.0); 4]);
     let (mut tail_abs, mut tail_squares) = (0.0f32, 0.0f32);
@@ -822,58 +861,104 @@ pub(crate) fn moments_at_scale<V: Vector, const COUNTS: bool>(
             let all = lanes.iter_mut().zip(abs.iter_mut()).zip(squares.iter_mut());
             for (j, ((l, a), q)) in all.enumerate() {
                 let v = V::load(lane(c, j * V::LANES));
-                let s = if COUNTS {
-                    l.add(v);
-                    v.abs() * k
-                } else {
-                    let x = v.abs();
-                    l.min = V::min_where(x.gt(V::splat(0.0)), x, l.min);
-                    x * k
-                };
-                if COUNTS {
-                    *a = *a + s;
-                }
+                l.add(v);
+                let s = scaled(v.abs());
+                *a = *a + s;
                 *q = s.mul_add(s, *q);
             }
         }
-        let [mut l0, l1, l2, l3] = lanes;
-        l0.merge(&l1);
-        l0.merge(&l2);
-        l0.merge(&l3);
+        let mut l0 = MagnitudeLanes::merged(lanes);
         let mut chunks = quads.remainder().chunks_exact(V::LANES);
         for c in &mut chunks {
             let v = V::load(c);
             l0.add(v);
-            let s = v.abs() * k;
+            let s = scaled(v.abs());
             abs[0] = abs[0] + s;
             squares[0] = s.mul_add(s, squares[0]);
         }
         let tail = chunks.remainder();
         let mut rest = MagnitudeLanes::<f32>::new();
-        let inverse = crate::lanes::pow2_wide(-scale_exponent);
         for &v in tail {
             rest.add(v);
-            let s = v.abs() * inverse;
+            let s = if SCALED { v.abs() * inverse } else { v.abs() };
             tail_abs += s;
             tail_squares += s * s;
         }
         let mut m = l0.finish(block.len() - tail.len());
         m.merge(&rest.finish(tail.len()));
-        if !COUNTS {
-            (m.zero, m.tiny, m.max_abs) = (0, 0, 0.0);
-        }
-        total.merge(&m);
+        total.merge(&with_tiny(m, block));
     }
     let [a0, a1, a2, a3] = abs;
     let [q0, q1, q2, q3] = squares;
     Moments {
         magnitudes: total,
-        scale_exponent,
-        sum_abs: if COUNTS {
-            ((a0 + a1) + (a2 + a3)).reduce_sum() + tail_abs
-        } else {
-            0.0
+        scale_exponent: if SCALED { scale_exponent } else { 0 },
+        sum_abs: ((a0 + a1) + (a2 + a3)).reduce_sum() + tail_abs,
+        sum_squares: ((q0 + q1) + (q2 + q3)).reduce_sum() + tail_squares,
+    }
+}
+
+/// The statistics ‖W‖ needs on the vector backends: Σ s² with s = |v|·2^-`scale_exponent`
+/// (unscaled, s = v, without `SCALED`) and, with `SMALLEST`, the smallest nonzero |v| (else
+/// 0); no counts, no maximum, no Σ s. The caller checks the sum (see
+/// `health::sums_fit`). Four chains: a fused square-add per vector, plus abs and a min for
+/// the smallest magnitude.
+#[inline(always)]
+pub(crate) fn norm_lanes<V: Vector, const SCALED: bool, const SMALLEST: bool>(
+    values: &[f32],
+    scale_exponent: i32,
+) -> Moments {
+    let k = V::splat(crate::lanes::pow2_wide(-scale_exponent));
+    let inverse = crate::lanes::pow2_wide(-scale_exponent);
+    let mut squares = [V::splat(0.0); 4];
+    let mut min = [V::splat(f32::INFINITY); 4];
+    let add = |v: V, q: &mut V, m: &mut V| {
+        let s = if SCALED { v * k } else { v };
+        *q = s.mul_add(s, *q);
+        if SMALLEST {
+            // Zeros included (weights are rarely exactly 0): one operation fewer than a
+            // masked minimum; if the minimum is 0 the smallest nonzero |v| is found again.
+            *m = v.abs().min_or_keep(*m);
+        }
+    };
+    let mut quads = values.chunks_exact(4 * V::LANES);
+    for c in &mut quads {
+        for (j, (q, m)) in squares.iter_mut().zip(min.iter_mut()).enumerate() {
+            add(V::load(lane(c, j * V::LANES)), q, m);
+        }
+    }
+    let [mut q0, q1, q2, q3] = squares;
+    let [mut m0, m1, m2, m3] = min;
+    let mut chunks = quads.remainder().chunks_exact(V::LANES);
+    for c in &mut chunks {
+        add(V::load(c), &mut q0, &mut m0);
+    }
+    for m in [m1, m2, m3] {
+        m0 = m.min_or_keep(m0);
+    }
+    let (_, mut smallest) = lane_extremes(V::splat(0.0), m0);
+    if SMALLEST && smallest <= 0.0 {
+        let (_, nonzero) = extremes::<V>(values);
+        smallest = nonzero;
+    }
+    let mut tail_squares = 0.0f32;
+    for &v in chunks.remainder() {
+        let s = if SCALED { v * inverse } else { v };
+        tail_squares += s * s;
+        let a = v.abs();
+        if a > 0.0 && a < smallest {
+            smallest = a;
+        }
+    }
+    Moments {
+        magnitudes: Magnitudes {
+            zero: 0,
+            tiny: 0,
+            max_abs: 0.0,
+            min_nonzero_abs: if SMALLEST { smallest } else { 0.0 },
         },
+        scale_exponent: if SCALED { scale_exponent } else { 0 },
+        sum_abs: 0.0,
         sum_squares: ((q0 + q1) + (q2 + q3)).reduce_sum() + tail_squares,
     }
 }
@@ -1003,9 +1088,13 @@ pub struct BackwardTally {
     /// Units whose derivative was below the threshold for every sample (counted only for
     /// activations that saturate).
     pub saturated: u64,
-    /// Derivatives that are zero or subnormal although f' is never zero (counted only for
-    /// such activations): f' itself underflowed.
+    /// Nonzero if some derivative was zero or subnormal although f' is never zero (only for
+    /// such activations): f' itself underflowed. (Not a count of them.)
     pub derivative_tiny: u64,
+    /// (Σ|dz|, Σ dz²) at the scale 2^0, summed per lane in the same pass on vector
+    /// backends (the caller checks them, and sums again at a scale if they do not fit);
+    /// `None` on one lane.
+    pub unscaled_sums: Option<(f32, f32)>,
 }
 
 /// `dz = dy ⊙ f'(z)` over a `[rows][units]` block (flattened), bit-identical to
@@ -1031,7 +1120,10 @@ pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
         dead: 0,
         saturated: 0,
         derivative_tiny: 0,
+        unscaled_sums: None,
     };
+    // Set by a column block that kept only the extremes of |dz| and found a zero.
+    let mut recount = false;
     if rows == 0 {
         return tally;
     }
@@ -1058,17 +1150,23 @@ pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
     };
     let full = units - units % V::LANES;
     let mut c = 0;
+    let t = &mut tally;
     while c + 4 * V::LANES <= full {
-        column_block::<V, A, 4>(activation, &mut block, c, V::LANES, &mut tally);
+        recount |= column_block::<V, A, 4>(activation, &mut block, c, V::LANES, t);
         c += 4 * V::LANES;
     }
     while c < full {
-        column_block::<V, A, 1>(activation, &mut block, c, V::LANES, &mut tally);
+        recount |= column_block::<V, A, 1>(activation, &mut block, c, V::LANES, t);
         c += V::LANES;
     }
     if c < units {
-        column_block::<V, A, 1>(activation, &mut block, c, units - c, &mut tally);
+        recount |= column_block::<V, A, 1>(activation, &mut block, c, units - c, t);
     }
+    let written = block.dz.get(..rows * units).unwrap_or(&[]);
+    if recount {
+        tally.magnitudes = magnitudes::<V>(written);
+    }
+    tally.magnitudes = with_tiny(tally.magnitudes, written);
     tally
 }
 
@@ -1156,6 +1254,11 @@ struct BackwardBlock<'a> {
 /// [`activation_backward_observed`]); with `valid` < LANES (then `W` = 1) a partial vector
 /// whose padding lanes (zero dy, so dz = 0 there) are masked out of the counts. Each lane
 /// count is at most `rows` < 2^24.
+///
+/// Units that cannot die (f' is not 0 on a half-line) rarely give an exact zero dz: for
+/// them full vectors keep only the maximum and the minimum of |dz| (zeros included, three
+/// operations per vector fewer), and if that minimum is 0 the block returns true and the
+/// caller counts dz's zeros and smallest magnitude again, with [`magnitudes`].
 #[inline(always)]
 fn column_block<R: Vector, A: Elementwise, const W: usize>(
     activation: &A,
@@ -1163,7 +1266,7 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
     c: usize,
     valid: usize,
     tally: &mut BackwardTally,
-) {
+) -> bool {
     let BackwardBlock {
         z,
         dy,
@@ -1176,9 +1279,13 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
     let (can_die, saturates) = (activation.can_die(), activation.saturates());
     let never_zero = activation.derivative_never_zero();
     let partial = valid < R::LANES;
+    let extremes_only = !can_die && !partial;
+    let infinity = R::splat(f32::INFINITY);
     let mut lanes = MagnitudeLanes::<R>::new();
+    let mut smallest = infinity;
+    let (mut sum_abs, mut sum_squares) = ([zero; W], [zero; W]);
     let (mut all_zero, mut all_below) = ([one; W], [one; W]);
-    let mut derivative_tiny = zero;
+    let mut smallest_derivative = infinity;
     let mut k = c;
     for _ in 0..rows {
         let units_of_row = all_zero.iter_mut().zip(all_below.iter_mut());
@@ -1195,7 +1302,17 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
                 p.store(dz.get_mut(at..).unwrap_or(&mut []));
                 (d, p)
             };
-            lanes.add(p);
+            if extremes_only {
+                let a = p.abs();
+                lanes.max = a.max_or_keep(lanes.max);
+                smallest = a.min_or_keep(smallest);
+            } else {
+                lanes.add(p);
+            }
+            if let (Some(a), Some(q)) = (sum_abs.get_mut(j), sum_squares.get_mut(j)) {
+                *a = *a + p.abs();
+                *q = p.mul_add(p, *q);
+            }
             if can_die {
                 *zero_j = R::select(d.abs().le(zero), *zero_j, zero);
             }
@@ -1203,20 +1320,39 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
                 *below_j = R::select(d.lt(R::splat(threshold)), *below_j, zero);
             }
             if never_zero {
-                let tiny = d.abs().lt(R::splat(f32::MIN_POSITIVE));
-                derivative_tiny = R::count_where(tiny, derivative_tiny);
+                smallest_derivative = d.abs().min_or_keep(smallest_derivative);
             }
         }
         k += units;
     }
-    // Padding lanes have dz = 0 (counted as tiny) and f'(0) (which may count): masked out.
+    // Padding lanes have dz = 0 (not counted as nonzero, and outside `rows·valid·W`) and
+    // f'(0) (which may count): masked out.
     let mask = if partial {
         R::load_partial(&[1.0; 16], valid)
     } else {
         one
     };
-    lanes.tiny = lanes.tiny * mask;
-    tally.magnitudes.merge(&lanes.finish(rows * valid * W));
+    let mut recount = false;
+    if extremes_only {
+        let (max_abs, min_abs) = lane_extremes(lanes.max, smallest);
+        // No zero (a NaN is ignored here; it makes the sums NaN, and the caller then
+        // counts exactly).
+        recount = min_abs <= 0.0;
+        tally.magnitudes.merge(&Magnitudes {
+            zero: 0,
+            tiny: 0,
+            max_abs,
+            min_nonzero_abs: min_abs,
+        });
+    } else {
+        tally.magnitudes.merge(&lanes.finish(rows * valid * W));
+    }
+    let (mut a, mut q) = tally.unscaled_sums.unwrap_or((0.0, 0.0));
+    for (&a_j, &q_j) in sum_abs.iter().zip(sum_squares.iter()) {
+        a += a_j.reduce_sum();
+        q += q_j.reduce_sum();
+    }
+    tally.unscaled_sums = Some((a, q));
     let count = |v: R| (v * mask).reduce_sum() as u64;
     for (&zero_j, &below_j) in all_zero.iter().zip(all_below.iter()) {
         if can_die {
@@ -1226,7 +1362,41 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
             tally.saturated += count(below_j);
         }
     }
-    tally.derivative_tiny += count(derivative_tiny);
+    let valid_lanes = R::select(mask.gt(zero), smallest_derivative, infinity);
+    let (_, min_derivative) = lane_extremes(zero, valid_lanes);
+    tally.derivative_tiny += u64::from(min_derivative < f32::MIN_POSITIVE);
+    recount
+}
+
+/// The counts and extremes of `values` ([`Magnitudes`], tiny values still to be counted
+/// with [`with_tiny`]) in four chains: what a column block that kept only extremes counts
+/// again when it saw a zero. (Inlined, so that it runs with the caller's instruction set.)
+#[inline(always)]
+fn magnitudes<V: Vector>(values: &[f32]) -> Magnitudes {
+    let mut total = Magnitudes::EMPTY;
+    for block in values.chunks(V::LANES << 20) {
+        let mut lanes = [MagnitudeLanes::<V>::new(); 4];
+        let mut quads = block.chunks_exact(4 * V::LANES);
+        for c in &mut quads {
+            for (j, l) in lanes.iter_mut().enumerate() {
+                l.add(V::load(lane(c, j * V::LANES)));
+            }
+        }
+        let mut l0 = MagnitudeLanes::merged(lanes);
+        let mut chunks = quads.remainder().chunks_exact(V::LANES);
+        for c in &mut chunks {
+            l0.add(V::load(c));
+        }
+        let mut rest = MagnitudeLanes::<f32>::new();
+        for &v in chunks.remainder() {
+            rest.add(v);
+        }
+        let tail = chunks.remainder().len();
+        let mut m = l0.finish(block.len() - tail);
+        m.merge(&rest.finish(tail));
+        total.merge(&m);
+    }
+    total
 }
 
 /// Underflow attribution of `dz = dy·f'(z)` (a second pass, run only when some dz or f' is
@@ -1348,29 +1518,22 @@ pub(crate) fn moments<V: Vector, const COUNTS: bool>(
                 }
             }
         }
-        let [mut l0, l1, l2, l3] = lanes;
-        let mut m = if V::UNROLL == 1 {
-            // One lane, one chain: no remainder (the microcontroller path, kept small).
-            l0.finish(block.len())
+        let mut l0 = MagnitudeLanes::merged(lanes);
+        let mut chunks = quads.remainder().chunks_exact(V::LANES);
+        for c in &mut chunks {
+            l0.add(V::load(c));
+        }
+        let tail = chunks.remainder();
+        let mut rest = MagnitudeLanes::<f32>::new();
+        for &v in tail {
+            rest.add(v);
+        }
+        let mut m = l0.finish(block.len() - tail.len());
+        m.merge(&rest.finish(tail.len()));
+        if COUNTS {
+            m = with_tiny(m, block);
         } else {
-            l0.merge(&l1);
-            l0.merge(&l2);
-            l0.merge(&l3);
-            let mut chunks = quads.remainder().chunks_exact(V::LANES);
-            for c in &mut chunks {
-                l0.add(V::load(c));
-            }
-            let tail = chunks.remainder();
-            let mut rest = MagnitudeLanes::<f32>::new();
-            for &v in tail {
-                rest.add(v);
-            }
-            let mut m = l0.finish(block.len() - tail.len());
-            m.merge(&rest.finish(tail.len()));
-            m
-        };
-        if !COUNTS {
-            (m.zero, m.tiny, m.max_abs) = (0, 0, 0.0);
+            (m.zero, m.tiny) = (0, 0); // the maximum still sets the scale below
         }
         total.merge(&m);
         if m.max_abs == f32::INFINITY {

@@ -57,6 +57,7 @@ mod wasm;
 mod x86;
 
 use dispatch::dispatch;
+pub(crate) use dispatch::VECTOR_BACKENDS;
 use generic::{AdamStep, Backward, Derivative, ExpShifted, Value};
 pub(crate) use generic::{BackwardTally, Magnitudes, Moments};
 
@@ -280,15 +281,41 @@ pub(crate) fn moments_at_scale(values: &[f32], scale_exponent: i32) -> Moments {
     )
 }
 
-/// [`moments_at_scale`] without counts, maximum and Σ|v|: the smallest nonzero |v| and
-/// Σ s², for ‖W‖ (the caller checks the sum, see `health::track::norm_fits`). Without
-/// `smallest` the one-lane path skips the smallest magnitude (reported as 0): a first layer
-/// computes no dX, which is the only use of it (a third of the instructions per weight).
+/// [`moments_at_scale`] with the sums of |v| itself (scale 2^0): one multiply less per
+/// vector, for values whose sums the caller then checks (see `health::sums_fit`).
+/// `None` on the one-lane path, whose one pass adapts its scale anyway.
+#[inline]
+pub(crate) fn moments_unscaled(values: &[f32]) -> Option<Moments> {
+    dispatch!(
+        {
+            let _ = values;
+            None
+        },
+        moments_unscaled(values)
+    )
+}
+
+/// Σ s² at the scale 2^`scale_exponent`, and the smallest nonzero |v| if `smallest` (else
+/// reported as 0): ‖W‖ and the dX screen's bound (a first layer computes no dX, so it
+/// skips the smallest magnitude). No counts, maximum or Σ|v|; the caller checks the sum
+/// (see `health::sums_fit`).
 #[inline]
 pub(crate) fn norm_at_scale(values: &[f32], scale_exponent: i32, smallest: bool) -> Moments {
     dispatch!(
         out_of_line::norm(values, scale_exponent, smallest),
-        norm_at_scale(values, scale_exponent)
+        norm_at_scale(values, scale_exponent, smallest)
+    )
+}
+
+/// [`norm_at_scale`] unscaled (scale 2^0, no multiply); `None` on the one-lane path.
+#[inline]
+pub(crate) fn norm_unscaled(values: &[f32], smallest: bool) -> Option<Moments> {
+    dispatch!(
+        {
+            let _ = (values, smallest);
+            None
+        },
+        norm_unscaled(values, smallest)
     )
 }
 

@@ -256,3 +256,56 @@ fn avx2_partial() {
 fn avx512_partial() {
     partial_loads_and_stores::<super::x86::Avx512>();
 }
+
+/// The norm statistics the health tracking takes every step: `norm_lanes` (scaled and
+/// unscaled, with and without the smallest magnitude, zeros included or not) and the
+/// two-pass `moments` without counts, which must raise its scale from 2^-126 to the data's
+/// (not leave the sums to overflow), against an f64 reference.
+fn norm_statistics<V: Vector>() {
+    for (n, seed) in [(0usize, 1u32), (1, 2), (17, 3), (67, 4), (130, 5)] {
+        let mut w: std::vec::Vec<f32> = values(n, seed)
+            .into_iter()
+            .map(|v| {
+                if v.is_finite() && v.abs() < 1e30 {
+                    v
+                } else {
+                    0.5
+                }
+            })
+            .collect();
+        for zeros in [false, true] {
+            if !zeros {
+                w.iter_mut().filter(|v| **v == 0.0).for_each(|v| *v = 0.25);
+            }
+            let exact: f64 = w.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let smallest = w
+                .iter()
+                .map(|v| v.abs())
+                .filter(|&a| a > 0.0)
+                .fold(f32::INFINITY, f32::min);
+            let close = |m: &generic::Moments| {
+                let got = f64::from(m.sum_squares) * 4f64.powi(m.scale_exponent);
+                (got - exact).abs() <= 1e-5 * exact
+            };
+            let scaled = generic::norm_lanes::<V, true, true>(&w, 1);
+            let unscaled = generic::norm_lanes::<V, false, true>(&w, 0);
+            let bare = generic::norm_lanes::<V, false, false>(&w, 0);
+            let two_pass = generic::moments::<V, false>(&w, -126);
+            for (name, m) in [("scaled", scaled), ("unscaled", unscaled), ("bare", bare)] {
+                assert!(close(&m), "{name} n {n} zeros {zeros}");
+            }
+            assert!(close(&two_pass), "two-pass n {n}: {two_pass:?}");
+            assert!(two_pass.sum_squares.is_finite() && (n == 0 || two_pass.scale_exponent > -126));
+            assert_eq!(scaled.magnitudes.min_nonzero_abs, smallest, "n {n}");
+            assert_eq!(unscaled.magnitudes.min_nonzero_abs, smallest, "n {n}");
+            assert_eq!(bare.magnitudes.min_nonzero_abs, 0.0);
+        }
+    }
+}
+
+#[test]
+fn norm_statistics_are_right_on_the_scalar_path_and_sse2() {
+    norm_statistics::<f32>();
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    norm_statistics::<super::x86::Sse2>();
+}

@@ -273,6 +273,12 @@ impl Vector for Sse2 {
         Sse2(unsafe { _mm_max_ps(self.0, acc.0) })
     }
     #[inline(always)]
+    fn min_or_keep(self, acc: Self) -> Self {
+        // minps returns its second operand unless the first is smaller (NaN keeps acc).
+        // SAFETY: SSE2 is baseline on x86_64; registers only.
+        Sse2(unsafe { _mm_min_ps(self.0, acc.0) })
+    }
+    #[inline(always)]
     fn load(s: &[f32]) -> Self {
         match s.get(..4) {
             // SAFETY: 4 readable f32 (checked); unaligned load; SSE2 is baseline.
@@ -367,6 +373,12 @@ impl Vector for Avx2 {
         // maxps returns its second operand unless the first is greater (NaN keeps acc).
         // SAFETY: AVX exists (module invariant); registers only.
         Avx2(unsafe { _mm256_max_ps(self.0, acc.0) })
+    }
+    #[inline(always)]
+    fn min_or_keep(self, acc: Self) -> Self {
+        // minps returns its second operand unless the first is smaller (NaN keeps acc).
+        // SAFETY: AVX exists (module invariant); registers only.
+        Avx2(unsafe { _mm256_min_ps(self.0, acc.0) })
     }
     #[inline(always)]
     fn load(s: &[f32]) -> Self {
@@ -523,6 +535,12 @@ impl Vector for Avx512 {
         // maxps returns its second operand unless the first is greater (NaN keeps acc).
         // SAFETY: AVX-512F exists (module invariant); registers only.
         Avx512(unsafe { _mm512_max_ps(self.0, acc.0) })
+    }
+    #[inline(always)]
+    fn min_or_keep(self, acc: Self) -> Self {
+        // minps returns its second operand unless the first is smaller (NaN keeps acc).
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        Avx512(unsafe { _mm512_min_ps(self.0, acc.0) })
     }
     #[inline(always)]
     fn min_where(mask: __mmask16, a: Self, acc: Self) -> Self {
