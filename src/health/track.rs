@@ -197,7 +197,11 @@ fn parameter_gradients(
     if !counted {
         h.weight_grad.add_slice(dw);
     }
-    h.bias_grad.add_slice(db);
+    // db: one pass of unscaled sums on vector backends if they fit, else two.
+    let m = kernels::moments_unscaled(db).filter(|m| sums_fit(m, db.len()));
+    if !m.is_some_and(|m| h.bias_grad.add_moments(db.len(), &m)) {
+        h.bias_grad.add_slice(db);
+    }
     // One test with the two smallest magnitudes; rows only where it fails.
     let min_dz = h.pre_activation_grad.min_nonzero_abs;
     if min_dz * min_x < f32::MIN_POSITIVE && inputs > 0 {

@@ -1283,7 +1283,7 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
     let infinity = R::splat(f32::INFINITY);
     let mut lanes = MagnitudeLanes::<R>::new();
     let mut smallest = infinity;
-    let (mut sum_abs, mut sum_squares) = ([zero; W], [zero; W]);
+    let (mut sum_abs, mut sum_squares) = (zero, zero);
     let (mut all_zero, mut all_below) = ([one; W], [one; W]);
     let mut smallest_derivative = infinity;
     let mut k = c;
@@ -1309,10 +1309,8 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
             } else {
                 lanes.add(p);
             }
-            if let (Some(a), Some(q)) = (sum_abs.get_mut(j), sum_squares.get_mut(j)) {
-                *a = *a + p.abs();
-                *q = p.mul_add(p, *q);
-            }
+            sum_abs = sum_abs + p.abs();
+            sum_squares = p.mul_add(p, sum_squares);
             if can_die {
                 *zero_j = R::select(d.abs().le(zero), *zero_j, zero);
             }
@@ -1347,12 +1345,8 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
     } else {
         tally.magnitudes.merge(&lanes.finish(rows * valid * W));
     }
-    let (mut a, mut q) = tally.unscaled_sums.unwrap_or((0.0, 0.0));
-    for (&a_j, &q_j) in sum_abs.iter().zip(sum_squares.iter()) {
-        a += a_j.reduce_sum();
-        q += q_j.reduce_sum();
-    }
-    tally.unscaled_sums = Some((a, q));
+    let (a, q) = tally.unscaled_sums.unwrap_or((0.0, 0.0));
+    tally.unscaled_sums = Some((a + sum_abs.reduce_sum(), q + sum_squares.reduce_sum()));
     let count = |v: R| (v * mask).reduce_sum() as u64;
     for (&zero_j, &below_j) in all_zero.iter().zip(all_below.iter()) {
         if can_die {
