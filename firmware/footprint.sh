@@ -6,7 +6,7 @@
 # Fails if gradguard's statics differ from `training_bytes`, its code exceeds the goals
 # (8 KiB without health, 10 KiB with), the dense forward needs more than 1.5 instructions
 # per multiply-add, or a step with health tracking more than 1.3 times the instructions of one
-# without. Also reports the code size of the parameter image's writer and reader.
+# without or more than 512 bytes of stack. Also reports the code size of the parameter image's writer and reader.
 # Run from anywhere (tools/setup.sh cortex-m installs what it needs).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -64,6 +64,7 @@ measure() { # measure LABEL [cargo features...]: prints one markdown row, checks
   echo "$gg" > "target/gradguard-bytes-$label"
   echo "$dense" > "target/dense-insns-$label"
   echo "$step" > "target/step-insns-$label"
+  echo "$stack" > "target/stack-bytes-$label"
 }
 
 {
@@ -97,6 +98,8 @@ health="$(cat 'target/gradguard-bytes-opt-level s, health')"
 [ "$health" -le 10240 ] || { echo "gradguard code $health B > 10 KiB with health" >&2; exit 1; }
 dense="$(cat 'target/dense-insns-opt-level s, no health')"
 [ "$dense" -le $((4096 * 3 / 2)) ] || { echo "dense 64x64 forward: $dense instructions > 1.5 per multiply-add" >&2; exit 1; }
+stack_health="$(cat 'target/stack-bytes-opt-level s, health')"
+[ "$stack_health" -le 512 ] || { echo "stack of an observed step: $stack_health B > 512 B" >&2; exit 1; }
 step_plain="$(cat 'target/step-insns-opt-level s, no health')"
 step_health="$(cat 'target/step-insns-opt-level s, health')"
 [ $((step_health * 10)) -le $((step_plain * 13)) ] ||

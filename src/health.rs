@@ -291,13 +291,14 @@ impl TensorStats {
 
     /// [`TensorStats::add_slice`] given the first pass `m` over `values` (which a fused
     /// kernel may have computed while it wrote them).
-    /// `unscaled` are the values' (Σ|v|, Σ v²) at the scale 2^0 if the kernel summed them
-    /// too; they are used if [`sums_fit`], else the sums take a second pass at a scale.
+    /// `[sum_abs, sum_squares]` are the values' Σ|v| and Σ v² at the scale 2^0 if the
+    /// kernel summed them too (else NaN); they are used if [`sums_fit`], else the sums take
+    /// a second pass at a scale.
     pub(crate) fn add_measured(
         &mut self,
         values: &[f32],
         m: crate::kernels::Magnitudes,
-        unscaled: Option<(f32, f32)>,
+        [sum_abs, sum_squares]: [f32; 2],
     ) {
         // ∞ shows as the maximum; NaN as a "zero" when nothing else is nonzero (then every
         // value is a zero or a NaN, counted exactly, a pass over values already in cache),
@@ -306,7 +307,7 @@ impl TensorStats {
             return self.add_exact(values);
         }
         // (Only vector backends sum in the kernel: no trace of this on a microcontroller.)
-        if let Some((sum_abs, sum_squares)) = unscaled.filter(|_| crate::kernels::VECTOR_BACKENDS) {
+        if crate::kernels::VECTOR_BACKENDS {
             let moments = crate::kernels::Moments {
                 magnitudes: m,
                 scale_exponent: 0,

@@ -184,23 +184,29 @@ fn parameter_gradients(
         let e = exponent_bound(bound) + 1;
         // Within 2^±40 vector backends sum |dW| itself (one multiply less per vector),
         // checked by the sums; otherwise, or if that fails, at the scale 2^e.
-        let unscaled = (-40..=40)
-            .contains(&e)
-            .then(|| kernels::moments_unscaled(dw));
-        let m = unscaled.flatten().filter(|m| sums_fit(m, dw.len()));
-        let m = m.or_else(|| {
-            let m = kernels::moments_at_scale(dw, e);
-            scale_fits(&m, e).then_some(m)
-        });
-        m.is_some_and(|m| h.weight_grad.add_moments(dw.len(), &m))
+        // (Matched, not chained through `Option`s: a microcontroller's stack holds one
+        // `Moments`.)
+        let n = dw.len();
+        let unscaled = if (-40..=40).contains(&e) {
+            kernels::moments_unscaled(dw)
+        } else {
+            None
+        };
+        match unscaled {
+            Some(m) if sums_fit(&m, n) => h.weight_grad.add_moments(n, &m),
+            _ => {
+                let m = kernels::moments_at_scale(dw, e);
+                scale_fits(&m, e) && h.weight_grad.add_moments(n, &m)
+            }
+        }
     };
     if !counted {
         h.weight_grad.add_slice(dw);
     }
     // db: one pass of unscaled sums on vector backends if they fit, else two.
-    let m = kernels::moments_unscaled(db).filter(|m| sums_fit(m, db.len()));
-    if !m.is_some_and(|m| h.bias_grad.add_moments(db.len(), &m)) {
-        h.bias_grad.add_slice(db);
+    match kernels::moments_unscaled(db) {
+        Some(m) if sums_fit(&m, db.len()) && h.bias_grad.add_moments(db.len(), &m) => {}
+        _ => h.bias_grad.add_slice(db),
     }
     // One test with the two smallest magnitudes; rows only where it fails.
     let min_dz = h.pre_activation_grad.min_nonzero_abs;

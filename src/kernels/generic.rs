@@ -1093,8 +1093,9 @@ pub struct BackwardTally {
     pub derivative_tiny: u64,
     /// (Σ|dz|, Σ dz²) at the scale 2^0, summed per lane in the same pass on vector
     /// backends (the caller checks them, and sums again at a scale if they do not fit);
-    /// `None` on one lane.
-    pub unscaled_sums: Option<(f32, f32)>,
+    /// NaN on one lane (which never fits: two floats, not an `Option`, keep the tally, which
+    /// a microcontroller returns on its stack, 8 bytes smaller).
+    pub unscaled_sums: [f32; 2],
 }
 
 /// `dz = dy ⊙ f'(z)` over a `[rows][units]` block (flattened), bit-identical to
@@ -1120,7 +1121,7 @@ pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
         dead: 0,
         saturated: 0,
         derivative_tiny: 0,
-        unscaled_sums: None,
+        unscaled_sums: [f32::NAN; 2],
     };
     // Set by a column block that kept only the extremes of |dz| and found a zero.
     let mut recount = false;
@@ -1149,6 +1150,7 @@ pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
         threshold: saturation_threshold,
     };
     let full = units - units % V::LANES;
+    tally.unscaled_sums = [0.0; 2];
     let mut c = 0;
     let t = &mut tally;
     while c + 4 * V::LANES <= full {
@@ -1345,8 +1347,8 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
     } else {
         tally.magnitudes.merge(&lanes.finish(rows * valid * W));
     }
-    let (a, q) = tally.unscaled_sums.unwrap_or((0.0, 0.0));
-    tally.unscaled_sums = Some((a + sum_abs.reduce_sum(), q + sum_squares.reduce_sum()));
+    let [a, q] = tally.unscaled_sums;
+    tally.unscaled_sums = [a + sum_abs.reduce_sum(), q + sum_squares.reduce_sum()];
     let count = |v: R| (v * mask).reduce_sum() as u64;
     for (&zero_j, &below_j) in all_zero.iter().zip(all_below.iter()) {
         if can_die {
