@@ -7,8 +7,9 @@
  * a single vCPU, so plain counters suffice.
  *
  * Arguments: start=0xADDR,stop=0xADDR,out=FILE[,profile=FILE] (the Thumb bit of an address
- * is ignored). Output (to FILE): "insns_total N", "region_insns N", "region_hits N", one per
- * line. With profile=FILE, also one line "0xADDR N" per translation block executed inside
+ * is ignored). Output (to FILE): "insns_total N", "region_insns N", "region_hits N" and
+ * "region_accesses N" (the guest's loads and stores inside the region, one per register a
+ * multi-register transfer moves), one per line. With profile=FILE, also one line "0xADDR N" per translation block executed inside
  * the region: the instructions it executed there (tools/count-insns.sh --profile sums them
  * per function).
  * Build: cc -shared -fPIC -O2 -o insn-count.so insn-count.c (tools/count-insns.sh does).
@@ -26,7 +27,10 @@
 typedef uint64_t qemu_plugin_id_t;
 typedef struct qemu_info_t qemu_info_t;
 struct qemu_plugin_tb;
+struct qemu_plugin_insn;
 enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS };
+enum qemu_plugin_mem_rw { QEMU_PLUGIN_MEM_R = 1, QEMU_PLUGIN_MEM_W, QEMU_PLUGIN_MEM_RW };
+typedef uint32_t qemu_plugin_meminfo_t;
 
 void qemu_plugin_register_vcpu_tb_trans_cb(
     qemu_plugin_id_t id, void (*cb)(qemu_plugin_id_t, struct qemu_plugin_tb *));
@@ -34,6 +38,12 @@ void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb,
                                           void (*cb)(unsigned int, void *),
                                           enum qemu_plugin_cb_flags flags, void *userdata);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
+void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn *insn,
+                                      void (*cb)(unsigned int, qemu_plugin_meminfo_t, uint64_t,
+                                                 void *),
+                                      enum qemu_plugin_cb_flags flags,
+                                      enum qemu_plugin_mem_rw rw, void *userdata);
 uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id,
                                     void (*cb)(qemu_plugin_id_t, void *), void *userdata);
@@ -47,7 +57,7 @@ struct block {
     struct block *next;
 };
 
-static uint64_t total, region, hits;
+static uint64_t total, region, hits, accesses;
 static struct block *blocks; /* every translated block, for the profile */
 static const char *profile;
 static uint64_t start = UINT64_MAX, stop = UINT64_MAX;
@@ -72,6 +82,17 @@ static void executed(unsigned int vcpu, void *data)
     }
 }
 
+/* One load or store of the guest inside the region (QEMU splits a multi-register load or
+ * store into one access per register). */
+static void accessed(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *data)
+{
+    (void)vcpu;
+    (void)info;
+    (void)vaddr;
+    (void)data;
+    accesses += inside;
+}
+
 static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     struct block *b = malloc(sizeof *b);
@@ -84,6 +105,10 @@ static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     b->in_region = 0;
     b->next = blocks;
     blocks = b;
+    for (size_t i = 0; i < b->instructions; i++) {
+        qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i), accessed,
+                                         QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_RW, NULL);
+    }
     qemu_plugin_register_vcpu_tb_exec_cb(tb, executed, QEMU_PLUGIN_CB_NO_REGS, b);
 }
 
@@ -93,8 +118,10 @@ static void finished(qemu_plugin_id_t id, void *data)
     (void)id;
     (void)data;
     if (f != NULL) {
-        fprintf(f, "insns_total %" PRIu64 "\nregion_insns %" PRIu64 "\nregion_hits %" PRIu64 "\n",
-                total, region, hits);
+        fprintf(f,
+                "insns_total %" PRIu64 "\nregion_insns %" PRIu64 "\nregion_hits %" PRIu64
+                "\nregion_accesses %" PRIu64 "\n",
+                total, region, hits, accesses);
         fclose(f);
     }
     if (profile != NULL && (f = fopen(profile, "w")) != NULL) {
