@@ -1,5 +1,6 @@
-//! Cortex-M (ARMv7E-M/ARMv8-M with a single-precision FPU) kernel: the dense-forward inner
-//! loop as hand-scheduled VFP code, because LLVM loads every weight with its own `vldr`.
+//! Cortex-M (ARMv7E-M/ARMv8-M with a single-precision FPU) kernels: the dense-forward inner
+//! loop and the SGD update as hand-scheduled VFP code, because LLVM loads every weight with
+//! its own `vldr`.
 //!
 //! Two output rows and eight inputs per iteration: three `vldmia` and sixteen `vmla.f32`
 //! for 16 multiply-adds. `vmla.f32` is the *non-fused* multiply-accumulate (the product is
@@ -175,4 +176,56 @@ pub(crate) fn dense_rows(
         );
     }
     true
+}
+
+/// SGD on the whole blocks of eight of `w` and `g` (over their common length): `w −= lr·(g +
+/// weight_decay·w)` with the non-fused `vmla.f32` and `vmls.f32`, the two roundings of the
+/// portable `sgd_step`, so the results are the same bit for bit. Per eight weights two
+/// `vldmia`, sixteen multiply-accumulates and one `vstmia`. Returns how many weights it
+/// updated (a multiple of 8).
+#[inline(always)]
+pub(crate) fn sgd_blocks(w: &mut [f32], g: &[f32], lr: f32, weight_decay: f32) -> usize {
+    let blocks = w.len().min(g.len()) / 8;
+    if blocks == 0 {
+        return 0;
+    }
+    let constants = [weight_decay, lr];
+    // SAFETY: `w` and `g` hold at least `8·blocks` f32 each (blocks is their common length
+    // over 8), `constants` holds two; `w` is the only memory written and is borrowed mutably
+    // (so it overlaps nothing read). `blocks` ≥ 1, so the count-down loop ends. Every VFP
+    // register written (s0-s17) is declared clobbered (`vfp_asm!` names s0-s27); the core
+    // registers changed are inout operands; `subs` changes the flags, which are not
+    // declared preserved.
+    unsafe {
+        vfp_asm!(
+            "vldmia {k}, {{s16-s17}}",
+            "2:",
+            "vldmia {pw}, {{s0-s7}}",
+            "vldmia {pg}!, {{s8-s15}}",
+            "vmla.f32 s8, s16, s0",
+            "vmla.f32 s9, s16, s1",
+            "vmla.f32 s10, s16, s2",
+            "vmla.f32 s11, s16, s3",
+            "vmla.f32 s12, s16, s4",
+            "vmla.f32 s13, s16, s5",
+            "vmla.f32 s14, s16, s6",
+            "vmla.f32 s15, s16, s7",
+            "vmls.f32 s0, s17, s8",
+            "vmls.f32 s1, s17, s9",
+            "vmls.f32 s2, s17, s10",
+            "vmls.f32 s3, s17, s11",
+            "vmls.f32 s4, s17, s12",
+            "vmls.f32 s5, s17, s13",
+            "vmls.f32 s6, s17, s14",
+            "vmls.f32 s7, s17, s15",
+            "vstmia {pw}!, {{s0-s7}}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            pw = inout(reg) w.as_mut_ptr() => _,
+            pg = inout(reg) g.as_ptr() => _,
+            k = in(reg) constants.as_ptr(),
+            n = inout(reg) blocks => _,
+        );
+    }
+    blocks * 8
 }
