@@ -6,7 +6,8 @@
 #   run-cortex-m.sh [--plugin SO[,ARGS]] ELF [semihosting args...]
 #
 # Board: $QEMU_MACHINE, else from the ELF's target: thumbv8m.main-* -> mps3-an547
-# (Cortex-M55), otherwise mps2-an386 (Cortex-M4F); mps2-an500 is the Cortex-M7.
+# (Cortex-M55), thumbv6m-* -> mps2-an385 (a Cortex-M3, which runs ARMv6-M code), otherwise
+# mps2-an386 (Cortex-M4F); mps2-an500 is the Cortex-M7.
 # $QEMU_TIMEOUT seconds (default 120) before the run is killed.
 set -euo pipefail
 
@@ -22,6 +23,8 @@ machine="${QEMU_MACHINE:-}"
 if [ -z "$machine" ]; then
   case "$elf" in
     *thumbv8m.main-none-eabi*) machine=mps3-an547 ;;
+    # No ARMv6-M board in QEMU has the RAM; the Cortex-M3 executes the same instructions.
+    *thumbv6m-none-eabi*) machine=mps2-an385 ;;
     *) machine=mps2-an386 ;;
   esac
 fi
