@@ -139,7 +139,8 @@ impl Parameters for NoParameters {
     }
 }
 
-/// Two things side by side: the parameters, gradients or caches of a [`crate::Chain`].
+/// Two things side by side: the parameters (and gradients, which have the same type) of a
+/// [`crate::Chain`]: `first` for its first layer, `second` for the rest.
 ///
 /// ```
 /// use gradguard::{Pair, Zeroed};

@@ -1,8 +1,9 @@
 //! Reading (never writing) whether the floating-point unit flushes subnormals.
 //!
 //! Writing MXCSR/FPCR/FPSCR from Rust is undefined behaviour (the compiler assumes the
-//! default mode); reading them is not. This is the only `unsafe` code of the crate: each
-//! block is one read instruction.
+//! default mode); reading them is not. The `unsafe` blocks here are one read instruction
+//! each (the crate's other `unsafe` code is in the other kernel modules: the SIMD
+//! intrinsics, the dispatch and the Cortex-M VFP loops).
 
 /// How this CPU treats subnormal f32 results.
 ///
