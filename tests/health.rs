@@ -640,7 +640,9 @@ fn train_step_observed_reports_dw_and_w_and_changes_nothing() {
 /// ‖W‖ is taken in one pass at the scale of the previous step's norm and checked by the sum
 /// itself; when the weights jump by far more than a step could move them (here by 2^-140,
 /// into subnormals, then by 2^+230) the check fails and the exact passes give the norm. The
-/// first layer computes no dX, so its pass skips the smallest |w| on one lane.
+/// first layer computes no dX, so its pass skips the smallest |w| on one lane. A NaN weight
+/// makes the norm NaN on every backend (the one-lane pass once reported the other weights'
+/// norm).
 #[test]
 fn the_weight_norm_is_right_when_the_weights_jump_in_scale() {
     use gradguard::{train_step_observed, SoftmaxCrossEntropy};
@@ -664,12 +666,23 @@ fn the_weight_norm_is_right_when_the_weights_jump_in_scale() {
         1.0,
         2f32.powi(-70) * 2f32.powi(-70),
         2f32.powi(115) * 2f32.powi(115),
+        f32::NAN,
     ]
     .into_iter()
     .enumerate()
     {
         for l in 0..2 {
-            p.tensor_mut(2 * l).iter_mut().for_each(|w| *w *= factor);
+            let weights = p.tensor_mut(2 * l);
+            if factor.is_nan() {
+                // One NaN among finite weights.
+                weights
+                    .iter_mut()
+                    .skip(3)
+                    .take(1)
+                    .for_each(|w| *w = f32::NAN);
+            } else {
+                weights.iter_mut().for_each(|w| *w *= factor);
+            }
         }
         let exact: Vec<f64> = (0..2)
             .map(|l| {
@@ -695,10 +708,10 @@ fn the_weight_norm_is_right_when_the_weights_jump_in_scale() {
         for layer in 0..2u16 {
             let got = f64::from(report.layer(layer).unwrap().weight_norm);
             let want = exact[usize::from(layer)];
-            // Relative 1e-6, or a subnormal norm's own spacing (2^-149).
+            // Relative 1e-6, or a subnormal norm's own spacing (2^-149); NaN for NaN.
             let tolerance = (1e-6 * want).max(f64::from(f32::from_bits(1)));
             assert!(
-                (got - want).abs() <= tolerance,
+                (got - want).abs() <= tolerance || (got.is_nan() && want.is_nan()),
                 "step {step} layer {layer}: {got:e} vs {want:e}"
             );
         }

@@ -113,16 +113,19 @@ fn norm_and_min(w: &[f32], previous_norm: f32, smallest: bool) -> (f32, f32) {
     if norm.is_finite() {
         (norm, m.magnitudes.min_nonzero_abs)
     } else {
-        norm_and_min_exact(w, m.sum_squares.is_nan())
+        norm_and_min_exact(w)
     }
 }
 
-/// [`norm_and_min`] for weights with a non-finite value: the exact statistics (a NaN norm
-/// stays NaN). Out of line, so its state is not on the stack of every step.
+/// [`norm_and_min`] for weights with a non-finite value: the exact statistics, and a NaN
+/// norm if some weight is NaN (looked up here: the one-lane pass reports any non-finite sum
+/// as +∞, so its sums cannot tell). Out of line, so its state is not on the stack of every
+/// step.
 #[cold]
 #[inline(never)]
-fn norm_and_min_exact(w: &[f32], nan: bool) -> (f32, f32) {
+fn norm_and_min_exact(w: &[f32]) -> (f32, f32) {
     let s = TensorStats::of(w);
+    let nan = w.iter().any(|v| v.is_nan());
     (if nan { f32::NAN } else { s.l2_norm() }, s.min_nonzero_abs)
 }
 
