@@ -16,6 +16,7 @@ elf=target/$target/release/footprint
 bin="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin"
 [ -x "$bin/llvm-nm" ] || rustup component add llvm-tools >&2
 nm="$bin/llvm-nm"
+repo="$(cd .. && pwd)"
 
 # flash = .vector_table + .text + .rodata + .data (the load image); static RAM = .data +
 # .bss + .uninit (the stack comes on top).
@@ -38,6 +39,11 @@ measure() { # measure LABEL [cargo args...]: prints one markdown row, checks mem
   local elf="$elf" args=" $* "
   case "$args" in *" --target thumbv6m-none-eabi "*) elf=target/thumbv6m-none-eabi/release/footprint ;; esac
   cargo build -q --release --bin footprint "$@"
+  # A panic path in gradguard would put its source path into flash (and make the flash size
+  # depend on where the repository lives): there must be none.
+  if "$bin/llvm-objcopy" -O binary --only-section=.rodata "$elf" /dev/stdout | grep -a -q "$repo/src/"; then
+    echo "footprint ($label): a panic location in gradguard's code is in flash" >&2; exit 1
+  fi
   local size run flash ram gg libm tb stack sum
   read -r flash ram < <(sections "$elf")
   gg="$(symbol_bytes "$elf" 'gradguard')"

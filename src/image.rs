@@ -320,10 +320,15 @@ impl Layout {
     ) -> Result<usize, Error> {
         let needed = self.image_bytes().unwrap_or(usize::MAX);
         let available = out.len();
+        let too_short = Error::Image(ImageError::TooShort { needed, available });
         let Some(out) = out.get_mut(..needed) else {
-            return Err(Error::Image(ImageError::TooShort { needed, available }));
+            return Err(too_short);
         };
-        let (header, payload) = out.split_at_mut(HEADER_BYTES);
+        // (Checked, though `needed` covers the header: no panic path, so no source path in
+        // a firmware's flash either.)
+        let Some((header, payload)) = out.split_at_mut_checked(HEADER_BYTES) else {
+            return Err(too_short);
+        };
         fill(payload);
         header.copy_from_slice(&self.header());
         let crc = image_checksum(header, payload);
