@@ -107,7 +107,7 @@ fn norm_and_min(w: &[f32], previous_norm: f32, smallest: bool) -> (f32, f32) {
     });
     let m = match hinted {
         Some(m) if sums_fit(&m, w.len()) => m,
-        _ => kernels::moments_norm(w, -126),
+        _ => kernels::moments(w, -126),
     };
     let norm = crate::lanes::scale_by_pow2(libm::sqrtf(m.sum_squares), m.scale_exponent);
     if norm.is_finite() {

@@ -408,7 +408,7 @@ macro_rules! backend_kernels {
 
         $(#[$attr])*
         pub(crate) unsafe fn moments_full(values: &[f32], scale_exponent: i32) -> generic::Moments {
-            generic::moments::<$V, true>(values, scale_exponent)
+            generic::moments::<$V>(values, scale_exponent)
         }
 
         $(#[$attr])*
@@ -443,10 +443,6 @@ macro_rules! backend_kernels {
             })
         }
 
-        $(#[$attr])*
-        pub(crate) unsafe fn moments_norm(values: &[f32], scale_exponent: i32) -> generic::Moments {
-            generic::moments::<$V, false>(values, scale_exponent)
-        }
 
         $(#[$attr])*
         pub(crate) unsafe fn scaled_sums_finite(values: &[f32], inverse_scale: f32) -> (f32, f32) {

@@ -739,15 +739,15 @@ impl<R: Vector> MagnitudeLanes<R> {
     }
 }
 
-/// Values with |v| < 2^-126 (zeros and subnormals; NaN is not): the second look the vector
-/// statistics take only when some nonzero magnitude is subnormal.
-#[cold]
-#[inline(never)]
+/// Values with |v| < 2^-126 (zeros and subnormals; NaN is not), by a test on the bits: the
+/// second look the statistics take only when some nonzero magnitude is subnormal. (Inlined:
+/// on a Cortex-M a call here cost stack and the float compare instructions.)
+#[inline(always)]
 fn count_tiny(values: &[f32]) -> u64 {
-    values
+    let tiny = values
         .iter()
-        .filter(|v| v.abs() < f32::MIN_POSITIVE)
-        .count() as u64
+        .filter(|v| v.to_bits() & 0x7fff_ffff < 0x0080_0000);
+    tiny.count() as u64
 }
 
 /// `m` with its tiny values counted over `values` if some are subnormal (see
@@ -845,7 +845,7 @@ pub(crate) fn moments_at_scale<V: Vector, const SCALED: bool>(
     scale_exponent: i32,
 ) -> Moments {
     if V::UNROLL == 1 {
-        return moments_one_lane::<true>(values, scale_exponent);
+        return moments_one_lane(values, scale_exponent);
     }
     let k = V::splat(crate::lanes::pow2_wide(-scale_exponent));
     let inverse = crate::lanes::pow2_wide(-scale_exponent);
@@ -970,7 +970,7 @@ pub(crate) fn norm_lanes<V: Vector, const SCALED: bool, const SMALLEST: bool>(
 /// needs it — which is also the only time the maximum changes, so the check is free. The
 /// same counts and extremes as the vector bodies; the sums agree within their rounding.
 #[inline(always)]
-fn moments_one_lane<const COUNTS: bool>(values: &[f32], scale_exponent: i32) -> Moments {
+fn moments_one_lane(values: &[f32], scale_exponent: i32) -> Moments {
     const INFINITY_BITS: u32 = 0x7f80_0000;
     let mut e = scale_exponent;
     let mut inverse = crate::lanes::pow2_wide(-e);
@@ -999,22 +999,15 @@ fn moments_one_lane<const COUNTS: bool>(values: &[f32], scale_exponent: i32) -> 
                 }
             }
             min_less_one = min_less_one.min(bits.wrapping_sub(1));
-            if COUNTS {
-                nonzero += u32::from(bits != 0);
-            }
+            nonzero += u32::from(bits != 0);
             let s = f32::from_bits(bits) * inverse;
-            if COUNTS {
-                sum_abs += s;
-            }
+            sum_abs += s;
             sum_squares = Vector::mul_add(s, s, sum_squares);
         }
         let zeros = chunk.len() as u64 - u64::from(nonzero);
         zero += zeros;
-        tiny += if COUNTS && min_less_one < 0x007f_ffff {
-            let small = chunk
-                .iter()
-                .map(|v| v.to_bits() & 0x7fff_ffff < 0x0080_0000);
-            small.filter(|&t| t).count() as u64
+        tiny += if min_less_one < 0x007f_ffff {
+            count_tiny(chunk)
         } else {
             zeros
         };
@@ -1022,8 +1015,8 @@ fn moments_one_lane<const COUNTS: bool>(values: &[f32], scale_exponent: i32) -> 
     let non_finite = max_bits >= INFINITY_BITS;
     Moments {
         magnitudes: Magnitudes {
-            zero: if COUNTS { zero } else { 0 },
-            tiny: if COUNTS { tiny } else { 0 },
+            zero,
+            tiny,
             max_abs: f32::from_bits(max_bits),
             min_nonzero_abs: smallest_nonzero(min_less_one),
         },
@@ -1226,17 +1219,14 @@ fn backward_one_lane<A: Elementwise>(
     // Tiny values are true zeros (NaN counts as a zero, not as tiny) and subnormals, which
     // exist only if the smallest nonzero magnitude is one (then they are counted again).
     let tiny = if min_less_one < 0x007f_ffff {
-        let all = dz.get(..rows * units).unwrap_or(&[]);
-        all.iter()
-            .filter(|v| v.to_bits() & 0x7fff_ffff < 0x0080_0000)
-            .count()
+        count_tiny(dz.get(..rows * units).unwrap_or(&[]))
     } else {
-        zero - nan
+        (zero - nan) as u64
     };
     tally.derivative_tiny += derivative_tiny as u64;
     tally.magnitudes = Magnitudes {
         zero: zero as u64,
-        tiny: tiny as u64,
+        tiny,
         max_abs: f32::from_bits(max_bits),
         min_nonzero_abs: smallest_nonzero(min_less_one),
     };
@@ -1479,19 +1469,15 @@ pub struct Moments {
 }
 
 /// Counts, extremes and the power-of-two-scaled sums of `values`, starting from the scale
-/// 2^`scale_exponent`, in blocks of 2048 values: the first pass over a block brings it into
-/// L1 and finds its maximum; if that needs a larger scale, the partial sums are rescaled by
-/// an exact power of two; the second pass sums the block from L1. With `COUNTS = false`
-/// only the maximum, the smallest nonzero magnitude and Σ s² are kept (what ‖W‖ needs).
+/// 2^`scale_exponent`, in blocks of 2048 values: the first pass over a block ([`magnitudes`])
+/// brings it into L1 and finds its maximum; if that needs a larger scale, the partial sums
+/// are rescaled by an exact power of two; the second pass sums the block from L1.
 /// Non-finite values make `sum_squares` non-finite (callers then count exactly).
 #[inline(always)]
-pub(crate) fn moments<V: Vector, const COUNTS: bool>(
-    values: &[f32],
-    scale_exponent: i32,
-) -> Moments {
+pub(crate) fn moments<V: Vector>(values: &[f32], scale_exponent: i32) -> Moments {
     const BLOCK: usize = 2048;
     if V::UNROLL == 1 {
-        return moments_one_lane::<COUNTS>(values, scale_exponent);
+        return moments_one_lane(values, scale_exponent);
     }
     // Four independent accumulators everywhere: max, min and the sums are loop-carried
     // chains whose latency (3–4 cycles) would otherwise bound the loops.
@@ -1500,37 +1486,7 @@ pub(crate) fn moments<V: Vector, const COUNTS: bool>(
     let (mut abs, mut squares) = ([V::splat(0.0); 4], [V::splat(0.0); 4]);
     let (mut tail_abs, mut tail_squares) = (0.0f32, 0.0f32);
     for block in values.chunks(BLOCK) {
-        let mut lanes = [MagnitudeLanes::<V>::new(); 4];
-        let mut quads = block.chunks_exact(V::UNROLL * V::LANES);
-        for c in &mut quads {
-            for (j, l) in lanes.iter_mut().enumerate().take(V::UNROLL) {
-                let v = V::load(lane(c, j * V::LANES));
-                if COUNTS {
-                    l.add(v);
-                } else {
-                    let a = v.abs();
-                    l.max = a.max_or_keep(l.max);
-                    l.min = V::min_where(a.gt(V::splat(0.0)), a, l.min);
-                }
-            }
-        }
-        let mut l0 = MagnitudeLanes::merged(lanes);
-        let mut chunks = quads.remainder().chunks_exact(V::LANES);
-        for c in &mut chunks {
-            l0.add(V::load(c));
-        }
-        let tail = chunks.remainder();
-        let mut rest = MagnitudeLanes::<f32>::new();
-        for &v in tail {
-            rest.add(v);
-        }
-        let mut m = l0.finish(block.len() - tail.len());
-        m.merge(&rest.finish(tail.len()));
-        if COUNTS {
-            m = with_tiny(m, block);
-        } else {
-            (m.zero, m.tiny) = (0, 0); // the maximum still sets the scale below
-        }
+        let m = with_tiny(magnitudes::<V>(block), block);
         total.merge(&m);
         if m.max_abs == f32::INFINITY {
             // An ∞: the sums become ∞ (a NaN makes them NaN below).
@@ -1554,31 +1510,25 @@ pub(crate) fn moments<V: Vector, const COUNTS: bool>(
         }
         let inverse = crate::lanes::pow2_wide(-e);
         let k = V::splat(inverse);
-        let mut quads = block.chunks_exact(V::UNROLL * V::LANES);
+        let mut quads = block.chunks_exact(4 * V::LANES);
         for c in &mut quads {
             let sums = abs.iter_mut().zip(squares.iter_mut());
-            for (j, (a, q)) in sums.enumerate().take(V::UNROLL) {
+            for (j, (a, q)) in sums.enumerate() {
                 let s = V::load(lane(c, j * V::LANES)).abs() * k;
-                if COUNTS {
-                    *a = *a + s;
-                }
+                *a = *a + s;
                 *q = s.mul_add(s, *q);
             }
         }
-        if V::UNROLL > 1 {
-            let mut chunks = quads.remainder().chunks_exact(V::LANES);
-            for c in &mut chunks {
-                let s = V::load(c).abs() * k;
-                if COUNTS {
-                    abs[0] = abs[0] + s;
-                }
-                squares[0] = s.mul_add(s, squares[0]);
-            }
-            for &v in chunks.remainder() {
-                let s = v.abs() * inverse;
-                tail_abs += s;
-                tail_squares += s * s;
-            }
+        let mut chunks = quads.remainder().chunks_exact(V::LANES);
+        for c in &mut chunks {
+            let s = V::load(c).abs() * k;
+            abs[0] = abs[0] + s;
+            squares[0] = s.mul_add(s, squares[0]);
+        }
+        for &v in chunks.remainder() {
+            let s = v.abs() * inverse;
+            tail_abs += s;
+            tail_squares += s * s;
         }
     }
     let [a0, a1, a2, a3] = abs;

@@ -319,16 +319,6 @@ pub(crate) fn norm_unscaled(values: &[f32], smallest: bool) -> Option<Moments> {
     )
 }
 
-/// [`moments`] without counts and Σ|v|: the maximum, the smallest nonzero |v| and Σ s².
-#[inline]
-pub(crate) fn moments_norm(values: &[f32], scale_exponent: i32) -> Moments {
-    // The scalar path shares the full instantiation (smaller code on microcontrollers).
-    dispatch!(
-        out_of_line::moments(values, scale_exponent),
-        moments_norm(values, scale_exponent)
-    )
-}
-
 /// `(Σ s, Σ s²)` with s = |v|·`inverse_scale` for finite values, four partial sums per lane
 /// (the last bits depend on the backend); non-finite if some value is.
 #[inline]
@@ -381,7 +371,7 @@ mod out_of_line {
 
     #[inline(never)]
     pub(super) fn moments(values: &[f32], scale_exponent: i32) -> Moments {
-        generic::moments::<f32, true>(values, scale_exponent)
+        generic::moments::<f32>(values, scale_exponent)
     }
 
     /// ‖W‖ every step, at a fixed scale (see `generic::norm_one_lane`).
