@@ -83,6 +83,10 @@ fn may_underflow(g: f32, min_other: f32) -> bool {
     g != 0.0 && g.is_finite() && g.abs() * min_other < f32::MIN_POSITIVE
 }
 
+/// The scale exponents (of ‖W‖ at the previous step, or of dW's bound) within which the
+/// vector backends first try sums of |v| itself, without a multiply (checked by `sums_fit`).
+const UNSCALED_EXPONENTS: core::ops::RangeInclusive<i32> = -40..=40;
+
 /// True if the statistics `m`, summed at the scale 2^`e` fixed in advance, are as accurate
 /// as with the scale of their own maximum: every |v| below 2^e (no sum can overflow) and
 /// the maximum above 2^(e−60) (the squares of values within 2^-60 of it stay normal).
@@ -98,7 +102,7 @@ fn scale_fits(m: &kernels::Moments, e: i32) -> bool {
 fn norm_and_min(w: &[f32], previous_norm: f32, smallest: bool) -> (f32, f32) {
     let hinted = (previous_norm > 0.0 && previous_norm.is_finite()).then(|| {
         let e = exponent_bound(previous_norm) + 1;
-        let unscaled = (-40..=40)
+        let unscaled = UNSCALED_EXPONENTS
             .contains(&e)
             .then(|| kernels::norm_unscaled(w, smallest));
         unscaled
@@ -190,7 +194,7 @@ fn parameter_gradients(
         // (Matched, not chained through `Option`s: a microcontroller's stack holds one
         // `Moments`.)
         let n = dw.len();
-        let unscaled = if (-40..=40).contains(&e) {
+        let unscaled = if UNSCALED_EXPONENTS.contains(&e) {
             kernels::moments_unscaled(dw)
         } else {
             None
