@@ -39,7 +39,9 @@ use core::fmt;
 use crate::lanes::{exponent_bound, pow2_wide as pow2, scale_by_pow2};
 
 mod track;
-pub(crate) use track::{dense_layer_backward, elementwise_backward};
+pub(crate) use track::{
+    batch_norm_backward, dense_layer_backward, elementwise_backward, BatchNormTerms,
+};
 
 /// The class of an f32, read from its bits.
 ///
@@ -508,6 +510,8 @@ impl Default for HealthConfig {
 pub struct LayerHealth {
     /// Index of the layer counting from the input (0).
     pub layer: u16,
+    /// Dense or batch norm (whose γ, dγ and dβ stand in the places of W, dW and db).
+    pub kind: LayerKind,
     /// The activation's name.
     pub activation: &'static str,
     /// Units (outputs) of the layer.
@@ -551,10 +555,27 @@ pub struct LayerHealth {
     previous_weight_norm: f32,
 }
 
+/// The kind of layer a [`LayerHealth`] record describes.
+///
+/// ```
+/// assert_eq!(gradguard::health::LayerHealth::EMPTY.kind, gradguard::health::LayerKind::Dense);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LayerKind {
+    /// A [`crate::Dense`] layer: W, dW, db and dX as named.
+    #[default]
+    Dense,
+    /// A [`crate::BatchNorm`] layer: `weight_grad` is dγ, `bias_grad` dβ, `weight_norm`
+    /// ‖γ‖, the weight products are dz·x̂ (dγ's terms) and the input products those of dx.
+    BatchNorm,
+}
+
 impl LayerHealth {
     /// Nothing recorded.
     pub const EMPTY: Self = LayerHealth {
         layer: 0,
+        kind: LayerKind::Dense,
         activation: "",
         units: 0,
         inputs: 0,
@@ -774,7 +795,7 @@ impl<const L: usize> HealthReport<L> {
     }
 
     /// The per-layer factor f of a geometric fit ‖dW_l‖ ≈ C·f^(distance from the output)
-    /// over the recorded layers except the output layer (least squares on ln ‖dW‖). f < 1:
+    /// over the recorded dense layers (batch norms are skipped) except the output layer (least squares on ln ‖dW‖). f < 1:
     /// the gradient shrinks by f per layer going towards the input; about 0.25 for a deep
     /// sigmoid net with Xavier initialisation. `None` with fewer than two such layers with a
     /// nonzero norm.
@@ -788,6 +809,7 @@ impl<const L: usize> HealthReport<L> {
         let points = self
             .layers_from_output()
             .iter()
+            .filter(|l| l.kind == LayerKind::Dense)
             .enumerate()
             .skip(1)
             .map(|(k, l)| (k as f32, l.weight_grad.l2_norm()))
@@ -882,6 +904,23 @@ impl<const L: usize> GradientObserver for HealthReport<L> {
     }
 }
 
+/// A record's activation column: the activation, `bn/` before it for a batch norm.
+struct Named<'a>(&'a LayerHealth);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = self.0;
+        let prefix = match l.kind {
+            LayerKind::Dense => "",
+            LayerKind::BatchNorm => "bn/",
+        };
+        let width = f.width().unwrap_or(0);
+        let len = prefix.chars().count() + l.activation.chars().count();
+        write!(f, "{prefix}{}", l.activation)?;
+        (len..width).try_for_each(|_| f.write_str(" "))
+    }
+}
+
 impl<const L: usize> fmt::Display for HealthReport<L> {
     /// A compact table, output layer first, then the flags.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -899,7 +938,7 @@ impl<const L: usize> fmt::Display for HealthReport<L> {
                 f,
                 "{:>5} {:<12} {:>4}x{:<4} {:<9.2e} {:<9.2e} {:<9.2e} {:<9.2e} {:<9.2e} {:>5}/{:<6} {:>9} {:>4} {:>3} {:>6}",
                 l.layer,
-                l.activation,
+                Named(l),
                 l.units,
                 l.inputs,
                 l.weight_grad.l2_norm(),

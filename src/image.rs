@@ -238,7 +238,8 @@ impl<P: Parameters> Persistent for P {
 }
 
 /// CRC-32 of the (layer, kind, rows, cols) of every tensor of `P`, as little-endian `u32`s
-/// (kind 0 = weight, 1 = bias; values above `u32::MAX` saturate).
+/// (kind 0 = weight, 1 = bias, 2 = scale, 3 = running mean, 4 = running variance; values
+/// above `u32::MAX` saturate).
 ///
 /// ```
 /// use gradguard::{image::shape_signature, Dense, Layer};
@@ -257,6 +258,9 @@ pub(crate) fn signature_of(tensors: impl Iterator<Item = TensorInfo>) -> u32 {
         let kind = match t.kind {
             TensorKind::Weight => 0,
             TensorKind::Bias => 1,
+            TensorKind::Scale => 2,
+            TensorKind::RunningMean => 3,
+            TensorKind::RunningVariance => 4,
         };
         for field in [t.layer, kind, t.rows, t.cols] {
             crc.update(&word(field));

@@ -77,8 +77,11 @@ impl Naming<'_> {
     /// The name of a tensor: `<prefix>.weight` or `<prefix>.bias`.
     fn name(&self, t: &TensorInfo) -> Option<String> {
         let kind = match t.kind {
-            TensorKind::Weight => "weight",
+            // PyTorch's BatchNorm1d calls γ and β `weight` and `bias`.
+            TensorKind::Weight | TensorKind::Scale => "weight",
             TensorKind::Bias => "bias",
+            TensorKind::RunningMean => "running_mean",
+            TensorKind::RunningVariance => "running_var",
         };
         self.prefix(t.layer).map(|p| format!("{p}.{kind}"))
     }
@@ -170,7 +173,10 @@ fn named(
 fn shape_of(t: &TensorInfo) -> Vec<usize> {
     match t.kind {
         TensorKind::Weight => vec![t.rows, t.cols],
-        TensorKind::Bias => vec![t.rows],
+        TensorKind::Bias
+        | TensorKind::Scale
+        | TensorKind::RunningMean
+        | TensorKind::RunningVariance => vec![t.rows],
     }
 }
 
@@ -196,7 +202,12 @@ fn matching<'f>(
     let mut names = file.names();
     names.sort_unstable();
     for name in names {
-        if !expected.iter().any(|(n, _)| n == name) {
+        // PyTorch's BatchNorm1d saves a step counter gradguard has no use for.
+        let counter_of_a_batch_norm = name.strip_suffix(".num_batches_tracked").is_some_and(|p| {
+            let running_mean = format!("{p}.running_mean");
+            expected.iter().any(|(n, _)| *n == running_mean)
+        });
+        if !counter_of_a_batch_norm && !expected.iter().any(|(n, _)| n == name) {
             problems.push(format!("{name}: not a tensor of this network"));
         }
     }
@@ -214,7 +225,8 @@ fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, InterchangeError> {
 }
 
 /// Loads a safetensors file into `params` in place. Every tensor of the network must be in
-/// the file as f32 with its shape, and the file must hold nothing else; otherwise the error
+/// the file as f32 with its shape, and the file must hold nothing else (but the
+/// `num_batches_tracked` counters of PyTorch's batch norms, which are ignored); otherwise the error
 /// lists the problems and what was expected, and `params` is unchanged.
 ///
 /// ```

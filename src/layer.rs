@@ -26,6 +26,9 @@ use crate::kernels::{self, GradMode};
 use crate::storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
 use rand_core::Rng;
 
+mod batch_norm;
+pub use batch_norm::{BatchNorm, BatchNormCache, BatchNormParams};
+
 /// A differentiable layer mapping a batch of `Input` rows to a batch of `Output` rows.
 ///
 /// The batch size `B` is a const generic of each call, so one network value serves training
@@ -74,6 +77,63 @@ pub trait Layer {
 
     /// The output of the last forward on `cache`.
     fn output<const B: usize>(cache: &Self::Cache<B>) -> &[Self::Output; B];
+
+    /// Runs the layer on a batch as training does: layers that behave differently while
+    /// training ([`BatchNorm`]: statistics of this batch instead of the running ones) do so
+    /// here; for the others it is [`Layer::forward`].
+    ///
+    /// The training steps ([`crate::train_step`], [`crate::compute_gradients`], …) call
+    /// this; [`Layer::forward`] is inference. Which one runs is chosen by the call, so there
+    /// is no mode to forget to switch.
+    ///
+    /// ```
+    /// use gradguard::{BatchNorm, Layer, Zeroed};
+    /// let bn = BatchNorm::<1>::default();
+    /// let mut p = <BatchNorm<1> as Layer>::Params::ZEROED;
+    /// p.scale = [1.0]; // what `Layer::init` sets
+    /// let mut cache = <BatchNorm<1> as Layer>::Cache::<2>::ZEROED;
+    /// bn.forward_train(&p, &[[1.0], [3.0]], &mut cache);
+    /// let out = <BatchNorm<1> as Layer>::output(&cache);
+    /// assert!((out[0][0] + 1.0).abs() < 1e-4 && (out[1][0] - 1.0).abs() < 1e-4);
+    /// ```
+    #[inline]
+    fn forward_train<const B: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[Self::Input; B],
+        cache: &mut Self::Cache<B>,
+    ) {
+        self.forward(params, x, cache);
+    }
+
+    /// Folds the batch statistics of the last [`Layer::forward_train`] on `cache` into the
+    /// running statistics kept in `params` (once: a second call without a new training
+    /// forward changes nothing). Nothing for layers without running statistics. The
+    /// training steps that update parameters ([`crate::train_step`] and its variants) call
+    /// it after the optimiser; after [`crate::compute_gradients`] or
+    /// [`crate::accumulate_gradients`] call it yourself.
+    ///
+    /// ```
+    /// use gradguard::{BatchNorm, Layer, Zeroed};
+    /// let bn = BatchNorm::<1>::default();
+    /// let mut p = <BatchNorm<1> as Layer>::Params::ZEROED;
+    /// p.scale = [1.0];
+    /// p.running_variance = [1.0];
+    /// let mut cache = <BatchNorm<1> as Layer>::Cache::<2>::ZEROED;
+    /// bn.forward_train(&p, &[[1.0], [3.0]], &mut cache);
+    /// bn.update_running_statistics(&mut p, &mut cache);
+    /// // PyTorch's defaults: momentum 0.1, unbiased variance (here 2).
+    /// assert_eq!((p.running_mean, p.running_variance), ([0.2], [1.1]));
+    /// bn.update_running_statistics(&mut p, &mut cache);
+    /// assert_eq!(p.running_mean, [0.2]);
+    /// ```
+    #[inline]
+    fn update_running_statistics<const B: usize>(
+        &self,
+        _params: &mut Self::Params,
+        _cache: &mut Self::Cache<B>,
+    ) {
+    }
 
     /// Backpropagates `dy = ∂L/∂output` (see the trait docs for the contract), reporting
     /// to `observer`; `layer` is the index (from the network input) of this layer's first
@@ -506,6 +566,29 @@ impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
 
     fn output<const N: usize>(cache: &Self::Cache<N>) -> &[Self::Output; N] {
         B::output(&cache.second)
+    }
+
+    fn forward_train<const N: usize>(
+        &self,
+        params: &Self::Params,
+        x: &[Self::Input; N],
+        cache: &mut Self::Cache<N>,
+    ) {
+        self.first.forward_train(&params.first, x, &mut cache.first);
+        let hidden = A::output(&cache.first);
+        self.second
+            .forward_train(&params.second, hidden, &mut cache.second);
+    }
+
+    fn update_running_statistics<const N: usize>(
+        &self,
+        params: &mut Self::Params,
+        cache: &mut Self::Cache<N>,
+    ) {
+        self.first
+            .update_running_statistics(&mut params.first, &mut cache.first);
+        self.second
+            .update_running_statistics(&mut params.second, &mut cache.second);
     }
 
     fn backward_at<O: GradientObserver, const N: usize>(

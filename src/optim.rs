@@ -16,7 +16,7 @@
 
 use crate::error::Error;
 use crate::kernels;
-use crate::storage::{Parameters, Zeroed};
+use crate::storage::{is_trainable, Parameters, Zeroed};
 
 /// Updates parameters from their gradients.
 ///
@@ -107,7 +107,7 @@ impl Sgd {
 
 impl<P: Parameters> Optimizer<P> for Sgd {
     fn step(&mut self, params: &mut P, grads: &P) {
-        for i in 0..P::TENSORS {
+        for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
             let (w, g) = (params.tensor_mut(i), grads.tensor(i));
             kernels::sgd_update(w, g, self.learning_rate, self.weight_decay);
         }
@@ -212,7 +212,7 @@ impl<P: Parameters> Optimizer<P> for Momentum<P> {
         if self.sgd.learning_rate == 0.0 {
             return; // unconfigured (ZEROED)
         }
-        for i in 0..P::TENSORS {
+        for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
             let (w, g, v) = (
                 params.tensor_mut(i),
                 grads.tensor(i),
@@ -384,7 +384,7 @@ impl<P: Parameters> Optimizer<P> for Adam<P> {
         self.beta1_power *= self.beta1;
         self.beta2_power *= self.beta2;
         let (bias1, bias2) = (1.0 - self.beta1_power, 1.0 - self.beta2_power);
-        for i in 0..P::TENSORS {
+        for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
             kernels::adam_update(
                 params.tensor_mut(i),
                 grads.tensor(i),

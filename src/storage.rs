@@ -52,8 +52,39 @@ impl<T: Zeroed + Copy, const N: usize> Zeroed for [T; N] {
 pub enum TensorKind {
     /// A weight matrix, stored row-major (one row per output unit).
     Weight,
-    /// A bias vector.
+    /// A bias vector (also a batch norm's shift β).
     Bias,
+    /// A per-feature scale vector (a batch norm's γ).
+    Scale,
+    /// A batch norm's running mean: state saved with the parameters, not trained.
+    RunningMean,
+    /// A batch norm's running (unbiased) variance: state saved with the parameters, not
+    /// trained.
+    RunningVariance,
+}
+
+impl TensorKind {
+    /// True for tensors an optimiser updates from their gradients (weights, biases,
+    /// scales); false for state such as running statistics, which optimisers, gradient
+    /// clipping and gradient norms skip.
+    ///
+    /// ```
+    /// use gradguard::TensorKind;
+    /// assert!(TensorKind::Scale.is_trainable());
+    /// assert!(!TensorKind::RunningMean.is_trainable());
+    /// ```
+    pub const fn is_trainable(self) -> bool {
+        matches!(
+            self,
+            TensorKind::Weight | TensorKind::Bias | TensorKind::Scale
+        )
+    }
+}
+
+/// True if tensor `i` of `P` exists and is trainable ([`TensorKind::is_trainable`]).
+#[inline]
+pub(crate) fn is_trainable<P: Parameters>(i: usize) -> bool {
+    P::tensor_info(i).is_some_and(|t| t.kind.is_trainable())
 }
 
 /// Where a parameter tensor sits in a network.
@@ -68,9 +99,10 @@ pub enum TensorKind {
 pub struct TensorInfo {
     /// Index of the parametrised layer, counting from the input (0) to the output.
     pub layer: usize,
-    /// Weight or bias.
+    /// Weight, bias, scale or running statistic.
     pub kind: TensorKind,
-    /// Rows (output units) of the tensor; a bias has `rows` = its length and `cols` = 1.
+    /// Rows (output units) of the tensor; a vector (bias, scale, running statistic) has
+    /// `rows` = its length and `cols` = 1.
     pub rows: usize,
     /// Columns (input units).
     pub cols: usize,

@@ -6,7 +6,7 @@ use crate::kernels::GradMode;
 use crate::layer::Layer;
 use crate::loss::Loss;
 use crate::optim::Optimizer;
-use crate::storage::{Parameters, Zeroed};
+use crate::storage::{is_trainable, Parameters, Zeroed};
 
 /// Everything a training step writes besides parameters and gradients: the network's
 /// forward cache and the gradient of the loss with respect to the network output.
@@ -45,7 +45,9 @@ pub const fn training_bytes<L: Layer, const B: usize>() -> usize {
     2 * core::mem::size_of::<L::Params>() + core::mem::size_of::<Workspace<L, B>>()
 }
 
-/// Forward, loss, backward and one optimiser update on a batch; returns the mean loss.
+/// Forward (training: [`Layer::forward_train`]), loss, backward and one optimiser update
+/// on a batch, then the running statistics of batch norms
+/// ([`Layer::update_running_statistics`]); returns the mean loss.
 ///
 /// Gradients are overwritten. On `Err` (an invalid target) nothing has been changed
 /// except the forward cache. NaN/∞ in inputs or parameters are not errors: they propagate
@@ -138,11 +140,14 @@ where
     observer.begin_backward(optimizer.learning_rate());
     let value = compute_gradients(net, params, grads, workspace, loss, x, targets, observer)?;
     optimizer.step(params, grads);
+    net.update_running_statistics(params, &mut workspace.cache);
     Ok(value)
 }
 
-/// Forward, loss and backward on a batch without an optimiser step: overwrites `grads`
-/// with the gradient of the mean loss and returns the loss. Observed by `observer` (pass
+/// Forward (training: [`Layer::forward_train`]), loss and backward on a batch without an
+/// optimiser step: overwrites `grads` with the gradient of the mean loss and returns the
+/// loss. Batch norms' running statistics are not updated (`params` is shared): call
+/// [`Layer::update_running_statistics`] when you apply the gradients. Observed by `observer` (pass
 /// `&mut NoHealth` for none; a [`crate::health::HealthReport`] is not reset here).
 ///
 /// ```
@@ -174,7 +179,7 @@ where
     F: Loss<N>,
     H: GradientObserver,
 {
-    net.forward(params, x, &mut workspace.cache);
+    net.forward_train(params, x, &mut workspace.cache);
     let value = loss.loss_and_gradient(
         L::output(&workspace.cache),
         targets,
@@ -338,8 +343,8 @@ impl StepOutcome {
 /// model to one bad batch.
 ///
 /// After the backward pass (observed by `observer`), if the loss or any gradient is NaN or
-/// ±∞ it returns [`StepOutcome::Skipped`] and leaves `params` and the optimiser's state
-/// exactly as they were; count the skips to notice a data or divergence problem. Otherwise
+/// ±∞ it returns [`StepOutcome::Skipped`] and leaves `params` (batch norms' running
+/// statistics included) and the optimiser's state exactly as they were; count the skips to notice a data or divergence problem. Otherwise
 /// it applies `guard`'s clipping and the optimiser step. Costs the gradients' statistics
 /// ([`TensorStats`]: two reads of every gradient, for the norm and the finiteness) and, when
 /// clipping, one more pass that rescales them, on top of [`train_step`]; nothing when not
@@ -387,7 +392,7 @@ where
     let value = compute_gradients(net, params, grads, workspace, loss, x, targets, observer)?;
     let mut clipped = false;
     if let Some(limit) = guard.max_value {
-        for i in 0..L::Params::TENSORS {
+        for i in (0..L::Params::TENSORS).filter(|&i| is_trainable::<L::Params>(i)) {
             for g in grads.tensor_mut(i) {
                 // NaN compares false and stays, to be counted below.
                 let c = if *g > limit {
@@ -403,7 +408,7 @@ where
         }
     }
     let mut stats = TensorStats::EMPTY;
-    for i in 0..L::Params::TENSORS {
+    for i in (0..L::Params::TENSORS).filter(|&i| is_trainable::<L::Params>(i)) {
         stats.add_slice(grads.tensor(i));
     }
     let non_finite_gradients = stats.counts.non_finite();
@@ -418,7 +423,7 @@ where
         if gradient_norm > limit {
             // g·(limit/‖g‖) as (g·2^-E)·(limit/(‖g‖·2^-E)): finite even where ‖g‖ is not.
             let (unscale, factor) = stats.rescale_to_norm(limit);
-            for i in 0..L::Params::TENSORS {
+            for i in (0..L::Params::TENSORS).filter(|&i| is_trainable::<L::Params>(i)) {
                 for g in grads.tensor_mut(i) {
                     *g = *g * unscale * factor;
                 }
@@ -427,6 +432,7 @@ where
         }
     }
     optimizer.step(params, grads);
+    net.update_running_statistics(params, &mut workspace.cache);
     Ok(StepOutcome::Applied {
         loss: value,
         gradient_norm,
@@ -452,7 +458,9 @@ pub struct MicroBatch {
 /// Gradient accumulation over micro-batches, for a device whose RAM holds the workspace of
 /// a batch of `B` but not of the `count·B` samples the optimiser step should see.
 ///
-/// Call it for `index = 0..count` (each with its `B` samples), then step the optimiser
+/// Call it for `index = 0..count` (each with its `B` samples; batch norms normalise each
+/// micro-batch by its own statistics, and their running statistics are updated only if you
+/// call [`Layer::update_running_statistics`] after each call), then step the optimiser
 /// once: the gradients are those of the mean loss over all `count·B` samples (each
 /// micro-batch's loss gradient is scaled by 1/`count`; the first call overwrites, the
 /// others add). Returns this micro-batch's share of the mean loss (its mean / `count`), so
@@ -509,7 +517,7 @@ where
             part.index as f32,
         ));
     }
-    net.forward(params, x, &mut workspace.cache);
+    net.forward_train(params, x, &mut workspace.cache);
     let value = loss.loss_and_gradient(
         L::output(&workspace.cache),
         targets,

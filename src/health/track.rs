@@ -295,3 +295,99 @@ pub(crate) fn dense_layer_backward<
     );
     dense_backward(w, x, dz, dw, db, dx, mode, h);
 }
+
+/// `(became_zero, became_subnormal)` for the one product `p = a·b`: nonzero finite
+/// factors whose product is zero, or subnormal and inexact.
+#[inline]
+fn product_underflowed(a: f32, b: f32, p: f32) -> (u64, u64) {
+    if a == 0.0 || b == 0.0 || !a.is_finite() || !b.is_finite() {
+        return (0, 0);
+    }
+    let tiny = p != 0.0 && is_zero_or_subnormal(p);
+    (
+        u64::from(p == 0.0),
+        u64::from(tiny && !product_is_exact(a, b, p)),
+    )
+}
+
+/// The slices a batch norm's backward reads (all `[rows][features]` or `[features]`).
+pub(crate) struct BatchNormTerms<'a> {
+    pub x: &'a [f32],
+    pub dz: &'a [f32],
+    pub mean: &'a [f32],
+    pub variance: &'a [f32],
+    pub gamma: &'a [f32],
+}
+
+/// The health of a batch norm's backward after the kernel (`dz` is written and its
+/// statistics are in `h`; dγ, dβ and dx are the kernel's): the statistics of dγ and dβ,
+/// ‖γ‖, and the underflow screen of every product: dz·x̂ (dγ's terms) as weight products;
+/// x̂·mean(dz·x̂) and γ/σ·(…) (dx's, if `with_dx`) as input products. A batch norm is
+/// O(B·N), so the screen recomputes x̂ and the means in the kernel's order (the same
+/// operations, so the same bits) instead of screening extremes.
+pub(crate) fn batch_norm_backward(
+    t: &BatchNormTerms<'_>,
+    dgamma: &[f32],
+    dbeta: &[f32],
+    with_dx: bool,
+    p: &kernels::BatchNormBackward,
+    h: &mut LayerHealth,
+) {
+    let BatchNormTerms {
+        x,
+        dz,
+        mean,
+        variance,
+        gamma,
+    } = *t;
+    h.weight_grad.add_slice(dgamma);
+    h.bias_grad.add_slice(dbeta);
+    let gamma_stats = TensorStats::of(gamma);
+    h.weight_norm = if gamma.iter().any(|v| v.is_nan()) {
+        f32::NAN
+    } else {
+        gamma_stats.l2_norm()
+    };
+    let f = p.features;
+    let rows = x.len().min(dz.len()).checked_div(f).unwrap_or(0);
+    let features = mean.iter().zip(variance).zip(gamma).enumerate();
+    for (j, ((&mu, &var), &g)) in features.take(f) {
+        let inverse = 1.0 / libm::sqrtf(var + p.epsilon);
+        let column = (0..rows).filter_map(|r| {
+            let at = r * f + j;
+            Some((*x.get(at)?, *dz.get(at)?))
+        });
+        let (mut sum, mut sum_normalized) = (0.0f32, 0.0f32);
+        for (xv, d) in column.clone() {
+            let n = (xv - mu) * inverse;
+            let t = d * n;
+            let (zero, sub) = product_underflowed(d, n, t);
+            h.weight_products_became_zero += zero;
+            h.weight_products_became_subnormal += sub;
+            sum += d;
+            sum_normalized += t;
+        }
+        if !with_dx {
+            continue;
+        }
+        let k = g * inverse;
+        let count = rows as f32;
+        let (mean_g, mean_gn) = (sum / count, sum_normalized / count);
+        for (xv, d) in column {
+            let (inner, product) = if p.batch_statistics {
+                let n = (xv - mu) * inverse;
+                let t = n * mean_gn;
+                let (zero, sub) = product_underflowed(n, mean_gn, t);
+                h.input_products_became_zero += zero;
+                h.input_products_became_subnormal += sub;
+                let inner = (d - mean_g) - t;
+                (inner, k * inner)
+            } else {
+                (d, k * d)
+            };
+            let (zero, sub) = product_underflowed(k, inner, product);
+            h.input_products_became_zero += zero;
+            h.input_products_became_subnormal += sub;
+        }
+    }
+}

@@ -374,6 +374,48 @@ macro_rules! backend_kernels {
         }
 
         $(#[$attr])*
+        pub(crate) unsafe fn batch_statistics(
+            x: &[f32],
+            features: usize,
+            mean: &mut [f32],
+            variance: &mut [f32],
+            unbiased: &mut [f32],
+        ) {
+            generic::batch_statistics::<$V>(x, features, mean, variance, unbiased)
+        }
+
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn batch_normalize(
+            x: &[f32],
+            features: usize,
+            mean: &[f32],
+            variance: &[f32],
+            epsilon: f32,
+            gamma: &[f32],
+            beta: &[f32],
+            z: &mut [f32],
+        ) {
+            generic::batch_normalize::<$V>(x, features, mean, variance, epsilon, gamma, beta, z)
+        }
+
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn batch_norm_backward(
+            x: &[f32],
+            dz: &[f32],
+            mean: &[f32],
+            variance: &[f32],
+            gamma: &[f32],
+            dgamma: &mut [f32],
+            dbeta: &mut [f32],
+            dx: &mut [f32],
+            p: &generic::BatchNormBackward,
+        ) {
+            generic::batch_norm_backward::<$V>(x, dz, mean, variance, gamma, dgamma, dbeta, dx, p)
+        }
+
+        $(#[$attr])*
         pub(crate) unsafe fn sgd_update(w: &mut [f32], g: &[f32], lr: f32, weight_decay: f32) {
             generic::sgd_update::<$V>(w, g, lr, weight_decay)
         }

@@ -1540,3 +1540,280 @@ pub(crate) fn moments<V: Vector>(values: &[f32], scale_exponent: i32) -> Moments
         sum_squares: ((q0 + q1) + (q2 + q3)).reduce_sum() + tail_squares,
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Batch normalization. Batches are `[rows][features]` flattened; every body works on
+// `LANES` features at a time (one lane per feature, the rows in order), then on the
+// remaining features at `f32`: per feature the same operations in the same order, none
+// fused, so every backend gives the same bits.
+// ---------------------------------------------------------------------------------------
+
+/// Feature `j..j+R::LANES` of row `row`, zeros past the end.
+#[inline(always)]
+fn feature_lanes<R: Vector>(s: &[f32], features: usize, row: usize, j: usize) -> R {
+    R::load(lane(s, row * features + j))
+}
+
+/// Writes `v` to feature `j..` of row `row` (nothing past the end).
+#[inline(always)]
+fn store_feature_lanes<R: Vector>(v: R, s: &mut [f32], features: usize, row: usize, j: usize) {
+    if let Some(out) = s.get_mut(row * features + j..) {
+        v.store(out);
+    }
+}
+
+/// 1/√(variance + ε), correctly rounded twice.
+#[inline(always)]
+fn inverse_deviation<R: Lanes>(variance: R, epsilon: f32) -> R {
+    R::splat(1.0) / (variance + R::splat(epsilon)).sqrt()
+}
+
+/// Mean, biased and unbiased variance of `R::LANES` features over `rows` rows. The mean is
+/// shifted by the first row (x₀ + Σ(x − x₀)/B: the differences are exact for features whose
+/// spread is small against their mean, so a feature around 1e4 keeps its digits), the
+/// variance is a second pass over the squared deviations from that mean (no E[x²] − E[x]²
+/// cancellation). With fewer than two rows the unbiased variance is the biased one (0).
+#[inline(always)]
+fn column_statistics<R: Vector>(x: &[f32], features: usize, rows: usize, j: usize) -> [R; 3] {
+    let zero = R::splat(0.0);
+    if rows == 0 {
+        return [zero; 3];
+    }
+    let first = feature_lanes::<R>(x, features, 0, j);
+    let mut shifted = zero;
+    for row in 1..rows {
+        shifted = shifted + (feature_lanes::<R>(x, features, row, j) - first);
+    }
+    let count = R::splat(rows as f32);
+    let mean = first + shifted / count;
+    let mut squares = zero;
+    for row in 0..rows {
+        let d = feature_lanes::<R>(x, features, row, j) - mean;
+        squares = squares + d * d;
+    }
+    let variance = squares / count;
+    let unbiased = if rows > 1 {
+        squares / R::splat((rows - 1) as f32)
+    } else {
+        variance
+    };
+    [mean, variance, unbiased]
+}
+
+/// Per-feature statistics of a batch (`x` is `[rows][features]`): `mean`, biased
+/// `variance` and `unbiased` variance, each of `features` values.
+#[inline(always)]
+pub(crate) fn batch_statistics<V: Vector>(
+    x: &[f32],
+    features: usize,
+    mean: &mut [f32],
+    variance: &mut [f32],
+    unbiased: &mut [f32],
+) {
+    let n = features
+        .min(mean.len())
+        .min(variance.len())
+        .min(unbiased.len());
+    let rows = x.len().checked_div(features).unwrap_or(0);
+    let mut j = 0;
+    while j + V::LANES <= n {
+        let [m, v, u] = column_statistics::<V>(x, features, rows, j);
+        m.store(lane_mut(mean, j));
+        v.store(lane_mut(variance, j));
+        u.store(lane_mut(unbiased, j));
+        j += V::LANES;
+    }
+    while j < n {
+        let [m, v, u] = column_statistics::<f32>(x, features, rows, j);
+        m.store(lane_mut(mean, j));
+        v.store(lane_mut(variance, j));
+        u.store(lane_mut(unbiased, j));
+        j += 1;
+    }
+}
+
+/// `s[k..]` mutably, empty if `k` is past the end.
+#[inline(always)]
+fn lane_mut(s: &mut [f32], k: usize) -> &mut [f32] {
+    s.get_mut(k..).unwrap_or(&mut [])
+}
+
+/// The per-feature constants of one batch-norm pass over `R::LANES` features.
+#[derive(Clone, Copy)]
+struct FeatureConstants<R> {
+    mean: R,
+    inverse: R,
+    gamma: R,
+}
+
+#[inline(always)]
+fn feature_constants<R: Vector>(
+    mean: &[f32],
+    variance: &[f32],
+    gamma: &[f32],
+    epsilon: f32,
+    j: usize,
+) -> FeatureConstants<R> {
+    FeatureConstants {
+        mean: R::load(lane(mean, j)),
+        inverse: inverse_deviation(R::load(lane(variance, j)), epsilon),
+        gamma: R::load(lane(gamma, j)),
+    }
+}
+
+/// x̂ = (x − mean)·(1/√(var + ε)).
+#[inline(always)]
+fn normalized<R: Lanes>(x: R, c: &FeatureConstants<R>) -> R {
+    (x - c.mean) * c.inverse
+}
+
+/// `z = γ·x̂ + β` for `R::LANES` features of every row.
+#[inline(always)]
+fn normalize_columns<R: Vector>(
+    x: &[f32],
+    features: usize,
+    rows: usize,
+    c: &FeatureConstants<R>,
+    beta: R,
+    z: &mut [f32],
+    j: usize,
+) {
+    for row in 0..rows {
+        let v = c.gamma * normalized(feature_lanes::<R>(x, features, row, j), c) + beta;
+        store_feature_lanes(v, z, features, row, j);
+    }
+}
+
+/// `z = γ·(x − mean)/√(variance + ε) + β` per feature over a batch `[rows][features]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn batch_normalize<V: Vector>(
+    x: &[f32],
+    features: usize,
+    mean: &[f32],
+    variance: &[f32],
+    epsilon: f32,
+    gamma: &[f32],
+    beta: &[f32],
+    z: &mut [f32],
+) {
+    let n = features
+        .min(mean.len())
+        .min(variance.len())
+        .min(gamma.len())
+        .min(beta.len());
+    let rows = x.len().min(z.len()).checked_div(features).unwrap_or(0);
+    let mut j = 0;
+    while j + V::LANES <= n {
+        let c = feature_constants::<V>(mean, variance, gamma, epsilon, j);
+        normalize_columns(x, features, rows, &c, V::load(lane(beta, j)), z, j);
+        j += V::LANES;
+    }
+    while j < n {
+        let c = feature_constants::<f32>(mean, variance, gamma, epsilon, j);
+        normalize_columns(x, features, rows, &c, f32::load(lane(beta, j)), z, j);
+        j += 1;
+    }
+}
+
+/// What [`batch_norm_backward`] needs besides the slices.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchNormBackward {
+    /// Features per row.
+    pub features: usize,
+    /// ε of the layer.
+    pub epsilon: f32,
+    /// True if `mean` and `variance` are the batch's own (the full batch-coupled gradient),
+    /// false if they were constants (running statistics: dx = γ·dz/√(var + ε)).
+    pub batch_statistics: bool,
+    /// Overwrite or add to dγ and dβ.
+    pub mode: GradMode,
+}
+
+/// dγ, dβ and (if `dx` is not empty) dx of `R::LANES` features.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_columns<R: Vector>(
+    x: &[f32],
+    dz: &[f32],
+    rows: usize,
+    c: &FeatureConstants<R>,
+    p: &BatchNormBackward,
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    dx: &mut [f32],
+    j: usize,
+) {
+    let f = p.features;
+    let (mut sum, mut sum_normalized) = (R::splat(0.0), R::splat(0.0));
+    for row in 0..rows {
+        let g = feature_lanes::<R>(dz, f, row, j);
+        sum = sum + g;
+        sum_normalized = sum_normalized + g * normalized(feature_lanes::<R>(x, f, row, j), c);
+    }
+    let (dg, db) = (lane_mut(dgamma, j), lane_mut(dbeta, j));
+    if p.mode == GradMode::Accumulate {
+        (R::load(dg) + sum_normalized).store(dg);
+        (R::load(db) + sum).store(db);
+    } else {
+        sum_normalized.store(dg);
+        sum.store(db);
+    }
+    if dx.is_empty() {
+        return;
+    }
+    let k = c.gamma * c.inverse;
+    let count = R::splat(rows as f32);
+    let (mean_g, mean_gn) = (sum / count, sum_normalized / count);
+    for row in 0..rows {
+        let g = feature_lanes::<R>(dz, f, row, j);
+        let v = if p.batch_statistics {
+            let n = normalized(feature_lanes::<R>(x, f, row, j), c);
+            k * ((g - mean_g) - n * mean_gn)
+        } else {
+            k * g
+        };
+        store_feature_lanes(v, dx, f, row, j);
+    }
+}
+
+/// The backward of `z = γ·x̂ + β` over a batch: dγ = Σ dz·x̂, dβ = Σ dz and, if `dx` is not
+/// empty, dx = γ/σ·((dz − mean(dz)) − x̂·mean(dz·x̂)) with batch statistics, γ/σ·dz without.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn batch_norm_backward<V: Vector>(
+    x: &[f32],
+    dz: &[f32],
+    mean: &[f32],
+    variance: &[f32],
+    gamma: &[f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    dx: &mut [f32],
+    p: &BatchNormBackward,
+) {
+    let features = p.features;
+    let n = features
+        .min(mean.len())
+        .min(variance.len())
+        .min(gamma.len())
+        .min(dgamma.len())
+        .min(dbeta.len());
+    let rows = x.len().min(dz.len()).checked_div(features).unwrap_or(0);
+    let dx = if dx.len() >= rows * features {
+        dx
+    } else {
+        &mut []
+    };
+    let mut j = 0;
+    while j + V::LANES <= n {
+        let c = feature_constants::<V>(mean, variance, gamma, p.epsilon, j);
+        backward_columns(x, dz, rows, &c, p, dgamma, dbeta, dx, j);
+        j += V::LANES;
+    }
+    while j < n {
+        let c = feature_constants::<f32>(mean, variance, gamma, p.epsilon, j);
+        backward_columns(x, dz, rows, &c, p, dgamma, dbeta, dx, j);
+        j += 1;
+    }
+}

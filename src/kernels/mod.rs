@@ -414,6 +414,74 @@ mod out_of_line {
     }
 }
 
+pub(crate) use generic::BatchNormBackward;
+
+/// Per-feature mean, biased and unbiased variance of a batch `x` (`[rows][features]`
+/// flattened), into slices of `features` values. Bit-identical on every backend; see
+/// `generic::column_statistics` for the order (shifted mean, two-pass variance).
+#[inline]
+pub(crate) fn batch_statistics(
+    x: &[f32],
+    features: usize,
+    mean: &mut [f32],
+    variance: &mut [f32],
+    unbiased: &mut [f32],
+) {
+    dispatch!(
+        generic::batch_statistics::<f32>(x, features, mean, variance, unbiased),
+        batch_statistics(x, features, mean, variance, unbiased)
+    )
+}
+
+/// `z = γ·(x − mean)·(1/√(variance + ε)) + β` per feature over a batch (`[rows][features]`
+/// flattened), bit-identical on every backend.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn batch_normalize(
+    x: &[f32],
+    features: usize,
+    mean: &[f32],
+    variance: &[f32],
+    epsilon: f32,
+    gamma: &[f32],
+    beta: &[f32],
+    z: &mut [f32],
+) {
+    dispatch!(
+        generic::batch_normalize::<f32>(x, features, mean, variance, epsilon, gamma, beta, z),
+        batch_normalize(x, features, mean, variance, epsilon, gamma, beta, z)
+    )
+}
+
+/// The backward of [`batch_normalize`]: dγ, dβ (per `p.mode`) and, if `dx` is not empty,
+/// dx; bit-identical on every backend.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn batch_norm_backward(
+    x: &[f32],
+    dz: &[f32],
+    mean: &[f32],
+    variance: &[f32],
+    gamma: &[f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    dx: &mut [f32],
+    p: &BatchNormBackward,
+) {
+    dispatch!(
+        generic::batch_norm_backward::<f32>(x, dz, mean, variance, gamma, dgamma, dbeta, dx, p),
+        batch_norm_backward(x, dz, mean, variance, gamma, dgamma, dbeta, dx, p)
+    )
+}
+
+/// Running averages `r = (1 − m)·r + m·v` (PyTorch's running statistics), elementwise.
+#[inline]
+pub(crate) fn running_average(running: &mut [f32], values: &[f32], momentum: f32) {
+    for (r, &v) in running.iter_mut().zip(values) {
+        *r = (1.0 - momentum) * *r + momentum * v;
+    }
+}
+
 /// Plain SGD with L2 weight decay: `w −= lr · (g + λ·w)` (bit-identical on every backend).
 ///
 /// ```
