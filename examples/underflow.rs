@@ -1,7 +1,8 @@
 //! Floating-point underflow itself: the textbook σ' = s·(1 − s) returns a false zero at
 //! x ≥ 16.64 while gradguard's derivative stays a normal number; and a deep chain of
 //! sigmoid units whose gradient passes from normal to subnormal to zero, with the health
-//! report at each depth.
+//! report at each depth; and what a power-of-two loss scale does to that chain (it moves
+//! the depth where the gradient underflows, exactly, and leaves the vanishing as it is).
 //!
 //! ```text
 //! cargo run --release --example underflow
@@ -55,26 +56,7 @@ fn main() {
     }
 
     println!("\n2. A chain of 128 sigmoid units (w = 1, bias 0, input 0), backward from dL/dy = 1");
-    let net = C128::default();
-    let mut params = Box::new(<C128 as Layer>::Params::ZEROED);
-    for i in (0..<<C128 as Layer>::Params as Parameters>::TENSORS).step_by(2) {
-        params.tensor_mut(i)[0] = 1.0;
-    }
-    let x = [[0.0]];
-    let mut cache = Box::new(<C128 as Layer>::Cache::<1>::ZEROED);
-    net.forward(&params, &x, &mut cache);
-    let mut grads = Box::new(<C128 as Layer>::Params::ZEROED);
-    let mut report = Box::new(HealthReport::<128>::new(HealthConfig::DEFAULT));
-    net.backward_observed(
-        &params,
-        &x,
-        &mut cache,
-        &[[1.0]],
-        &mut grads,
-        None,
-        GradMode::Overwrite,
-        &mut *report,
-    );
+    let report = chain_report(1.0);
     println!(
         "{:>6} {:>14} {:>10}  {:>8} {:>8} {:>10}  structural zeros",
         "depth", "dz", "class", "subnorm", "to zero", "underflow"
@@ -113,4 +95,94 @@ fn main() {
             depth + 1
         );
     }
+    loss_scale(&report);
+}
+
+/// The health report of the 128-unit chain's backward pass from dL/dy = `scale`.
+fn chain_report(scale: f32) -> Box<HealthReport<128>> {
+    let net = C128::default();
+    let mut params = Box::new(<C128 as Layer>::Params::ZEROED);
+    for i in (0..<<C128 as Layer>::Params as Parameters>::TENSORS).step_by(2) {
+        params.tensor_mut(i)[0] = 1.0;
+    }
+    let x = [[0.0]];
+    let mut cache = Box::new(<C128 as Layer>::Cache::<1>::ZEROED);
+    net.forward(&params, &x, &mut cache);
+    let mut grads = Box::new(<C128 as Layer>::Params::ZEROED);
+    let mut report = Box::new(HealthReport::<128>::new(HealthConfig::DEFAULT));
+    net.backward_observed(
+        &params,
+        &x,
+        &mut cache,
+        &[[scale]],
+        &mut grads,
+        None,
+        GradMode::Overwrite,
+        &mut *report,
+    );
+    report
+}
+
+/// dz per depth (output first).
+fn signal(report: &HealthReport<128>) -> Vec<f32> {
+    let layers = report.layers_from_output().iter();
+    layers.map(|l| l.pre_activation_grad.max_abs).collect()
+}
+
+/// The first depth (from 1) whose dz is of `class`, or "-".
+fn first_depth(dz: &[f32], class: FloatClass) -> String {
+    dz.iter()
+        .position(|&v| classify(v) == class)
+        .map_or("-".into(), |d| (d + 1).to_string())
+}
+
+/// Section 3: a loss scale 2^k multiplies every dz by 2^k exactly (a power of two changes
+/// only the exponent) until something overflows; it moves the depths where the gradient
+/// becomes subnormal and zero by k / log2(1/f) layers for a per-layer factor f, and leaves
+/// the ratio between layers (the vanishing) exactly as it was.
+fn loss_scale(unscaled: &HealthReport<128>) {
+    let base = signal(unscaled);
+    // The chain's per-layer factor σ'(z*) · w at its fixed point, from the normal part.
+    let normal: Vec<f32> = base
+        .iter()
+        .copied()
+        .take_while(|&v| classify(v) == FloatClass::Normal)
+        .collect();
+    let factor = match (normal.get(20), normal.get(40)) {
+        (Some(&a), Some(&b)) => (b / a).powf(1.0 / 20.0),
+        _ => f32::NAN,
+    };
+    println!(
+        "\n3. The same chain with a power-of-two loss scale (dL/dy = 2^k): per-layer factor \
+         {factor:.4} = 2^{:.3}",
+        factor.log2()
+    );
+    println!(
+        "{:>4} {:>16} {:>12}  {:>30}",
+        "k", "first subnormal", "first zero", "dz·2^-k equals the unscaled dz"
+    );
+    for k in [0, 16, 32, 64, 96, 127] {
+        let scale = f32::from_bits(((127 + k) as u32) << 23);
+        let dz = signal(&chain_report(scale));
+        // Where the unscaled dz is normal and the scaled one finite, unscaling gives it back
+        // bit for bit.
+        let exact = base
+            .iter()
+            .zip(&dz)
+            .filter(|(b, s)| classify(**b) == FloatClass::Normal && s.is_finite())
+            .all(|(b, s)| (s / scale).to_bits() == b.to_bits());
+        println!(
+            "{k:>4} {:>16} {:>12}  {:>30}",
+            first_depth(&dz, FloatClass::Subnormal),
+            first_depth(&dz, FloatClass::Zero),
+            if exact { "bit for bit" } else { "NO" }
+        );
+    }
+    println!(
+        "A scale of 2^k buys about k·{:.2} layers before the gradient underflows, at no cost in \
+         accuracy; the ratio between layers, and so the Vanishing flag, is the same (each \
+         layer still multiplies the gradient by {factor:.3}). Only a remedy that changes that \
+         factor (initialisation, batch norm, activation) cures the vanishing itself.",
+        -1.0 / factor.log2()
+    );
 }

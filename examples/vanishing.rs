@@ -1,29 +1,35 @@
 //! The vanishing-gradient study: MLPs of depth 10 (64→32×9→10) and 3 (64→32→10) with
 //! sigmoid, tanh, ReLU and leaky ReLU (α = 0.01, 0.2), initialised N(0, 1), Xavier or He,
-//! trained with plain SGD on the UCI digits (stratified split). For each configuration it
-//! prints the per-layer gradient norm at initialisation and after training (from the health
-//! reports), the flags, train and test accuracy per epoch and a verdict, then writes SVG
-//! plots.
+//! trained with plain SGD on the UCI digits (stratified split), each over several seeds;
+//! then the remedies: the failing 10-layer nets again with a batch norm after every hidden
+//! dense layer (`-bn`). For each configuration it prints the per-layer gradient norm at
+//! initialisation and after training (from the health reports), the flags, train and test
+//! accuracy per epoch (first seed) and the median and range over the seeds, then a summary
+//! table and SVG plots.
 //!
 //! ```text
-//! cargo run --release --example vanishing -- [--epochs 30] [--seed 0] [--lr 0.1]
-//!     [--configs all|NAME,...] [--out target/vanishing] [--help]
+//! cargo run --release --example vanishing -- [--epochs 30] [--seed 0] [--seeds 5]
+//!     [--lr 0.1] [--configs all|NAME,...] [--threads N] [--out target/vanishing] [--help]
 //! ```
-//! NAME is e.g. `10-sigmoid-xavier` or `3-leaky0.2-normal`; a part such as `sigmoid` or `10-`
-//! selects every configuration containing it.
+//! NAME is e.g. `10-sigmoid-xavier`, `10-sigmoid-xavier-bn` or `3-leaky0.2-normal`; a part
+//! such as `sigmoid` or `10-` selects every configuration containing it. Seeds are `--seed`,
+//! `--seed`+1, …; the runs are spread over `--threads` threads (default: every core).
 
 use gradguard::datasets::digits;
-use gradguard::health::{Flags, HealthConfig, HealthReport};
+use gradguard::health::{Flags, HealthConfig, HealthReport, LayerKind};
 use gradguard::init::{shuffle, Init};
 use gradguard::{
-    math, Activation, Chain, Dense, Elementwise, Identity, Layer, LeakyRelu, Relu, Seq, Sgd,
-    Sigmoid, Tanh, Workspace, Zeroed,
+    math, Activation, BatchNorm, Chain, Dense, Elementwise, Identity, Layer, LeakyRelu, Relu, Seq,
+    Sgd, Sigmoid, Tanh, Workspace, Zeroed,
 };
 use plotters::prelude::*;
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 const BATCH: usize = 32;
@@ -41,6 +47,21 @@ type Ten<A> = Seq![
     Dense<32, 10>
 ];
 type Three<A> = Seq![Dense<64, 32, A>, Dense<32, 10>];
+/// The remedy: a batch norm (with the activation fused into it) after every hidden layer.
+type TenNormalized<A> = Seq![
+    Dense<64, 32>, BatchNorm<32, A>,
+    Dense<32, 32>, BatchNorm<32, A>,
+    Dense<32, 32>, BatchNorm<32, A>,
+    Dense<32, 32>, BatchNorm<32, A>,
+    Dense<32, 32>, BatchNorm<32, A>,
+    Dense<32, 32>, BatchNorm<32, A>,
+    Dense<32, 32>, BatchNorm<32, A>,
+    Dense<32, 32>, BatchNorm<32, A>,
+    Dense<32, 32>, BatchNorm<32, A>,
+    Dense<32, 10>
+];
+/// Records in a report: 10 dense layers and 9 batch norms at most.
+const RECORDS: usize = 19;
 
 /// A sequence value: `chain!(a, b, c)` is `Chain::new(a, Chain::new(b, c))`.
 macro_rules! chain {
@@ -68,6 +89,31 @@ fn three<A: Activation>(a: A) -> Three<A> {
     chain!(Dense::new(a), Dense::new(Identity))
 }
 
+fn ten_normalized<A: Activation>(a: A) -> TenNormalized<A> {
+    let (d, n) = (Dense::new(Identity), BatchNorm::new(a));
+    chain!(
+        Dense::new(Identity),
+        n,
+        d,
+        n,
+        d,
+        n,
+        d,
+        n,
+        d,
+        n,
+        d,
+        n,
+        d,
+        n,
+        d,
+        n,
+        d,
+        n,
+        Dense::new(Identity)
+    )
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Act {
     Sigmoid,
@@ -87,11 +133,13 @@ impl Act {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Config {
     depth: usize,
     act: Act,
     init: Init,
+    /// A batch norm after every hidden dense layer.
+    batch_norm: bool,
 }
 
 fn init_name(init: Init) -> &'static str {
@@ -106,11 +154,20 @@ fn init_name(init: Init) -> &'static str {
 impl Config {
     fn name(&self) -> String {
         format!(
-            "{}-{}-{}",
+            "{}-{}-{}{}",
             self.depth,
             self.act.name(),
-            init_name(self.init)
+            init_name(self.init),
+            if self.batch_norm { "-bn" } else { "" }
         )
+    }
+
+    /// The configuration without its remedy.
+    fn untreated(self) -> Config {
+        Config {
+            batch_norm: false,
+            ..self
+        }
     }
 
     fn all() -> Vec<Config> {
@@ -124,9 +181,27 @@ impl Config {
                 Act::Leaky(0.2),
             ] {
                 for init in [Init::StandardNormal, Init::XavierNormal, Init::HeNormal] {
-                    out.push(Config { depth, act, init });
+                    out.push(Config {
+                        depth,
+                        act,
+                        init,
+                        batch_norm: false,
+                    });
                 }
             }
+        }
+        // The remedies: the three failures of the article, with batch norms.
+        for (act, init) in [
+            (Act::Sigmoid, Init::XavierNormal),
+            (Act::Relu, Init::StandardNormal),
+            (Act::Tanh, Init::StandardNormal),
+        ] {
+            out.push(Config {
+                depth: 10,
+                act,
+                init,
+                batch_norm: true,
+            });
         }
         out
     }
@@ -135,8 +210,10 @@ impl Config {
 struct Options {
     epochs: usize,
     seed: u64,
+    seeds: usize,
     learning_rate: f32,
     configs: Vec<String>,
+    threads: usize,
     out: PathBuf,
 }
 
@@ -145,8 +222,10 @@ fn parse() -> Result<Option<Options>, String> {
     let mut o = Options {
         epochs: 30,
         seed: 0,
+        seeds: 5,
         learning_rate: 0.1,
         configs: vec!["all".into()],
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         out: PathBuf::from("target/vanishing"),
     };
     let mut args = std::env::args().skip(1);
@@ -155,14 +234,19 @@ fn parse() -> Result<Option<Options>, String> {
         match flag.as_str() {
             "--epochs" => o.epochs = value()?.parse().map_err(|e| format!("--epochs: {e}"))?,
             "--seed" => o.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--seeds" => o.seeds = value()?.parse().map_err(|e| format!("--seeds: {e}"))?,
+            "--threads" => {
+                o.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?;
+            }
             "--lr" => o.learning_rate = value()?.parse().map_err(|e| format!("--lr: {e}"))?,
             "--configs" => o.configs = value()?.split(',').map(str::to_owned).collect(),
             "--out" => o.out = PathBuf::from(value()?),
             "--help" | "-h" => {
                 let names: Vec<String> = Config::all().iter().map(Config::name).collect();
                 println!(
-                    "usage: vanishing [--epochs N (30)] [--seed S (0)] [--lr X (0.1)] \
-                     [--configs all|NAME,... (all)] [--out DIR (target/vanishing)]\n\
+                    "usage: vanishing [--epochs N (30)] [--seed S (0)] [--seeds K (5)] \
+                     [--lr X (0.1)] [--configs all|NAME,... (all)] [--threads T (cores)] \
+                     [--out DIR (target/vanishing)]\n\
                      NAME (or any part of it): {}",
                     names.join(" ")
                 );
@@ -171,13 +255,18 @@ fn parse() -> Result<Option<Options>, String> {
             other => return Err(format!("unknown argument {other}; try --help")),
         }
     }
+    if o.seeds == 0 || o.threads == 0 {
+        return Err("--seeds and --threads must be at least 1".into());
+    }
     Ok(Some(o))
 }
 
-/// What one configuration produced.
+/// What one configuration produced with one seed.
 struct Outcome {
     name: String,
     config: Config,
+    /// The detailed lines (per-layer norms, flags, epochs, verdict).
+    log: String,
     /// ‖dW‖ per layer, input layer first, on the first batch at initialisation / after training.
     init_norms: Vec<f32>,
     /// Share of zero or subnormal dW entries per layer (input first), after training.
@@ -190,8 +279,10 @@ struct Outcome {
     factor: Option<f32>,
 }
 
-fn norms(report: &HealthReport<10>) -> (Vec<f32>, Vec<f32>) {
-    let layers = report.layers_from_output().iter().rev();
+/// ‖dW‖ and the share of zero or subnormal dW entries of the dense layers, input first.
+fn norms(report: &HealthReport<RECORDS>) -> (Vec<f32>, Vec<f32>) {
+    let all = report.layers_from_output().iter().rev();
+    let layers = all.filter(|l| l.kind == LayerKind::Dense);
     layers
         .map(|l| {
             let c = l.weight_grad.counts;
@@ -232,17 +323,22 @@ fn fmt_norms(norms: &[f32]) -> String {
         .join(" ")
 }
 
-fn run<L>(net: &L, config: Config, o: &Options) -> Result<Outcome, gradguard::Error>
+fn run<L>(net: &L, config: Config, seed: u64, o: &Options) -> Result<Outcome, gradguard::Error>
 where
     L: Layer<Input = [f32; 64], Output = [f32; 10]>,
 {
     let name = config.name();
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(o.seed);
+    let mut log = String::new();
+    // Lines for the log (a String: the runs are in parallel, printed in order afterwards).
+    macro_rules! say {
+        ($($t:tt)*) => { let _ = writeln!(log, $($t)*); };
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut params = Box::new(L::Params::ZEROED);
     let mut grads = Box::new(L::Params::ZEROED);
     let mut workspace = Box::new(Workspace::<L, BATCH>::ZEROED);
     net.init(&mut params, config.init, &mut rng);
-    let mut report = Box::new(HealthReport::<10>::new(HealthConfig::DEFAULT));
+    let mut report = Box::new(HealthReport::<RECORDS>::new(HealthConfig::DEFAULT));
     digits::gradient_health(
         net,
         &params,
@@ -254,12 +350,12 @@ where
     let (init_norms, _) = norms(&report);
     let init_flags = report.flags();
     let factor = report.fitted_decay_factor();
-    println!("\n== {name}");
-    println!(
+    say!("\n== {name} (seed {seed})");
+    say!(
         "   init  ‖dW‖ per layer (input→output): {}",
         fmt_norms(&init_norms)
     );
-    println!("   init  flags: {}", flag_text(&init_flags));
+    say!("   init  flags: {}", flag_text(&init_flags));
     let mut sgd = Sgd::new(o.learning_rate)?;
     let mut order = digits::TRAIN;
     let (mut train_accuracy, mut test_accuracy) = (Vec::new(), Vec::new());
@@ -275,7 +371,7 @@ where
         )?;
         let train = digits::accuracy(net, &params, &mut workspace.cache, &digits::TRAIN);
         let test = digits::accuracy(net, &params, &mut workspace.cache, &digits::TEST);
-        println!(
+        say!(
             "   epoch {epoch:>3}  loss {loss:>8.4}  train {:>6.2}%  test {:>6.2}%",
             100.0 * train,
             100.0 * test
@@ -293,11 +389,11 @@ where
     )?;
     let (final_norms, final_zero_share) = norms(&report);
     let final_flags = report.flags();
-    println!(
+    say!(
         "   final ‖dW‖ per layer (input→output): {}",
         fmt_norms(&final_norms)
     );
-    println!("   final flags: {}", flag_text(&final_flags));
+    say!("   final flags: {}", flag_text(&final_flags));
     let ratio = init_norms.first().copied().unwrap_or(f32::NAN)
         / init_norms.last().copied().unwrap_or(f32::NAN);
     let kind = if init_flags.vanishing.is_some() {
@@ -309,7 +405,7 @@ where
     } else {
         "healthy"
     };
-    println!(
+    say!(
         "   verdict: {kind}: ‖dW₁‖/‖dW_out‖ = {ratio:.1e} at init, per-layer factor {}, \
          final test accuracy {:.1}%",
         factor_text(factor),
@@ -318,6 +414,7 @@ where
     Ok(Outcome {
         name,
         config,
+        log,
         init_norms,
         final_zero_share,
         init_flags,
@@ -328,16 +425,89 @@ where
     })
 }
 
-fn run_config(config: Config, o: &Options) -> Result<Outcome, gradguard::Error> {
-    match (config.depth, config.act) {
-        (10, Act::Sigmoid) => run(&ten(Sigmoid), config, o),
-        (10, Act::Tanh) => run(&ten(Tanh), config, o),
-        (10, Act::Relu) => run(&ten(Relu), config, o),
-        (10, Act::Leaky(a)) => run(&ten(LeakyRelu::new(a)), config, o),
-        (_, Act::Sigmoid) => run(&three(Sigmoid), config, o),
-        (_, Act::Tanh) => run(&three(Tanh), config, o),
-        (_, Act::Relu) => run(&three(Relu), config, o),
-        (_, Act::Leaky(a)) => run(&three(LeakyRelu::new(a)), config, o),
+fn run_config(config: Config, seed: u64, o: &Options) -> Result<Outcome, gradguard::Error> {
+    match (config.depth, config.batch_norm, config.act) {
+        (10, true, Act::Sigmoid) => run(&ten_normalized(Sigmoid), config, seed, o),
+        (10, true, Act::Tanh) => run(&ten_normalized(Tanh), config, seed, o),
+        (10, true, Act::Relu) => run(&ten_normalized(Relu), config, seed, o),
+        (10, true, Act::Leaky(a)) => run(&ten_normalized(LeakyRelu::new(a)), config, seed, o),
+        (10, false, Act::Sigmoid) => run(&ten(Sigmoid), config, seed, o),
+        (10, false, Act::Tanh) => run(&ten(Tanh), config, seed, o),
+        (10, false, Act::Relu) => run(&ten(Relu), config, seed, o),
+        (10, false, Act::Leaky(a)) => run(&ten(LeakyRelu::new(a)), config, seed, o),
+        (_, _, Act::Sigmoid) => run(&three(Sigmoid), config, seed, o),
+        (_, _, Act::Tanh) => run(&three(Tanh), config, seed, o),
+        (_, _, Act::Relu) => run(&three(Relu), config, seed, o),
+        (_, _, Act::Leaky(a)) => run(&three(LeakyRelu::new(a)), config, seed, o),
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); NaN if empty.
+fn median(values: &[f32]) -> f32 {
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    let n = v.len();
+    match n {
+        0 => f32::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// One configuration over every seed: the first seed's outcome and the spread.
+struct Summary<'a> {
+    first: &'a Outcome,
+    runs: Vec<&'a Outcome>,
+}
+
+impl Summary<'_> {
+    fn final_accuracies(&self, test: bool) -> Vec<f32> {
+        self.runs
+            .iter()
+            .map(|o| {
+                let a = if test {
+                    &o.test_accuracy
+                } else {
+                    &o.train_accuracy
+                };
+                100.0 * a.last().copied().unwrap_or(0.0)
+            })
+            .collect()
+    }
+
+    /// "median [min–max]" of the final test accuracy.
+    fn test_text(&self) -> String {
+        let a = self.final_accuracies(true);
+        let (lo, hi) = a
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
+        if a.len() == 1 {
+            format!("{:.1}", median(&a))
+        } else {
+            format!("{:.1} [{lo:.1}–{hi:.1}]", median(&a))
+        }
+    }
+
+    /// Test accuracy per epoch, the median over the seeds.
+    fn median_curve(&self) -> Vec<f32> {
+        let epochs = self.first.test_accuracy.len();
+        (0..epochs)
+            .map(|e| {
+                let at: Vec<f32> = self
+                    .runs
+                    .iter()
+                    .filter_map(|o| o.test_accuracy.get(e).copied())
+                    .collect();
+                median(&at)
+            })
+            .collect()
+    }
+
+    /// In how many runs `flag` was raised at initialisation.
+    fn flagged(&self, flag: impl Fn(&Flags) -> bool) -> usize {
+        self.runs.iter().filter(|o| flag(&o.init_flags)).count()
     }
 }
 
@@ -432,14 +602,23 @@ fn numbered(values: &[f32], f: impl Fn(f32) -> f32) -> Vec<(f32, f32)> {
         .collect()
 }
 
-fn write_plots(outcomes: &[Outcome], dir: &Path) -> PlotResult {
+fn write_plots(summaries: &[Summary<'_>], dir: &Path) -> PlotResult {
     std::fs::create_dir_all(dir)?;
-    let deep: Vec<&Outcome> = outcomes.iter().filter(|o| o.config.depth == 10).collect();
+    let untreated: Vec<&Summary<'_>> = summaries
+        .iter()
+        .filter(|s| !s.first.config.batch_norm)
+        .collect();
+    let deep: Vec<&Outcome> = untreated
+        .iter()
+        .map(|s| s.first)
+        .filter(|o| o.config.depth == 10)
+        .collect();
     // One line per activation/init would be 15; show the ones that tell the story.
-    let pick = |names: &[&str]| -> Vec<&Outcome> {
-        outcomes
+    let pick = |names: &[&str]| -> Vec<&Summary<'_>> {
+        untreated
             .iter()
-            .filter(|o| names.contains(&o.name.as_str()))
+            .copied()
+            .filter(|s| names.contains(&s.first.name.as_str()))
             .collect()
     };
     let story = pick(&[
@@ -455,25 +634,48 @@ fn write_plots(outcomes: &[Outcome], dir: &Path) -> PlotResult {
         "3-relu-he",
     ]);
     let story = if story.is_empty() {
-        outcomes.iter().collect()
+        summaries.iter().collect()
     } else {
         story
     };
     let deep = if deep.is_empty() {
-        outcomes.iter().collect()
+        summaries.iter().map(|s| s.first).collect()
     } else {
         deep
     };
+    // The failure/cure pairs: each remedy next to the configuration it treats.
+    let pairs: Vec<(&Summary<'_>, &Summary<'_>)> = summaries
+        .iter()
+        .filter(|s| s.first.config.batch_norm)
+        .filter_map(|cure| {
+            let sick = cure.first.config.untreated();
+            summaries
+                .iter()
+                .find(|s| s.first.config == sick)
+                .map(|s| (s, cure))
+        })
+        .collect();
     let files = [
         (
             "gradient_norms.svg",
             "per-layer gradient norm at initialisation",
         ),
-        ("accuracy.svg", "test accuracy per epoch"),
+        (
+            "accuracy.svg",
+            "test accuracy per epoch, median over the seeds",
+        ),
         ("activations.svg", "activations and derivatives"),
         (
             "zero_share.svg",
             "share of zero/subnormal dW entries per layer",
+        ),
+        (
+            "remedies_gradient_norms.svg",
+            "per-layer gradient norm at initialisation, with and without batch norm",
+        ),
+        (
+            "remedies_accuracy.svg",
+            "test accuracy per epoch of each failure and its cure",
         ),
     ];
     // (a) log10 ‖dW‖ per layer at initialisation, one line per 10-layer configuration.
@@ -502,16 +704,21 @@ fn write_plots(outcomes: &[Outcome], dir: &Path) -> PlotResult {
     // (b) Test accuracy per epoch.
     let accuracy: Vec<(String, Vec<(f32, f32)>)> = story
         .iter()
-        .map(|o| (o.name.clone(), numbered(&o.test_accuracy, |a| 100.0 * a)))
+        .map(|s| {
+            (
+                s.first.name.clone(),
+                numbered(&s.median_curve(), |a| 100.0 * a),
+            )
+        })
         .collect();
     let epochs = story
         .iter()
-        .map(|o| o.test_accuracy.len())
+        .map(|s| s.first.test_accuracy.len())
         .max()
         .unwrap_or(1)
         .max(2);
     LineChart {
-        caption: "Test accuracy per epoch (digits, stratified split)",
+        caption: "Test accuracy per epoch, median over the seeds (digits, stratified split)",
         x_desc: "epoch",
         y_desc: "test accuracy (%)",
         x: 1.0..epochs as f32,
@@ -550,7 +757,10 @@ fn write_plots(outcomes: &[Outcome], dir: &Path) -> PlotResult {
     // (d) Share of zero or subnormal dW entries per layer after training.
     let shares: Vec<(String, Vec<(f32, f32)>)> = story
         .iter()
-        .map(|o| (o.name.clone(), numbered(&o.final_zero_share, |s| 100.0 * s)))
+        .map(|s| {
+            let o = s.first;
+            (o.name.clone(), numbered(&o.final_zero_share, |v| 100.0 * v))
+        })
         .collect();
     LineChart {
         caption: "Share of zero or subnormal dW entries per layer, after training",
@@ -561,6 +771,55 @@ fn write_plots(outcomes: &[Outcome], dir: &Path) -> PlotResult {
         legend: SeriesLabelPosition::UpperRight,
     }
     .draw(&dir.join(files[3].0), &shares, None)?;
+    // (e) ‖dW‖ per dense layer at initialisation, each failure and its cure.
+    let norms: Vec<(String, Vec<(f32, f32)>)> = pairs
+        .iter()
+        .flat_map(|(sick, cure)| [sick.first, cure.first])
+        .map(|o| {
+            (
+                o.name.clone(),
+                numbered(&o.init_norms, |n| n.max(1e-30).log10()),
+            )
+        })
+        .collect();
+    let lowest = norms
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|&(_, y)| y))
+        .fold(0.0f32, f32::min);
+    let highest = norms
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|&(_, y)| y))
+        .filter(|y| y.is_finite())
+        .fold(0.0f32, f32::max);
+    LineChart {
+        caption: "log10 ‖dW‖ per dense layer at initialisation, without and with batch norm",
+        x_desc: "dense layer (1 = input side)",
+        y_desc: "log10 ‖dW‖",
+        x: 1.0..10.0,
+        y: (lowest.floor() - 0.5)..(highest.ceil() + 0.5),
+        legend: SeriesLabelPosition::LowerRight,
+    }
+    .draw(&dir.join(files[4].0), &norms, None)?;
+    // (f) Test accuracy per epoch (median over the seeds) of each failure and its cure.
+    let accuracy: Vec<(String, Vec<(f32, f32)>)> = pairs
+        .iter()
+        .flat_map(|&(sick, cure)| [sick, cure])
+        .map(|s| {
+            (
+                s.first.name.clone(),
+                numbered(&s.median_curve(), |a| 100.0 * a),
+            )
+        })
+        .collect();
+    LineChart {
+        caption: "Test accuracy per epoch, median over the seeds: failures and cures",
+        x_desc: "epoch",
+        y_desc: "test accuracy (%)",
+        x: 1.0..epochs as f32,
+        y: 0.0..100.0,
+        legend: SeriesLabelPosition::LowerRight,
+    }
+    .draw(&dir.join(files[5].0), &accuracy, None)?;
     for (file, what) in files {
         println!("wrote {} ({what})", dir.join(file).display());
     }
@@ -588,45 +847,108 @@ fn main() -> ExitCode {
         eprintln!("no configuration matches {:?}; try --help", o.configs);
         return ExitCode::FAILURE;
     }
+    let seeds: Vec<u64> = (0..o.seeds as u64).map(|k| o.seed + k).collect();
     println!(
-        "vanishing-gradient study: {} configurations, {} epochs, SGD lr {}, batch {BATCH}, seed {}",
+        "vanishing-gradient study: {} configurations × {} seeds ({}..={}), {} epochs, \
+         SGD lr {}, batch {BATCH}, kernels: {} backend, {} threads",
         selected.len(),
+        seeds.len(),
+        o.seed,
+        seeds.last().copied().unwrap_or(o.seed),
         o.epochs,
         o.learning_rate,
-        o.seed
+        gradguard::kernels::backend().name(),
+        o.threads
     );
     let start = Instant::now();
+    // Every (configuration, seed) is a job; the threads take the next one until none is left.
+    let jobs: Vec<(Config, u64)> = selected
+        .iter()
+        .flat_map(|&c| seeds.iter().map(move |&s| (c, s)))
+        .collect();
+    let results: Vec<Mutex<Option<Result<Outcome, gradguard::Error>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..o.threads.min(jobs.len()) {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(config, seed)) = jobs.get(k) else {
+                    break;
+                };
+                let outcome = run_config(config, seed, &o);
+                if let Some(slot) = results.get(k) {
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+                }
+            });
+        }
+    });
     let mut outcomes = Vec::new();
-    for (k, config) in selected.iter().enumerate() {
-        print!("[{}/{}]", k + 1, selected.len());
-        match run_config(*config, &o) {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => {
-                eprintln!("{}: {e}", config.name());
+    for (slot, (config, seed)) in results.into_iter().zip(&jobs) {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(outcome)) => outcomes.push(outcome),
+            Some(Err(e)) => {
+                eprintln!("{} (seed {seed}): {e}", config.name());
+                return ExitCode::FAILURE;
+            }
+            None => {
+                eprintln!("{} (seed {seed}): not run", config.name());
                 return ExitCode::FAILURE;
             }
         }
     }
-    println!("\n== summary ({:.1} s)", start.elapsed().as_secs_f32());
-    println!(
-        "{:<20} {:>12} {:>8} {:>9} {:>9}  flags at init / after training",
-        "configuration", "‖dW₁‖/‖dWₒ‖", "factor", "train %", "test %"
-    );
-    for o in &outcomes {
-        let ratio = o.init_norms.first().copied().unwrap_or(f32::NAN)
-            / o.init_norms.last().copied().unwrap_or(f32::NAN);
+    let summaries: Vec<Summary<'_>> = outcomes
+        .chunks(seeds.len())
+        .filter_map(|runs| {
+            Some(Summary {
+                first: runs.first()?,
+                runs: runs.iter().collect(),
+            })
+        })
+        .collect();
+    for s in &summaries {
+        print!("{}", s.first.log);
         println!(
-            "{:<20} {:>12.1e} {:>8} {:>9.1} {:>9.1}  {} / {}",
-            o.name,
-            ratio,
-            factor_text(o.factor),
-            100.0 * o.train_accuracy.last().copied().unwrap_or(0.0),
-            100.0 * o.test_accuracy.last().copied().unwrap_or(0.0),
-            flag_text(&o.init_flags),
-            flag_text(&o.final_flags)
+            "   over seeds {}..={}: test accuracy median [min–max] {} %, Vanishing at init in \
+             {}/{n} seeds, Exploding in {}/{n}",
+            o.seed,
+            seeds.last().copied().unwrap_or(o.seed),
+            s.test_text(),
+            s.flagged(|f| f.vanishing.is_some()),
+            s.flagged(|f| f.exploding.is_some()),
+            n = s.runs.len(),
         );
     }
-    if let Err(e) = write_plots(&outcomes, &o.out) {
+    println!(
+        "\n== summary ({:.1} s; {} backend; accuracies: median [min–max] over seeds {}..={}; \
+         ‖dW‖, factor and flags: seed {})",
+        start.elapsed().as_secs_f32(),
+        gradguard::kernels::backend().name(),
+        o.seed,
+        seeds.last().copied().unwrap_or(o.seed),
+        o.seed
+    );
+    println!(
+        "| configuration | ‖dW₁‖/‖dW₁₀‖ at init | per-layer factor | train % | test % | \
+         flags at init / after training |"
+    );
+    println!("|---|---:|---:|---:|---:|---|");
+    for s in &summaries {
+        let f = s.first;
+        let ratio = f.init_norms.first().copied().unwrap_or(f32::NAN)
+            / f.init_norms.last().copied().unwrap_or(f32::NAN);
+        println!(
+            "| {} | {:.1e} | {} | {:.1} | {} | {} / {} |",
+            f.name,
+            ratio,
+            factor_text(f.factor),
+            median(&s.final_accuracies(false)),
+            s.test_text(),
+            flag_text(&f.init_flags),
+            flag_text(&f.final_flags)
+        );
+    }
+    if let Err(e) = write_plots(&summaries, &o.out) {
         eprintln!("plots failed: {e}");
         return ExitCode::FAILURE;
     }

@@ -100,8 +100,14 @@ measure() { # measure LABEL [cargo args...]: prints one markdown row, checks mem
   measure 'opt-level s, no health'
   measure 'opt-level s, health' --features health
   measure 'opt-level s, no health, image' --features image
+  measure 'opt-level s, no health, batch norm' --features batch-norm
   CARGO_PROFILE_RELEASE_OPT_LEVEL=3 measure 'opt-level 3, no health'
   measure 'thumbv6m (Cortex-M0, M0+; soft float), opt-level s, no health' --target thumbv6m-none-eabi
+  echo
+  echo "The batch-norm row trains Dense(64→32) + BatchNorm(32) with the ReLU fused into it + Dense(32→10):"
+  echo "the same matrix products (the per-MAC columns divide by the same count), plus the batch statistics,"
+  echo "the normalisation, its exact batch-coupled backward and the running statistics (PyTorch's"
+  echo "BatchNorm1d semantics)."
   echo
   echo "The thumbv6m row is for parts without an FPU: every float operation is a call into"
   echo "compiler-builtins' soft-float routines (in the flash column, not in gradguard's code). QEMU has no"

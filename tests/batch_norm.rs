@@ -738,3 +738,57 @@ fn running_statistics_are_saved_with_the_parameters() {
         assert_eq!(back, t);
     }
 }
+
+/// `Seq![Dense, BatchNorm<N>, ActivationLayer<Sigmoid, N>, …]` (the activation as a layer
+/// of its own) computes what the fused `BatchNorm<N, Sigmoid>` does, bit for bit: outputs,
+/// every gradient and the running statistics after a training step.
+#[test]
+fn a_separate_activation_layer_equals_the_fused_one() {
+    type Separate =
+        Seq![Dense<6, 5>, BatchNorm<5>, gradguard::ActivationLayer<Sigmoid, 5>, Dense<5, 2>];
+    let (x, y) = net_batch(11);
+    let fused = Net::default();
+    let separate = Separate::default();
+    let mut pf = net_params(12);
+    let mut ps = <Separate as Layer>::Params::ZEROED;
+    ps.first = pf.first;
+    ps.second.first = pf.second.first;
+    ps.second.second.second = pf.second.second;
+    let (mut gf, mut gs) = (
+        <Net as Layer>::Params::ZEROED,
+        <Separate as Layer>::Params::ZEROED,
+    );
+    let mut wf = Workspace::<Net, 8>::ZEROED;
+    let mut ws = Workspace::<Separate, 8>::ZEROED;
+    let mut sgd = Sgd::new(0.1).unwrap();
+    let lf = train_step(
+        &fused,
+        &mut pf,
+        &mut gf,
+        &mut wf,
+        &mut sgd,
+        &MeanSquaredError,
+        &x,
+        &y,
+    )
+    .unwrap();
+    let ls = train_step(
+        &separate,
+        &mut ps,
+        &mut gs,
+        &mut ws,
+        &mut sgd,
+        &MeanSquaredError,
+        &x,
+        &y,
+    )
+    .unwrap();
+    assert_eq!(lf.to_bits(), ls.to_bits());
+    assert_eq!(gf.first, gs.first);
+    assert_eq!(gf.second.first, gs.second.first);
+    assert_eq!(gf.second.second, gs.second.second.second);
+    assert_eq!(
+        pf.second.first, ps.second.first,
+        "γ, β and running statistics"
+    );
+}

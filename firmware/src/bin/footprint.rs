@@ -1,8 +1,10 @@
 //! The footprint firmware: a Dense(64→32) + ReLU + Dense(32→10) + softmax cross-entropy + SGD
 //! network trained from statics, built without (`cargo build --release`) and with health
 //! tracking (`--features health`), and with the parameters saved to and loaded from an image
-//! after training (`--features image`, for the code size of the image writer and reader). `footprint.sh` runs it, counts instructions between the
-//! markers and reads its sizes. No digits data is linked, so flash is the code itself.
+//! after training (`--features image`, for the code size of the image writer and reader).
+//! With `--features batch-norm` the net is Dense(64→32) + BatchNorm(32) with the ReLU fused
+//! into it + Dense(32→10). `footprint.sh` runs it, counts instructions between the markers
+//! and reads its sizes. No digits data is linked, so flash is the code itself.
 #![no_std]
 #![no_main]
 
@@ -21,15 +23,21 @@ use panic_semihosting as _;
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+#[cfg(not(feature = "batch-norm"))]
 type Net = Seq![Dense<64, 32, Relu>, Dense<32, 10>];
+#[cfg(feature = "batch-norm")]
+type Net = Seq![Dense<64, 32>, gradguard::BatchNorm<32, Relu>, Dense<32, 10>];
 type Params = <Net as Layer>::Params;
 const BATCH: usize = 8;
+/// Health records: one per parametrised layer.
+#[cfg(feature = "health")]
+const LAYERS: usize = <Params as gradguard::Parameters>::LAYERS;
 
 static mut PARAMS: Params = Params::ZEROED;
 static mut GRADS: Params = Params::ZEROED;
 static mut WORKSPACE: Workspace<Net, BATCH> = Workspace::ZEROED;
 #[cfg(feature = "health")]
-static mut REPORT: gradguard::health::HealthReport<2> =
+static mut REPORT: gradguard::health::HealthReport<LAYERS> =
     gradguard::health::HealthReport::new(gradguard::health::HealthConfig::DEFAULT);
 
 /// A RAM region standing in for the flash sector the image is written to.
@@ -159,6 +167,7 @@ fn main() -> ! {
     hprintln!("stack_bytes_training_step {}", stack);
     // Multiply-adds the step executes: forward and dW of both layers, dX of the second only
     // (the first layer's input gradient is never computed).
+    // (A batch norm adds O(BATCH·32) operations, no matrix products.)
     let macs = 2 * BATCH * (64 * 32 + 32 * 10) + BATCH * 32 * 10;
     hprintln!("macs_training_step {}", macs);
     t.check("loss_decreases", second < first);
@@ -168,12 +177,15 @@ fn main() -> ! {
         #[allow(static_mut_refs)]
         let sector = unsafe { &mut SECTOR };
         let saved = gradguard_image_save(params, black_box(sector));
-        let before = params.second.bias[3].to_bits();
+        // One output bias, before and after (the output layer is the last of the chain).
+        #[cfg(not(feature = "batch-norm"))]
+        let bias = |p: &Params| p.second.bias[3].to_bits();
+        #[cfg(feature = "batch-norm")]
+        let bias = |p: &Params| p.second.second.bias[3].to_bits();
+        let before = bias(params);
         t.check(
             "image_round_trip",
-            saved
-                && gradguard_image_load(black_box(sector), params)
-                && params.second.bias[3].to_bits() == before,
+            saved && gradguard_image_load(black_box(sector), params) && bias(params) == before,
         );
     }
     let same = square_cache.output[0]
