@@ -11,7 +11,8 @@
 //! reference order); all three stay within [`matrix_error_bound`] of the [`scalar`]
 //! reference, and the backward ones are bit-identical to it on SSE2 and simd128. Every other
 //! kernel — activations and derivatives, softmax and losses, optimiser updates, health
-//! statistics, the bias gradient — gives the same bits on every backend (NaN payloads
+//! statistics, the bias gradient, batch normalization's statistics, normalisation and
+//! backward — gives the same bits on every backend (NaN payloads
 //! aside, which Rust leaves unspecified).
 //!
 //! Slices of different lengths are processed up to the shortest one: a kernel never panics.
