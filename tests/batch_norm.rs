@@ -792,3 +792,49 @@ fn a_separate_activation_layer_equals_the_fused_one() {
         "γ, β and running statistics"
     );
 }
+
+/// `BatchNorm::fold_into`: a `Dense` with the folded parameters computes the inference of
+/// `Dense` + `BatchNorm` within the rounding of a dot product of the folded terms (checked
+/// against f64): per output, |folded − exact| ≤ (IN + 3)·2^-24·(Σ|k·w·x| + |k·(b − m)| + |β|)
+/// (one rounding of each k·w, of each product, of each of the IN + 1 additions, and of
+/// the folded bias).
+#[test]
+fn folding_into_the_dense_layer_keeps_the_inference() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(21);
+    let mut dense = gradguard::DenseParams::<9, 7> {
+        weights: core::array::from_fn(|_| core::array::from_fn(|_| uniform(&mut rng, -1.0, 1.0))),
+        bias: core::array::from_fn(|_| uniform(&mut rng, -1.0, 1.0)),
+    };
+    let stats = gradguard::BatchNormParams::<7> {
+        scale: core::array::from_fn(|_| uniform(&mut rng, 0.2, 3.0)),
+        shift: core::array::from_fn(|_| uniform(&mut rng, -1.0, 1.0)),
+        running_mean: core::array::from_fn(|_| uniform(&mut rng, -2.0, 2.0)),
+        running_variance: core::array::from_fn(|_| uniform(&mut rng, 0.1, 4.0)),
+    };
+    let x: [[f32; 9]; 4] =
+        core::array::from_fn(|_| core::array::from_fn(|_| uniform(&mut rng, -3.0, 3.0)));
+    let original = dense;
+    let bn = BatchNorm::<7>::default();
+    bn.fold_into(&stats, &mut dense);
+    let mut cache = <Dense<9, 7> as Layer>::Cache::<4>::ZEROED;
+    Dense::<9, 7>::default().forward(&dense, &x, &mut cache);
+    for (s, row) in x.iter().enumerate() {
+        for o in 0..7 {
+            let k =
+                f64::from(stats.scale[o]) / (f64::from(stats.running_variance[o]) + 1e-5).sqrt();
+            let terms: Vec<f64> = (0..9)
+                .map(|i| k * f64::from(original.weights[o][i]) * f64::from(row[i]))
+                .collect();
+            let offset = k * (f64::from(original.bias[o]) - f64::from(stats.running_mean[o]));
+            let exact = terms.iter().sum::<f64>() + offset + f64::from(stats.shift[o]);
+            let scale = terms.iter().map(|t| t.abs()).sum::<f64>()
+                + offset.abs()
+                + f64::from(stats.shift[o]).abs();
+            let got = f64::from(cache.output[s][o]);
+            assert!(
+                (got - exact).abs() <= 8.0 * 2f64.powi(-24) * scale,
+                "{got} vs {exact}"
+            );
+        }
+    }
+}

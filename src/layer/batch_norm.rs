@@ -132,6 +132,50 @@ impl<const N: usize, A: Activation> BatchNorm<N, A> {
         self.epsilon
     }
 
+    /// Folds this batch norm's inference map (its running statistics) into the dense layer
+    /// before it, for deployment: `Dense<IN, N, A>` with the folded parameters computes
+    /// what `Dense<IN, N>` followed by this `BatchNorm<N, A>` computes in inference, in one
+    /// layer and without the batch norm's memory. With k = γ/√(running variance + ε):
+    /// W'[o] = k[o]·W[o] and b'[o] = k[o]·(b[o] − running mean[o]) + β[o].
+    ///
+    /// The folded layer rounds differently (the scale is applied to each weight instead of
+    /// the sum): the pre-activations agree within a few ulps of the terms' magnitudes, not
+    /// bit for bit (`tests/batch_norm.rs` checks the bound against f64).
+    ///
+    /// ```
+    /// use gradguard::{BatchNorm, BatchNormParams, Dense, DenseParams, Layer, Relu, Zeroed};
+    /// let bn = BatchNorm::<2, Relu>::new(Relu);
+    /// let stats = BatchNormParams { scale: [2.0, 1.0], shift: [0.5, 0.0],
+    ///                               running_mean: [1.0, 0.0], running_variance: [4.0, 1.0] };
+    /// let mut dense = DenseParams { weights: [[1.0, 0.0], [0.0, 1.0]], bias: [0.0; 2] };
+    /// bn.fold_into(&stats, &mut dense);
+    /// let mut cache = <Dense<2, 2, Relu> as Layer>::Cache::<1>::ZEROED;
+    /// Dense::<2, 2, Relu>::new(Relu).forward(&dense, &[[3.0, -1.0]], &mut cache);
+    /// // 2·(3 − 1)/√(4 + 1e-5) + 0.5 ≈ 2.5; relu(−1/√(1 + 1e-5)) = 0
+    /// assert!((cache.output[0][0] - 2.5).abs() < 1e-5 && cache.output[0][1] == 0.0);
+    /// ```
+    pub fn fold_into<const IN: usize>(
+        &self,
+        statistics: &BatchNormParams<N>,
+        dense: &mut super::DenseParams<IN, N>,
+    ) {
+        let per_unit = dense.weights.iter_mut().zip(dense.bias.iter_mut());
+        let p = statistics;
+        let stats = p
+            .scale
+            .iter()
+            .zip(&p.shift)
+            .zip(&p.running_mean)
+            .zip(&p.running_variance);
+        for ((row, bias), (((&gamma, &beta), &mean), &variance)) in per_unit.zip(stats) {
+            let k = gamma * (1.0 / libm::sqrtf(variance + self.epsilon));
+            for w in row.iter_mut() {
+                *w *= k;
+            }
+            *bias = k * (*bias - mean) + beta;
+        }
+    }
+
     fn backward_constants(&self, batch_statistics: bool, mode: GradMode) -> BatchNormBackward {
         BatchNormBackward {
             features: N,
