@@ -524,6 +524,10 @@ pub struct LayerHealth {
     pub weight_grad: TensorStats,
     /// Statistics of db.
     pub bias_grad: TensorStats,
+    /// Statistics of dx, the gradient this layer passes to the one before it: recorded by
+    /// batch norms (when dx is computed); empty for dense layers, whose dx is the dy of
+    /// the record before.
+    pub input_grad: TensorStats,
     /// ‖W‖ at the time of the backward pass (before the optimiser's update), for the
     /// update-to-weight ratio.
     pub weight_norm: f32,
@@ -582,6 +586,7 @@ impl LayerHealth {
         pre_activation_grad: TensorStats::EMPTY,
         weight_grad: TensorStats::EMPTY,
         bias_grad: TensorStats::EMPTY,
+        input_grad: TensorStats::EMPTY,
         weight_norm: 0.0,
         pre_activation_structural_zeros: 0,
         pre_activation_became_subnormal: 0,

@@ -579,6 +579,13 @@ fn health_records_the_batch_norm() {
     assert_eq!(bn.activation, "sigmoid");
     let dgamma = gradguard::health::TensorStats::of(&tracked.1.second.first.scale);
     assert_eq!(bn.weight_grad.l2_norm(), dgamma.l2_norm());
+    // dx: the batch norm records it; the dense layer before has it as its error signal.
+    let first = report.layer(0).unwrap();
+    assert_eq!(bn.input_grad.len(), 8 * 5);
+    // (The same values; the two norms are summed by different passes: an ulp apart.)
+    let (a, b) = (bn.input_grad.l2_norm(), first.pre_activation_grad.l2_norm());
+    assert!((a - b).abs() <= 2.0 * f32::EPSILON * b, "{a} vs {b}");
+    assert!(first.input_grad.is_empty());
     assert_eq!(bn.saturated_units, 0);
     assert!(!report.flags().any(), "{report}");
     assert!(report.to_string().contains("bn/sigmoid"), "{report}");

@@ -320,8 +320,8 @@ pub(crate) struct BatchNormTerms<'a> {
 }
 
 /// The health of a batch norm's backward after the kernel (`dz` is written and its
-/// statistics are in `h`; dγ, dβ and dx are the kernel's): the statistics of dγ and dβ,
-/// ‖γ‖, and the underflow screen of every product: dz·x̂ (dγ's terms) as weight products;
+/// statistics are in `h`; dγ, dβ and dx (empty if not computed) are the kernel's): the
+/// statistics of dγ, dβ and dx, ‖γ‖, and the underflow screen of every product: dz·x̂ (dγ's terms) as weight products;
 /// x̂·mean(dz·x̂) and γ/σ·(…) (dx's, if `with_dx`) as input products. A batch norm is
 /// O(B·N), so the screen recomputes x̂ and the means in the kernel's order (the same
 /// operations, so the same bits) instead of screening extremes.
@@ -329,10 +329,12 @@ pub(crate) fn batch_norm_backward(
     t: &BatchNormTerms<'_>,
     dgamma: &[f32],
     dbeta: &[f32],
-    with_dx: bool,
+    dx: &[f32],
     p: &kernels::BatchNormBackward,
     h: &mut LayerHealth,
 ) {
+    let with_dx = !dx.is_empty();
+    h.input_grad.add_slice(dx);
     let BatchNormTerms {
         x,
         dz,

@@ -432,7 +432,6 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
         let (x, dz) = (x.as_flattened(), cache.pre_activation_grad.as_flattened());
         let statistics = [&cache.mean, &cache.variance, &params.scale];
         let [mean, variance, gamma] = statistics.map(|s| s.as_slice());
-        let with_dx = !dx.is_empty();
         let (dgamma, dbeta) = (&mut grads.scale, &mut grads.shift);
         kernels::batch_norm_backward(x, dz, mean, variance, gamma, dgamma, dbeta, dx, &constants);
         if let Some(h) = health {
@@ -443,7 +442,7 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
                 variance,
                 gamma,
             };
-            crate::health::batch_norm_backward(&norm, dgamma, dbeta, with_dx, &constants, h);
+            crate::health::batch_norm_backward(&norm, dgamma, dbeta, dx, &constants, h);
         }
     }
 }
