@@ -39,9 +39,7 @@ use core::fmt;
 use crate::lanes::{exponent_bound, pow2_wide as pow2, scale_by_pow2};
 
 mod track;
-pub(crate) use track::{
-    batch_norm_backward, dense_layer_backward, elementwise_backward, BatchNormTerms,
-};
+pub(crate) use track::{batch_norm_backward, dense_backward, elementwise_backward, BatchNormTerms};
 
 /// The class of an f32, read from its bits.
 ///

@@ -58,6 +58,7 @@
 // all arithmetic is checked or provably in range.
 #![deny(clippy::arithmetic_side_effects)]
 
+pub use crate::error::ImageError;
 use crate::{Error, Parameters, TensorInfo, TensorKind};
 
 /// Bytes of the header in front of the values.
@@ -65,7 +66,7 @@ pub const HEADER_BYTES: usize = 32;
 /// The first four bytes of every image.
 pub const MAGIC: [u8; 4] = *b"GGPI";
 /// The format version [`save`] writes and [`load`] reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = crate::error::IMAGE_VERSION;
 
 /// What an image holds (the header's content field).
 ///
@@ -100,75 +101,6 @@ pub enum NonFinite {
     Reject,
     /// Load NaN and ±∞ as they are (e.g. to inspect a diverged network).
     Accept,
-}
-
-/// Why an image was refused.
-///
-/// ```
-/// use gradguard::image::{self, ImageError, NonFinite};
-/// use gradguard::{Dense, Error, Layer, Zeroed};
-/// let mut p = <Dense<2, 2> as Layer>::Params::ZEROED;
-/// assert_eq!(
-///     image::load(b"not an image, but long enough to hold a header", &mut p, NonFinite::Reject),
-///     Err(Error::Image(ImageError::NotAnImage))
-/// );
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ImageError {
-    /// The buffer is shorter than the image: `needed` bytes, `available` given.
-    TooShort {
-        /// Bytes the image of this type takes.
-        needed: usize,
-        /// Bytes in the buffer.
-        available: usize,
-    },
-    /// The buffer does not start with [`MAGIC`].
-    NotAnImage,
-    /// A format version this crate cannot read.
-    UnsupportedVersion(u16),
-    /// The image holds something else (e.g. optimiser state where parameters were asked
-    /// for); the header's content field is given.
-    OtherContent(u16),
-    /// The image is of a network of another shape: its tensor count, value count or shape
-    /// signature differs from the destination's.
-    OtherShape,
-    /// Reserved header bytes are not zero (written by a newer format).
-    ReservedBytes,
-    /// The checksum does not match: the image is corrupt (or was not completely written).
-    ChecksumMismatch,
-    /// Value `index` (counting from 0 in the payload) is NaN or infinite, with
-    /// [`NonFinite::Reject`].
-    NonFinite {
-        /// Position of the first such value in the payload.
-        index: usize,
-    },
-    /// Value `index` is outside the range its state allows (e.g. a negative second moment
-    /// of [`Adam`](crate::Adam)).
-    InvalidValue {
-        /// Position of the first such value in the payload.
-        index: usize,
-    },
-}
-
-impl core::fmt::Display for ImageError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ImageError::TooShort { needed, available } => {
-                write!(f, "{available} bytes, the image takes {needed}")
-            }
-            ImageError::NotAnImage => write!(f, "no GGPI magic: not a gradguard image"),
-            ImageError::UnsupportedVersion(v) => {
-                write!(f, "format version {v}; this crate reads version {VERSION}")
-            }
-            ImageError::OtherContent(c) => write!(f, "it holds content {c}, not what was asked"),
-            ImageError::OtherShape => write!(f, "it is of a network of another shape"),
-            ImageError::ReservedBytes => write!(f, "reserved header bytes are set"),
-            ImageError::ChecksumMismatch => write!(f, "checksum mismatch: the image is corrupt"),
-            ImageError::NonFinite { index } => write!(f, "value {index} is NaN or infinite"),
-            ImageError::InvalidValue { index } => write!(f, "value {index} is out of range"),
-        }
-    }
 }
 
 /// State that has an image: every [`Parameters`] type, and the optimisers' state

@@ -379,20 +379,16 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
         h.activation = A::NAME;
         h.units = u16::try_from(OUT).unwrap_or(u16::MAX);
         h.inputs = u16::try_from(IN).unwrap_or(u16::MAX);
-        crate::health::dense_layer_backward(
-            &self.activation,
-            &params.weights,
-            x,
-            &cache.pre_activation,
-            &cache.output,
-            dy,
-            &mut cache.pre_activation_grad,
-            &mut grads.weights,
-            &mut grads.bias,
-            dx,
-            mode,
+        self.activation.backward_observed(
+            cache.pre_activation.as_flattened(),
+            cache.output.as_flattened(),
+            dy.as_flattened(),
+            cache.pre_activation_grad.as_flattened_mut(),
+            OUT,
             h,
         );
+        let (w, dz) = (&params.weights, &cache.pre_activation_grad);
+        crate::health::dense_backward(w, x, dz, &mut grads.weights, &mut grads.bias, dx, mode, h);
     }
 }
 

@@ -100,7 +100,9 @@
 )]
 
 pub mod activation;
+mod backend;
 pub mod datasets;
+mod elementwise;
 mod error;
 pub mod health;
 pub mod image;

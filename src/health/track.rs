@@ -11,7 +11,7 @@
 //! vector lanes inside the activation kernel, and everything else is a handful of scalars.
 
 use super::{is_zero_or_subnormal, sums_fit, LayerHealth, TensorStats};
-use crate::activation::{Activation, Elementwise};
+use crate::elementwise::Elementwise;
 use crate::kernels::{self, GradMode};
 use crate::lanes::exponent_bound;
 use crate::lanes::product_is_exact;
@@ -262,38 +262,6 @@ fn input_products(
             }
         }
     }
-}
-
-/// The whole observed backward of a dense layer with activation `A`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn dense_layer_backward<
-    A: Activation,
-    const IN: usize,
-    const OUT: usize,
-    const B: usize,
->(
-    activation: &A,
-    w: &[[f32; IN]; OUT],
-    x: &[[f32; IN]; B],
-    z: &[[f32; OUT]; B],
-    a: &[[f32; OUT]; B],
-    dy: &[[f32; OUT]; B],
-    dz: &mut [[f32; OUT]; B],
-    dw: &mut [[f32; IN]; OUT],
-    db: &mut [f32; OUT],
-    dx: Option<&mut [[f32; IN]; B]>,
-    mode: GradMode,
-    h: &mut LayerHealth,
-) {
-    activation.backward_observed(
-        z.as_flattened(),
-        a.as_flattened(),
-        dy.as_flattened(),
-        dz.as_flattened_mut(),
-        OUT,
-        h,
-    );
-    dense_backward(w, x, dz, dw, db, dx, mode, h);
 }
 
 /// `(became_zero, became_subnormal)` for the one product `p = a·b`: nonzero finite

@@ -16,7 +16,7 @@
 //!   the sum (and fuses where the instruction set has FMA): within the same bound.
 
 use super::GradMode;
-use crate::activation::Elementwise;
+use crate::elementwise::Elementwise;
 use crate::lanes::Lanes;
 
 /// A SIMD vector of f32 lanes (or `f32` itself): [`Lanes`] plus memory access and the

@@ -69,7 +69,7 @@ pub use rows::{
     softmax_row, squared_error_row,
 };
 
-use crate::activation::Elementwise;
+use crate::elementwise::Elementwise;
 
 /// Whether a backward pass overwrites the gradient buffers or adds to them.
 ///

@@ -136,7 +136,7 @@ impl<const N: usize, A: Activation> BatchNorm<N, A> {
     /// before it, for deployment: `Dense<IN, N, A>` with the folded parameters computes
     /// what `Dense<IN, N>` followed by this `BatchNorm<N, A>` computes in inference, in one
     /// layer and without the batch norm's memory. With k = γ/√(running variance + ε):
-    /// W'[o] = k[o]·W[o] and b'[o] = k[o]·(b[o] − running mean[o]) + β[o].
+    /// W'ₒ = kₒ·Wₒ and b'ₒ = kₒ·(bₒ − running meanₒ) + βₒ.
     ///
     /// The folded layer rounds differently (the scale is applied to each weight instead of
     /// the sum): the pre-activations agree within a few ulps of the terms' magnitudes, not

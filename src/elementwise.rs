@@ -1,0 +1,72 @@
+//! The elementwise functions the kernels apply lane by lane: below both the kernels and the
+//! activations, so the kernels can apply an activation without depending on the module
+//! that defines them. Re-exported as `gradguard::Elementwise`.
+
+use crate::lanes::Lanes;
+
+/// An activation applied independently to every element.
+///
+/// ```
+/// use gradguard::{Elementwise, LeakyRelu};
+/// let leaky = LeakyRelu::new(0.2);
+/// assert_eq!((leaky.value(-1.0), leaky.derivative(0.0)), (-0.2, 0.2));
+/// ```
+pub trait Elementwise: Copy {
+    /// Short name for reports.
+    const NAME: &'static str;
+    /// f(x).
+    fn value(&self, x: f32) -> f32;
+    /// f'(x), from the pre-activation x.
+    fn derivative(&self, x: f32) -> f32;
+
+    /// f on any [`Lanes`] type: what the SIMD kernels call. The default applies
+    /// [`Elementwise::value`] lane by lane; the built-in activations write their formula
+    /// once here and `value` is this at `R = f32`, so every backend gives the same bits.
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, Relu};
+    /// assert_eq!(Relu.value_lanes(-1.0_f32), Relu.value(-1.0));
+    /// ```
+    #[inline(always)]
+    fn value_lanes<R: Lanes>(&self, x: R) -> R {
+        x.map_lanes(|v| self.value(v))
+    }
+
+    /// f' on any [`Lanes`] type (see [`Elementwise::value_lanes`]).
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, Tanh};
+    /// assert_eq!(Tanh.derivative_lanes(0.0_f32), 1.0);
+    /// ```
+    #[inline(always)]
+    fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
+        x.map_lanes(|v| self.derivative(v))
+    }
+
+    /// See [`crate::Activation::derivative_never_zero`].
+    fn derivative_never_zero(&self) -> bool {
+        false
+    }
+
+    /// See [`crate::Activation::can_die`].
+    fn can_die(&self) -> bool {
+        false
+    }
+
+    /// See [`crate::Activation::saturates`].
+    fn saturates(&self) -> bool {
+        false
+    }
+
+    /// True if f' only takes the values 0 and 1 (ReLU, identity; NaN aside): then
+    /// `dy·f'(z)` is exact, and a zero dz is always structural. The health tracking skips
+    /// its underflow attribution for such activations.
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, Relu, Sigmoid};
+    /// assert!(Relu.derivative_is_step() && !Sigmoid.derivative_is_step());
+    /// ```
+    fn derivative_is_step(&self) -> bool {
+        false
+    }
+}
