@@ -288,6 +288,7 @@ impl LeakyRelu {
     /// ```
     /// assert_eq!(gradguard::LeakyRelu::new(0.2).alpha, 0.2);
     /// ```
+    #[must_use]
     pub const fn new(alpha: f32) -> Self {
         LeakyRelu { alpha }
     }
@@ -341,6 +342,7 @@ impl Elu {
     /// ```
     /// assert_eq!(gradguard::Elu::new(0.5).alpha, 0.5);
     /// ```
+    #[must_use]
     pub const fn new(alpha: f32) -> Self {
         Elu { alpha }
     }

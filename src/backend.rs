@@ -47,6 +47,7 @@ impl Backend {
     /// ```
     /// assert_eq!(gradguard::kernels::Backend::Avx2Fma.name(), "avx2");
     /// ```
+    #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
@@ -65,6 +66,7 @@ impl Backend {
     /// assert_eq!(Backend::from_name("avx512"), Some(Backend::Avx512));
     /// assert_eq!(Backend::from_name("mmx"), None);
     /// ```
+    #[must_use]
     pub const fn from_name(name: &str) -> Option<Backend> {
         let mut rest: &[Backend] = &Backend::ALL;
         while let Some((&b, tail)) = rest.split_first() {

@@ -84,6 +84,7 @@ pub mod digits {
     /// ```
     /// assert!(gradguard::datasets::digits::features(1797).is_none());
     /// ```
+    #[must_use]
     pub fn features(i: usize) -> Option<[f32; FEATURES]> {
         let start = i.checked_mul(RECORD)?;
         let record = RAW.get(start..start.checked_add(FEATURES)?)?;
@@ -99,6 +100,7 @@ pub mod digits {
     /// ```
     /// assert_eq!(gradguard::datasets::digits::label(9), Some(9));
     /// ```
+    #[must_use]
     pub fn label(i: usize) -> Option<usize> {
         let at = i.checked_mul(RECORD)?.checked_add(FEATURES)?;
         RAW.get(at).map(|&l| usize::from(l))
@@ -150,6 +152,9 @@ pub mod digits {
     /// let loss = digits::train_epoch(&net, &mut p, &mut g, &mut ws, &mut sgd, &digits::TRAIN[..256]).unwrap();
     /// assert!(loss.is_finite());
     /// ```
+    ///
+    /// # Errors
+    /// Those of [`crate::train_step`] (an out-of-range label cannot occur: the digits' labels are 0–9).
     pub fn train_epoch<L, O, const B: usize>(
         net: &L,
         params: &mut L::Params,
@@ -240,6 +245,9 @@ pub mod digits {
     /// digits::gradient_health(&net, &p, &mut g, &mut ws, &digits::TRAIN, &mut report).unwrap();
     /// assert_eq!(report.layers_from_output().len(), 2);
     /// ```
+    ///
+    /// # Errors
+    /// Those of [`crate::compute_gradients`] (none for the digits' labels).
     pub fn gradient_health<L, H, const B: usize>(
         net: &L,
         params: &L::Params,

@@ -39,6 +39,7 @@ impl Error {
     /// use gradguard::Error;
     /// assert_eq!(Error::InvalidLearningRate(f32::NAN).same_kind(), Error::InvalidLearningRate(0.0));
     /// ```
+    #[must_use]
     pub fn same_kind(self) -> Self {
         let clean = |v: f32| if v.is_nan() { 0.0 } else { v };
         match self {

@@ -70,6 +70,7 @@ pub enum FloatClass {
 /// assert_eq!(gradguard::health::classify(f32::MIN_POSITIVE), gradguard::health::FloatClass::Normal);
 /// ```
 #[inline(always)]
+#[must_use]
 pub fn classify(v: f32) -> FloatClass {
     let bits = v.to_bits() & 0x7fff_ffff;
     let exponent = bits >> 23;
@@ -146,6 +147,7 @@ impl ClassCounts {
     /// ```
     /// assert_eq!(gradguard::health::ClassCounts::ZERO.total(), 0);
     /// ```
+    #[must_use]
     pub fn total(&self) -> u64 {
         self.zero
             .saturating_add(self.subnormal)
@@ -159,6 +161,7 @@ impl ClassCounts {
     /// ```
     /// assert_eq!(gradguard::health::ClassCounts::ZERO.non_finite(), 0);
     /// ```
+    #[must_use]
     pub fn non_finite(&self) -> u64 {
         self.infinite.saturating_add(self.nan)
     }
@@ -219,6 +222,7 @@ impl TensorStats {
     /// let s = gradguard::health::TensorStats::of(&[3.0, -4.0, 0.0, f32::NAN]);
     /// assert_eq!((s.l2_norm(), s.max_abs, s.min_nonzero_abs, s.counts.nan), (5.0, 4.0, 3.0, 1));
     /// ```
+    #[must_use]
     pub fn of(values: &[f32]) -> Self {
         let mut s = Self::EMPTY;
         s.add_slice(values);
@@ -398,6 +402,7 @@ impl TensorStats {
     /// ```
     /// assert_eq!(gradguard::health::TensorStats::of(&[1.0; 3]).len(), 3);
     /// ```
+    #[must_use]
     pub fn len(&self) -> u64 {
         self.counts.total()
     }
@@ -407,6 +412,7 @@ impl TensorStats {
     /// ```
     /// assert!(gradguard::health::TensorStats::EMPTY.is_empty());
     /// ```
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -424,6 +430,7 @@ impl TensorStats {
     /// ```
     /// assert_eq!(gradguard::health::TensorStats::of(&[0.0, 0.0]).l2_norm(), 0.0);
     /// ```
+    #[must_use]
     pub fn l2_norm(&self) -> f32 {
         scale_by_pow2(libm::sqrtf(self.sum_squares_scaled), self.scale_exponent)
     }
@@ -433,6 +440,7 @@ impl TensorStats {
     /// ```
     /// assert_eq!(gradguard::health::TensorStats::of(&[1.0, -3.0]).mean_abs(), 2.0);
     /// ```
+    #[must_use]
     pub fn mean_abs(&self) -> f32 {
         let c = &self.counts;
         let finite = c.zero.saturating_add(c.subnormal).saturating_add(c.normal);
@@ -607,6 +615,7 @@ impl LayerHealth {
     /// h.weight_products_became_zero = 3;
     /// assert_eq!(h.underflow_count(), 3);
     /// ```
+    #[must_use]
     pub fn underflow_count(&self) -> u64 {
         [
             self.pre_activation_became_subnormal,
@@ -625,6 +634,7 @@ impl LayerHealth {
     /// ```
     /// assert_eq!(gradguard::health::LayerHealth::EMPTY.non_finite_count(), 0);
     /// ```
+    #[must_use]
     pub fn non_finite_count(&self) -> u64 {
         self.pre_activation_grad
             .counts
@@ -642,6 +652,7 @@ impl LayerHealth {
     /// h.weight_norm = 10.0;
     /// assert_eq!(h.update_ratio(0.1), 0.05);
     /// ```
+    #[must_use]
     pub fn update_ratio(&self, learning_rate: f32) -> f32 {
         learning_rate * self.weight_grad.l2_norm() / self.weight_norm
     }
@@ -717,6 +728,7 @@ impl Flags {
     /// let f = gradguard::health::Flags { dead_units: Some(1), ..Default::default() };
     /// assert!(f.any());
     /// ```
+    #[must_use]
     pub fn any(&self) -> bool {
         self.underflow.is_some()
             || self.vanishing.is_some()
@@ -758,6 +770,7 @@ pub struct HealthReport<const L: usize> {
 
 impl<const L: usize> HealthReport<L> {
     /// An empty report with the given thresholds.
+    #[must_use]
     pub const fn new(config: HealthConfig) -> Self {
         HealthReport {
             layers: [LayerHealth::EMPTY; L],
@@ -784,6 +797,7 @@ impl<const L: usize> HealthReport<L> {
     }
 
     /// The recorded layers, output layer first.
+    #[must_use]
     pub fn layers_from_output(&self) -> &[LayerHealth] {
         self.layers.get(..self.recorded).unwrap_or(&[])
     }
@@ -793,6 +807,7 @@ impl<const L: usize> HealthReport<L> {
     /// ```
     /// assert!(gradguard::health::HealthReport::<2>::new(Default::default()).layer(0).is_none());
     /// ```
+    #[must_use]
     pub fn layer(&self, index: u16) -> Option<&LayerHealth> {
         self.layers_from_output().iter().find(|l| l.layer == index)
     }
@@ -807,6 +822,7 @@ impl<const L: usize> HealthReport<L> {
     /// let r = gradguard::health::HealthReport::<4>::new(Default::default());
     /// assert_eq!(r.fitted_decay_factor(), None);
     /// ```
+    #[must_use]
     pub fn fitted_decay_factor(&self) -> Option<f32> {
         // Points (distance from the output, ln ‖dW‖), skipping the output layer itself.
         let points = self
@@ -839,6 +855,7 @@ impl<const L: usize> HealthReport<L> {
     /// let r = gradguard::health::HealthReport::<2>::new(Default::default());
     /// assert!(!r.flags().any());
     /// ```
+    #[must_use]
     pub fn flags(&self) -> Flags {
         let mut flags = Flags::default();
         let layers = self.layers_from_output();

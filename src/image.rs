@@ -140,9 +140,14 @@ pub trait Persistent {
     /// Slice `i` of the state, mutable (empty if `i >= SLICES`).
     fn slice_mut(&mut self, i: usize) -> &mut [f32];
     /// Checks the leading `LEADING_SCALARS` values of an image before any of it is loaded.
+    ///
+    /// # Errors
+    /// [`Error::Image`] ([`ImageError::InvalidValue`] with the index) if a scalar is out of
+    /// the state's range.
     fn check_scalars(scalars: &[f32]) -> Result<(), Error>;
     /// Whether value `index` of the payload may be `v` (checked before anything is loaded;
     /// NaN and ±∞ are [`NonFinite`]'s business). Every value by default.
+    #[must_use]
     fn value_allowed(index: usize, v: f32) -> bool {
         let _ = (index, v);
         true
@@ -348,6 +353,10 @@ impl Layout {
 /// assert!(image::save(&p, &mut out[..40]).is_err());
 /// # Ok::<(), gradguard::Error>(())
 /// ```
+///
+/// # Errors
+/// [`Error::Image`] ([`ImageError::TooShort`]) if `out` is shorter than
+/// [`Persistent::IMAGE_BYTES`]; `out` is then unchanged.
 pub fn save<S: Persistent>(state: &S, out: &mut [u8]) -> Result<usize, Error> {
     Layout::of::<S>().write(out, |payload| {
         let mut values = payload.chunks_exact_mut(4);
@@ -373,6 +382,11 @@ pub fn save<S: Persistent>(state: &S, out: &mut [u8]) -> Result<usize, Error> {
 /// assert_eq!(image::verify::<P>(&buf, NonFinite::Reject), Err(Error::Image(ImageError::ChecksumMismatch)));
 /// # Ok::<(), gradguard::Error>(())
 /// ```
+///
+/// # Errors
+/// [`Error::Image`] with the first problem found: too short, no magic, another version,
+/// content or shape, reserved bytes set, a checksum mismatch, a non-finite value (with
+/// [`NonFinite::Reject`]) or a scalar out of range.
 pub fn verify<S: Persistent>(image: &[u8], non_finite: NonFinite) -> Result<(), Error> {
     checked_payload::<S>(image, non_finite).map(|_| ())
 }
@@ -397,6 +411,9 @@ pub fn verify<S: Persistent>(image: &[u8], non_finite: NonFinite) -> Result<(), 
 /// assert!(q.bias[1].is_nan());
 /// # Ok::<(), gradguard::Error>(())
 /// ```
+///
+/// # Errors
+/// As for [`verify`]; `state` is then unchanged.
 pub fn load<S: Persistent>(
     image: &[u8],
     state: &mut S,
@@ -510,6 +527,7 @@ impl Crc32 {
 /// ```
 /// assert_eq!(gradguard::image::crc32(b"123456789"), 0xCBF4_3926);
 /// ```
+#[must_use]
 pub fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = Crc32::new();
     crc.update(bytes);

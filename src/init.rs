@@ -51,6 +51,7 @@ impl Init {
     /// let (u, n) = (Init::XavierUniform.standard_deviation(64, 32), Init::XavierNormal.standard_deviation(64, 32));
     /// assert!((u - n).abs() < 1e-6); // same variance, different shape
     /// ```
+    #[must_use]
     pub fn standard_deviation(self, fan_in: usize, fan_out: usize) -> f32 {
         let (fan_in, fan_out) = (fan_in.max(1) as f32, fan_out.max(1) as f32);
         match self {

@@ -67,6 +67,7 @@ pub enum Naming<'a> {
 
 impl Naming<'_> {
     /// The module name of parametrised layer `layer` (`None` past the given prefixes).
+    #[must_use]
     pub fn prefix(&self, layer: usize) -> Option<String> {
         match self {
             Naming::Sequential => layer.checked_mul(2).map(|m| m.to_string()),
@@ -240,6 +241,12 @@ fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, InterchangeError> {
 /// assert_eq!(q, p);
 /// # Ok::<(), gradguard::interchange::InterchangeError>(())
 /// ```
+///
+/// # Errors
+/// [`InterchangeError::Format`] if `bytes` is not safetensors, [`InterchangeError::Mismatch`]
+/// listing every missing, unexpected, misshaped or non-f32 tensor,
+/// [`InterchangeError::NotEnoughNames`] for too short a [`Naming::Prefixes`]; `params` is then
+/// unchanged.
 pub fn load_safetensors<P: Parameters>(
     bytes: &[u8],
     naming: Naming<'_>,
@@ -265,6 +272,10 @@ pub fn load_safetensors<P: Parameters>(
 /// assert!(String::from_utf8_lossy(&file).contains(r#""0.weight":{"dtype":"F32","shape":[2,3]"#));
 /// # Ok::<(), gradguard::interchange::InterchangeError>(())
 /// ```
+///
+/// # Errors
+/// [`InterchangeError::NotEnoughNames`] for too short a [`Naming::Prefixes`],
+/// [`InterchangeError::Format`] if the safetensors writer refuses.
 pub fn save_safetensors<P: Parameters>(
     params: &P,
     naming: Naming<'_>,
@@ -353,6 +364,10 @@ fn layout_of(tensors: &[TensorInfo]) -> Layout {
 /// assert_eq!(image.len(), 32 + 4 * (4 * 3 + 3 + 3 * 2 + 2));
 /// # Ok::<(), gradguard::interchange::InterchangeError>(())
 /// ```
+///
+/// # Errors
+/// [`InterchangeError::Format`] if `bytes` is not safetensors, [`InterchangeError::Mismatch`] if
+/// its tensors are not a chain of dense layers named by `naming`.
 pub fn safetensors_to_image(
     bytes: &[u8],
     naming: Naming<'_>,
@@ -418,6 +433,10 @@ pub fn safetensors_to_image(
 /// assert!(image_to_safetensors(&img, &[3, 4, 2], Naming::Sequential).is_err()); // other shape
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Errors
+/// [`InterchangeError::Image`] if the image is refused (another shape, corrupt, …),
+/// [`InterchangeError::NotEnoughNames`] or [`InterchangeError::Format`] as for [`save_safetensors`].
 pub fn image_to_safetensors(
     image_bytes: &[u8],
     sizes: &[usize],

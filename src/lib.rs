@@ -91,7 +91,8 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
+#![warn(clippy::must_use_candidate, clippy::missing_errors_doc)]
 #![deny(
     clippy::panic,
     clippy::unwrap_used,

@@ -28,6 +28,10 @@ pub trait Loss<const N: usize> {
     type Target: Copy;
 
     /// Mean loss over the batch, and `grad = ∂(mean loss)/∂output`.
+    ///
+    /// # Errors
+    /// [`Error::LabelOutOfRange`] (a class label ≥ N) or [`Error::TargetOutOfRange`] (a binary
+    /// target outside [0, 1]); `grad` may then be partly written.
     fn loss_and_gradient<const B: usize>(
         &self,
         output: &[[f32; N]; B],

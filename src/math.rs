@@ -56,6 +56,7 @@ const EXPM1_POLY_LIMIT: f32 = core::f32::consts::LN_2;
 /// assert!(gradguard::math::exp(-100.0) > 0.0); // subnormal, not a false zero
 /// ```
 #[inline(always)]
+#[must_use]
 pub fn exp(x: f32) -> f32 {
     exp_lanes(x)
 }
@@ -117,6 +118,7 @@ fn exp_times_pow2<R: Lanes, const K: i32>(x: R) -> R {
 /// assert_eq!(gradguard::math::expm1(x), x); // exp(x) - 1.0 would give 0
 /// ```
 #[inline(always)]
+#[must_use]
 pub fn expm1(x: f32) -> f32 {
     expm1_lanes(x)
 }
@@ -170,6 +172,7 @@ fn expm1_from_exp<R: Lanes>(x: R, e: R) -> R {
 /// assert!(gradguard::math::sigmoid(-100.0) > 0.0); // 3.7e-44, subnormal but not zero
 /// ```
 #[inline(always)]
+#[must_use]
 pub fn sigmoid(x: f32) -> f32 {
     sigmoid_lanes(x)
 }
@@ -209,6 +212,7 @@ pub fn sigmoid_lanes<R: Lanes>(x: R) -> R {
 /// assert!(d(87.0).is_normal());
 /// ```
 #[inline(always)]
+#[must_use]
 pub fn sigmoid_derivative(x: f32) -> f32 {
     sigmoid_derivative_lanes(x)
 }
@@ -247,6 +251,7 @@ pub fn sigmoid_derivative_lanes<R: Lanes>(x: R) -> R {
 /// assert!(gradguard::math::tanh(9.0) < 1.0);
 /// ```
 #[inline(always)]
+#[must_use]
 pub fn tanh(x: f32) -> f32 {
     tanh_lanes(x)
 }
@@ -297,6 +302,7 @@ pub fn tanh_lanes<R: Lanes>(x: R) -> R {
 /// assert!(d(52.3) > 0.0); // subnormal, 4·σ'(104.6) would be 0
 /// ```
 #[inline(always)]
+#[must_use]
 pub fn tanh_derivative(x: f32) -> f32 {
     tanh_derivative_lanes(x)
 }
@@ -328,6 +334,7 @@ pub fn tanh_derivative_lanes<R: Lanes>(x: R) -> R {
 /// assert!(sigmoid_derivative_from_output(sigmoid(16.6)) > 0.0);
 /// ```
 #[inline(always)]
+#[must_use]
 pub fn sigmoid_derivative_from_output(s: f32) -> f32 {
     s * (1.0 - s)
 }
@@ -344,6 +351,7 @@ pub fn sigmoid_derivative_from_output(s: f32) -> f32 {
 /// assert!(gradguard::math::tanh_derivative(9.01) > 5e-8);
 /// ```
 #[inline(always)]
+#[must_use]
 pub fn tanh_derivative_from_output(t: f32) -> f32 {
     1.0 - t * t
 }
@@ -359,6 +367,7 @@ pub fn tanh_derivative_from_output(t: f32) -> f32 {
 /// assert_eq!(r(0.0), 0.25);
 /// assert!(r(1.0) <= r(0.5));
 /// ```
+#[must_use]
 pub fn sigmoid_derivative_reference(x: f32) -> f32 {
     let e = libm::exp(-libm::fabs(f64::from(x)));
     let d = 1.0 + e;
@@ -371,6 +380,7 @@ pub fn sigmoid_derivative_reference(x: f32) -> f32 {
 /// ```
 /// assert_eq!(gradguard::math::tanh_derivative_reference(0.0), 1.0);
 /// ```
+#[must_use]
 pub fn tanh_derivative_reference(x: f32) -> f32 {
     let e = libm::exp(-2.0 * libm::fabs(f64::from(x)));
     let d = 1.0 + e;
@@ -386,6 +396,7 @@ pub fn tanh_derivative_reference(x: f32) -> f32 {
 /// assert_eq!(ulp_distance(-0.0, 0.0), 0);
 /// assert_eq!(ulp_distance(f32::from_bits(1), -f32::from_bits(1)), 2);
 /// ```
+#[must_use]
 pub fn ulp_distance(a: f32, b: f32) -> u32 {
     if a.is_nan() || b.is_nan() {
         return u32::MAX;

@@ -31,6 +31,10 @@ pub trait Optimizer<P: Parameters> {
     /// The current learning rate.
     fn learning_rate(&self) -> f32;
     /// Changes the learning rate (for schedules); rejects non-finite or non-positive values.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLearningRate`] unless it is finite and positive (the rate is then
+    /// unchanged).
     fn set_learning_rate(&mut self, learning_rate: f32) -> Result<(), Error>;
 }
 
@@ -76,6 +80,9 @@ impl Sgd {
     /// ```
     /// assert!(gradguard::Sgd::new(0.0).is_err());
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidLearningRate`] unless the learning rate is finite and positive.
     pub fn new(learning_rate: f32) -> Result<Self, Error> {
         Ok(Sgd {
             learning_rate: check_learning_rate(learning_rate)?,
@@ -88,6 +95,9 @@ impl Sgd {
     /// ```
     /// assert!(gradguard::Sgd::new(0.1).unwrap().with_weight_decay(-1.0).is_err());
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] (`"weight_decay"`) if it is negative or not finite.
     pub fn with_weight_decay(self, weight_decay: f32) -> Result<Self, Error> {
         Ok(Sgd {
             weight_decay: check_range("weight_decay", weight_decay, 0.0, f32::INFINITY)?,
@@ -100,6 +110,7 @@ impl Sgd {
     /// ```
     /// assert_eq!(gradguard::Sgd::new(0.1).unwrap().weight_decay(), 0.0);
     /// ```
+    #[must_use]
     pub fn weight_decay(&self) -> f32 {
         self.weight_decay
     }
@@ -173,6 +184,9 @@ impl<P: Parameters> Momentum<P> {
     /// use gradguard::{Momentum, NoParameters, Sgd};
     /// assert!(Momentum::<NoParameters>::new(Sgd::new(0.1).unwrap(), 1.0).is_err());
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] (`"momentum"`) unless 0 ≤ momentum < 1.
     pub fn new(sgd: Sgd, momentum: f32) -> Result<Self, Error> {
         let mut optimizer = Self::ZEROED;
         optimizer.configure(sgd, momentum)?;
@@ -189,6 +203,9 @@ impl<P: Parameters> Momentum<P> {
     /// assert!(opt.configure(Sgd::new(0.01)?, f32::NAN).is_err());
     /// # Ok::<(), gradguard::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// As for [`Momentum::new`]; nothing changes then.
     pub fn configure(&mut self, sgd: Sgd, momentum: f32) -> Result<(), Error> {
         self.momentum = check_range("momentum", momentum, 0.0, 1.0)?;
         self.sgd = sgd;
@@ -274,6 +291,9 @@ impl<P: Parameters> Adam<P> {
     /// a value: for a large network use [`Adam::ZEROED`] in a `static` (or any zeroed memory)
     /// and [`Adam::configure`].
     ///
+    ///
+    /// # Errors
+    /// [`Error::InvalidLearningRate`] unless the learning rate is finite and positive.
     /// ```
     /// assert!(gradguard::Adam::<gradguard::NoParameters>::new(f32::INFINITY).is_err());
     /// ```
@@ -296,6 +316,11 @@ impl<P: Parameters> Adam<P> {
     /// let e = Adam::<NoParameters>::with_hyperparameters(0.1, 0.9, 0.999, 1e-45, 0.0).unwrap_err();
     /// assert_eq!(e, Error::InvalidHyperparameter("epsilon", 1e-45));
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidLearningRate`] as for [`Adam::new`]; [`Error::InvalidHyperparameter`] naming
+    /// the first of β1, β2 outside [0, 1), ε below the smallest it accepts, or a negative weight
+    /// decay.
     pub fn with_hyperparameters(
         learning_rate: f32,
         beta1: f32,
@@ -321,6 +346,9 @@ impl<P: Parameters> Adam<P> {
     /// assert_eq!(adam.learning_rate(), 1e-3);
     /// # Ok::<(), gradguard::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// As for [`Adam::with_hyperparameters`].
     pub fn configure(
         &mut self,
         learning_rate: f32,

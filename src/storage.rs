@@ -73,6 +73,7 @@ impl TensorKind {
     /// assert!(TensorKind::Scale.is_trainable());
     /// assert!(!TensorKind::RunningMean.is_trainable());
     /// ```
+    #[must_use]
     pub const fn is_trainable(self) -> bool {
         matches!(
             self,

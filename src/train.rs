@@ -22,6 +22,16 @@ pub struct Workspace<L: Layer, const B: usize> {
     pub output_grad: [L::Output; B],
 }
 
+impl<L: Layer, const B: usize> core::fmt::Debug for Workspace<L, B> {
+    /// The batch size and the sizes (the arrays themselves are too large to print).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Workspace")
+            .field("batch", &B)
+            .field("bytes", &core::mem::size_of::<Self>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<L: Layer, const B: usize> Zeroed for Workspace<L, B> {
     const ZEROED: Self = Workspace {
         cache: <L::Cache<B> as Zeroed>::ZEROED,
@@ -41,6 +51,7 @@ impl<L: Layer, const B: usize> Zeroed for Workspace<L, B> {
 /// let cache = 3 * 32 * (32 + 10) + 32 * 32; // z, a, dz per layer + boundary gradient
 /// assert_eq!(BYTES, 4 * (2 * params + cache + 32 * 10));
 /// ```
+#[must_use]
 pub const fn training_bytes<L: Layer, const B: usize>() -> usize {
     2 * core::mem::size_of::<L::Params>() + core::mem::size_of::<Workspace<L, B>>()
 }
@@ -70,6 +81,10 @@ pub const fn training_bytes<L: Layer, const B: usize>() -> usize {
 /// let last = train_step(&net, &mut p, &mut g, &mut ws, &mut sgd, &SoftmaxCrossEntropy, &x, &y).unwrap();
 /// assert!(last < first / 4.0);
 /// ```
+///
+/// # Errors
+/// The loss's: an out-of-range label or target (see above: nothing but the forward cache
+/// changed).
 #[allow(clippy::too_many_arguments)]
 pub fn train_step<L, O, F, const N: usize, const B: usize>(
     net: &L,
@@ -119,6 +134,9 @@ where
 /// assert_eq!(report.learning_rate, 0.1);
 /// # Ok::<(), gradguard::Error>(())
 /// ```
+///
+/// # Errors
+/// As for [`train_step`].
 #[allow(clippy::too_many_arguments)]
 pub fn train_step_observed<L, O, F, H, const N: usize, const B: usize>(
     net: &L,
@@ -163,6 +181,10 @@ where
 /// assert_eq!((loss, g.weights, g.bias), (4.0, [[4.0]], [4.0]));
 /// # Ok::<(), gradguard::Error>(())
 /// ```
+///
+/// # Errors
+/// The loss's ([`Loss::loss_and_gradient`]): an invalid label or target; the parameters are
+/// untouched, the forward cache and `grads` may be written.
 #[allow(clippy::too_many_arguments)]
 pub fn compute_gradients<L, F, H, const N: usize, const B: usize>(
     net: &L,
@@ -205,6 +227,7 @@ where
 /// assert_eq!(gradguard::argmax(&[0.1, 0.7, 0.2]), 1);
 /// assert_eq!(gradguard::argmax(&[f32::NAN, 1.0]), 1);
 /// ```
+#[must_use]
 pub fn argmax(row: &[f32]) -> usize {
     let mut best = 0;
     let mut best_value = f32::NEG_INFINITY;
@@ -251,6 +274,9 @@ impl StepGuard {
     /// ```
     /// assert!(gradguard::StepGuard::SKIP_NON_FINITE.with_max_norm(f32::NAN).is_err());
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] (`"max_norm"`) unless it is finite and positive.
     pub fn with_max_norm(self, max_norm: f32) -> Result<Self, Error> {
         Ok(StepGuard {
             max_norm: Some(positive("max_norm", max_norm)?),
@@ -264,6 +290,9 @@ impl StepGuard {
     /// ```
     /// assert!(gradguard::StepGuard::SKIP_NON_FINITE.with_max_value(-1.0).is_err());
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] (`"max_value"`) unless it is finite and positive.
     pub fn with_max_value(self, max_value: f32) -> Result<Self, Error> {
         Ok(StepGuard {
             max_value: Some(positive("max_value", max_value)?),
@@ -276,6 +305,7 @@ impl StepGuard {
     /// ```
     /// assert_eq!(gradguard::StepGuard::SKIP_NON_FINITE.max_norm(), None);
     /// ```
+    #[must_use]
     pub fn max_norm(&self) -> Option<f32> {
         self.max_norm
     }
@@ -285,6 +315,7 @@ impl StepGuard {
     /// ```
     /// assert_eq!(gradguard::StepGuard::SKIP_NON_FINITE.max_value(), None);
     /// ```
+    #[must_use]
     pub fn max_value(&self) -> Option<f32> {
         self.max_value
     }
@@ -333,6 +364,7 @@ impl StepOutcome {
     /// let done = gradguard::StepOutcome::Applied { loss: 0.5, gradient_norm: 1.0, clipped: false };
     /// assert!(done.applied());
     /// ```
+    #[must_use]
     pub fn applied(&self) -> bool {
         matches!(self, StepOutcome::Applied { .. })
     }
@@ -369,6 +401,10 @@ impl StepOutcome {
 /// assert!((p.weights[0][0] - 0.1 * 6.0 / 40f32.sqrt()).abs() < 1e-6);
 /// # Ok::<(), gradguard::Error>(())
 /// ```
+///
+/// # Errors
+/// As for [`train_step`]; a non-finite loss or gradient is not an error but
+/// [`StepOutcome::Skipped`].
 #[allow(clippy::too_many_arguments)]
 pub fn train_step_guarded<L, O, F, H, const N: usize, const B: usize>(
     net: &L,

@@ -35,6 +35,7 @@ impl Backend {
     /// assert!(Backend::Scalar.is_available());
     /// assert_eq!(Backend::Neon.is_available(), cfg!(all(target_arch = "aarch64", target_feature = "neon")));
     /// ```
+    #[must_use]
     pub fn is_available(self) -> bool {
         match self {
             Backend::Scalar => true,
@@ -54,6 +55,7 @@ impl Backend {
     /// use gradguard::kernels::Backend;
     /// assert!(Backend::Avx512.fuses_multiply_add() && !Backend::Sse2.fuses_multiply_add());
     /// ```
+    #[must_use]
     pub const fn fuses_multiply_add(self) -> bool {
         matches!(self, Backend::Avx2Fma | Backend::Avx512 | Backend::Neon)
     }
@@ -63,6 +65,7 @@ impl Backend {
     /// ```
     /// assert!(gradguard::kernels::Backend::best().is_available());
     /// ```
+    #[must_use]
     pub fn best() -> Backend {
         Backend::available().last().unwrap_or(Backend::Scalar)
     }
@@ -147,6 +150,10 @@ pub fn backend() -> Backend {
 /// assert_eq!(backend(), Backend::Scalar);
 /// set_backend(before).unwrap();
 /// ```
+///
+/// # Errors
+/// [`Error::BackendUnavailable`] if this machine or build cannot run `backend`; the active
+/// backend is then unchanged.
 pub fn set_backend(backend: Backend) -> Result<(), Error> {
     if !backend.is_available() {
         return Err(Error::BackendUnavailable(backend));

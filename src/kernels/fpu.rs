@@ -32,6 +32,7 @@ pub enum SubnormalMode {
 /// let mode = gradguard::kernels::subnormal_mode();
 /// # let _ = mode;
 /// ```
+#[must_use]
 pub fn subnormal_mode() -> SubnormalMode {
     imp::subnormal_mode()
 }

@@ -133,6 +133,7 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
 /// assert!(matrix_error_bound(128, 1.0) < 1.6e-5);
 /// assert_eq!(matrix_error_bound(usize::MAX, 1.0), f64::INFINITY); // 2^24 terms or more
 /// ```
+#[must_use]
 pub fn matrix_error_bound(terms: usize, sum_abs: f64) -> f64 {
     let n = terms as f64 + 1.0;
     let u = f64::from(f32::EPSILON) / 2.0;
