@@ -12,6 +12,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Backend {
     /// Portable scalar code: the reference, and the microcontroller path.
     Scalar = 1,
@@ -33,7 +34,7 @@ impl Backend {
     /// ```
     /// assert_eq!(gradguard::kernels::Backend::ALL.len(), 6);
     /// ```
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: &'static [Backend] = &[
         Backend::Scalar,
         Backend::Sse2,
         Backend::Simd128,
@@ -68,7 +69,7 @@ impl Backend {
     /// ```
     #[must_use]
     pub const fn from_name(name: &str) -> Option<Backend> {
-        let mut rest: &[Backend] = &Backend::ALL;
+        let mut rest: &[Backend] = Backend::ALL;
         while let Some((&b, tail)) = rest.split_first() {
             if bytes_equal(b.name().as_bytes(), name.as_bytes()) {
                 return Some(b);

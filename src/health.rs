@@ -513,6 +513,7 @@ impl Default for HealthConfig {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct LayerHealth {
     /// Index of the layer counting from the input (0).
     pub layer: u16,
@@ -705,6 +706,7 @@ impl GradientObserver for NoHealth {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Flags {
     /// A product (or a derivative) became subnormal or zero from nonzero factors.
     pub underflow: Option<u16>,
@@ -725,7 +727,8 @@ impl Flags {
     /// True if any flag is raised.
     ///
     /// ```
-    /// let f = gradguard::health::Flags { dead_units: Some(1), ..Default::default() };
+    /// let mut f = gradguard::health::Flags::default();
+    /// f.dead_units = Some(1);
     /// assert!(f.any());
     /// ```
     #[must_use]

@@ -22,10 +22,20 @@
 
 use core::ops::{Add, Div, Mul, Neg, Sub};
 
+/// The seal of [`Lanes`]: implemented only inside the crate.
+pub(crate) mod sealed {
+    /// Implemented by the types the crate gives [`super::Lanes`].
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+}
+
 /// One or more f32 lanes with IEEE-754 arithmetic, each lane rounded independently.
 ///
 /// Implemented for `f32` (one lane) and, inside the crate, for the SIMD vector types.
 /// Operators are lane-wise and round exactly like the `f32` operators.
+///
+/// Sealed: `f32` and the crate's SIMD vector types implement it; use it as a bound (as
+/// [`crate::Elementwise`] does), not as a trait to implement.
 ///
 /// ```
 /// use gradguard::lanes::Lanes;
@@ -34,7 +44,8 @@ use core::ops::{Add, Div, Mul, Neg, Sub};
 /// assert_eq!(f32::select(x.lt(0.0), 1.0, 2.0), 1.0);
 /// ```
 pub trait Lanes:
-    Copy
+    sealed::Sealed
+    + Copy
     + Add<Output = Self>
     + Sub<Output = Self>
     + Mul<Output = Self>

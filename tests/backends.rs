@@ -241,7 +241,7 @@ proptest! {
 #[test]
 fn only_runnable_backends_can_be_selected() {
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for b in Backend::ALL {
+    for &b in Backend::ALL {
         let before = backend();
         match set_backend(b) {
             Ok(()) => assert!(b.is_available() && backend() == b),

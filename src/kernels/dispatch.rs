@@ -77,7 +77,7 @@ impl Backend {
     /// assert_eq!(Backend::available().next(), Some(Backend::Scalar));
     /// ```
     pub fn available() -> impl Iterator<Item = Backend> {
-        Backend::ALL.into_iter().filter(|b| b.is_available())
+        Backend::ALL.iter().copied().filter(|b| b.is_available())
     }
 
     const fn from_u8(v: u8) -> Option<Backend> {

@@ -38,6 +38,7 @@ pub(crate) trait Vector: Lanes {
     /// `s[n]` is read. Backends with masked loads override this copy through a buffer.
     #[inline(always)]
     fn load_partial(s: &[f32], n: usize) -> Self {
+        const { assert!(Self::LANES <= 16, "the lane buffer holds 16 lanes") };
         let mut buffer = [0.0f32; 16];
         for (b, &v) in buffer.iter_mut().zip(s).take(n) {
             *b = v;
@@ -47,6 +48,7 @@ pub(crate) trait Vector: Lanes {
     /// Writes the first `n` lanes (`n` < LANES) to `s`; nothing past `s[n]` is written.
     #[inline(always)]
     fn store_partial(self, s: &mut [f32], n: usize) {
+        const { assert!(Self::LANES <= 16, "the lane buffer holds 16 lanes") };
         let mut buffer = [0.0f32; 16];
         self.store(&mut buffer);
         for (o, &v) in s.iter_mut().zip(buffer.iter()).take(n) {
@@ -120,6 +122,7 @@ impl Vector for f32 {
 /// [`Lanes::map_lanes`] for a vector type: through memory, one lane at a time.
 #[inline(always)]
 pub(crate) fn map_lanes_in_memory<V: Vector>(v: V, f: impl Fn(f32) -> f32) -> V {
+    const { assert!(V::LANES <= 16, "the lane buffer holds 16 lanes") };
     let mut lanes = [0.0f32; 16];
     v.store(&mut lanes);
     for x in lanes.iter_mut().take(V::LANES) {

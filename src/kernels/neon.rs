@@ -42,6 +42,8 @@ impl Neg for Neon {
     }
 }
 
+impl crate::lanes::sealed::Sealed for Neon {}
+
 impl Lanes for Neon {
     type Mask = uint32x4_t;
     #[inline(always)]

@@ -40,6 +40,8 @@ impl Neg for Simd128 {
     }
 }
 
+impl crate::lanes::sealed::Sealed for Simd128 {}
+
 impl Lanes for Simd128 {
     type Mask = v128;
     #[inline(always)]

@@ -115,6 +115,8 @@ unsafe fn xor512(a: __m512, b: __m512) -> __m512 {
 macro_rules! vector_common {
     ($V:ident, $set1:ident, $cmp:ident, $and:ident, $andnot:ident, $or:ident, $sqrt:ident,
      $max:ident, $min:ident) => {
+        impl crate::lanes::sealed::Sealed for $V {}
+
         impl Lanes for $V {
             type Mask = $V;
             #[inline(always)]
@@ -423,6 +425,8 @@ impl Vector for Avx2 {
         ])
     }
 }
+
+impl crate::lanes::sealed::Sealed for Avx512 {}
 
 impl Lanes for Avx512 {
     type Mask = __mmask16;
