@@ -178,14 +178,7 @@ fn cos_below_9pi_4(x: f32) -> f32 {
 
 /// A uniform index in `0..n` (Lemire's multiply-shift; bias below n/2^32 for n < 2^32,
 /// below n/2^64 above). Returns 0 for `n == 0`; any `n` up to `usize::MAX` works.
-///
-/// ```
-/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
-/// let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
-/// assert!(gradguard::init::index(&mut rng, 10) < 10);
-/// assert!(gradguard::init::index(&mut rng, usize::MAX) < usize::MAX);
-/// ```
-pub fn index<R: Rng + ?Sized>(rng: &mut R, n: usize) -> usize {
+pub(crate) fn index<R: Rng + ?Sized>(rng: &mut R, n: usize) -> usize {
     match u32::try_from(n) {
         // 32 random bits times n < 2^32 fits in 64 bits (never wraps); the high half is < n.
         Ok(n) => (u64::from(rng.next_u32()).wrapping_mul(u64::from(n)) >> 32) as usize,
@@ -194,7 +187,7 @@ pub fn index<R: Rng + ?Sized>(rng: &mut R, n: usize) -> usize {
     }
 }
 
-/// Shuffles `items` in place (Fisher–Yates with [`index`]).
+/// Shuffles `items` in place (Fisher–Yates with a uniform index by Lemire's multiply-shift).
 ///
 /// ```
 /// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
@@ -208,5 +201,28 @@ pub fn shuffle<T, R: Rng + ?Sized>(items: &mut [T], rng: &mut R) {
         // i < items.len() ≤ isize::MAX: the addition never saturates.
         let j = index(rng, i.saturating_add(1));
         items.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::index;
+    use rand_xoshiro::rand_core::SeedableRng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    #[test]
+    fn index_is_below_n_at_the_extremes_and_uses_the_high_bits() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        for n in [1, 2, u32::MAX as usize, usize::MAX / 2, usize::MAX] {
+            for _ in 0..100 {
+                assert!(index(&mut rng, n) < n, "index(_, {n})");
+            }
+        }
+        assert_eq!(index(&mut rng, 0), 0);
+        // Above 2^32 the high bits are used too (the old formula wrapped to small indices).
+        if usize::BITS == 64 {
+            let n = usize::MAX;
+            assert!((0..64).any(|_| index(&mut rng, n) > n / 2));
+        }
     }
 }

@@ -2,9 +2,13 @@
 //! The same properties hold over every f32 in `tests/exhaustive.rs` (run with
 //! `cargo test --release -- --ignored`).
 
-use gradguard::math::{self, ulp_distance};
+use gradguard::math;
+
+#[path = "support/ulp.rs"]
+mod ulp;
 use gradguard::{Activation, Elementwise, Elu, LeakyRelu, Relu, Sigmoid, Softmax, Softsign, Tanh};
 use proptest::prelude::*;
+use ulp::ulp_distance;
 
 fn config() -> ProptestConfig {
     ProptestConfig {

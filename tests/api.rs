@@ -473,20 +473,8 @@ fn set_backend_wins_a_race_with_first_use_child() {
 #[test]
 fn public_integer_functions_do_not_overflow_at_the_extremes() {
     use gradguard::datasets::digits;
-    use gradguard::init::index;
     use gradguard::kernels::matrix_error_bound;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
-    for n in [1, 2, u32::MAX as usize, usize::MAX / 2, usize::MAX] {
-        for _ in 0..100 {
-            assert!(index(&mut rng, n) < n, "index(_, {n})");
-        }
-    }
-    assert_eq!(index(&mut rng, 0), 0);
-    // Above 2^32 the high bits are used too (the old formula wrapped to small indices).
-    if usize::BITS == 64 {
-        let n = usize::MAX;
-        assert!((0..64).any(|_| index(&mut rng, n) > n / 2));
-    }
+    // (init's index sampler has its own unit test.)
     for i in [
         digits::SAMPLES,
         usize::MAX / 65,

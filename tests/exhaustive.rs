@@ -6,8 +6,12 @@
 //! (std's libm, independent of the crate's own `libm` dependency), and compared with the
 //! bounds documented next to each function in `src/math.rs`.
 
-use gradguard::math::{self, ulp_distance};
+use gradguard::math;
+
+#[path = "support/ulp.rs"]
+mod ulp;
 use std::thread;
+use ulp::ulp_distance;
 
 /// Size of one ulp at the f32 nearest to `truth` (the smallest subnormal below 2^-126).
 fn ulp_at(truth: f64) -> f64 {

@@ -97,7 +97,7 @@ impl Backend {
 /// build error, so a typo in CI cannot silently test the default).
 // The panic runs in const evaluation only: an unknown name fails the build.
 #[allow(clippy::panic)]
-pub const BUILD_TIME_BACKEND: Option<Backend> = match option_env!("GRADGUARD_BACKEND") {
+pub(crate) const BUILD_TIME_BACKEND: Option<Backend> = match option_env!("GRADGUARD_BACKEND") {
     None => None,
     Some(name) => match Backend::from_name(name) {
         Some(b) => Some(b),

@@ -8,8 +8,8 @@
 //! What a backend may change: only the three matrix products. [`dense_forward`] sums its dot
 //! products in a different order, and on backends with FMA ([`Backend::fuses_multiply_add`])
 //! [`dense_backward_input`] and [`dense_backward_params`] fuse their multiply-adds (in the
-//! reference order); all three stay within [`matrix_error_bound`] of the [`scalar`]
-//! reference, and the backward ones are bit-identical to it on SSE2 and simd128. Every other
+//! reference order); all three stay within [`matrix_error_bound`] of the scalar
+//! reference (the [`Backend::Scalar`] kernels, in the order each function documents), and the backward ones are bit-identical to it on SSE2 and simd128. Every other
 //! kernel — activations and derivatives, softmax and losses, optimiser updates, health
 //! statistics, the bias gradient, batch normalization's statistics, normalisation and
 //! backward — gives the same bits on every backend (NaN payloads
@@ -47,7 +47,7 @@ pub(crate) mod generic;
 #[allow(unsafe_code)]
 mod neon;
 mod rows;
-pub mod scalar;
+pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -62,7 +62,7 @@ pub(crate) use dispatch::VECTOR_BACKENDS;
 use generic::{AdamStep, Backward, Derivative, ExpShifted, Value};
 pub(crate) use generic::{BackwardTally, Magnitudes, Moments};
 
-pub use dispatch::{backend, set_backend, Backend, BUILD_TIME_BACKEND};
+pub use dispatch::{backend, set_backend, Backend};
 pub use fpu::{subnormal_mode, SubnormalMode};
 pub use rows::{
     binary_cross_entropy_with_logits_row, softmax_backward_row, softmax_cross_entropy_row,
@@ -95,7 +95,9 @@ pub enum GradMode {
 ///
 /// On a SIMD backend each dot product is summed as partial sums along the inputs, with
 /// fused multiply-adds where the instruction set has them, so the result may differ from
-/// [`scalar::dense_forward`] by up to [`matrix_error_bound`]`(IN, Σ|w·x| + |b|)`.
+/// the scalar reference ([`Backend::Scalar`]: each dot product summed from `i = 0` upwards
+/// starting at +0.0, then the bias added) by up to
+/// [`matrix_error_bound`]`(IN, Σ|w·x| + |b|)`.
 ///
 /// ```
 /// let mut z = [[0.0; 1]; 2];
@@ -112,7 +114,7 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
     dispatch!(scalar::dense_forward(w, b, x, z), dense_forward(w, b, x, z))
 }
 
-/// How far a matrix kernel on any backend may be from the [`scalar`] reference, for one
+/// How far a matrix kernel on any backend may be from the scalar reference, for one
 /// output that sums `terms` products plus one more term (the bias, or the old value when
 /// accumulating), whose magnitudes add up to `sum_abs` (computed exactly, e.g. in f64):
 /// `2·γ(terms + 1)·sum_abs + (terms + 1)·2^-150`, with γ(n) = n·u/(1 − n·u), u = 2^-24.
@@ -149,7 +151,7 @@ pub fn matrix_error_bound(terms: usize, sum_abs: f64) -> f64 {
 ///
 /// Order: `dx` starts at +0.0 and the rows of `w` are added for `o = 0, 1, …` on every
 /// backend; each term is a rounded product and a rounded sum, except on backends with FMA,
-/// which fuse them (within [`matrix_error_bound`] of [`scalar::dense_backward_input`]).
+/// which fuse them (within [`matrix_error_bound`] of the [`Backend::Scalar`] result).
 ///
 /// ```
 /// let mut dx = [[9.0; 2]];
@@ -172,7 +174,7 @@ pub fn dense_backward_input<const IN: usize, const OUT: usize, const B: usize>(
 /// `db[o] (+)= Σ_s dz[s][o]`.
 ///
 /// Order: with [`GradMode::Overwrite`] both start at +0.0; samples are added for
-/// `s = 0, 1, …` on every backend. db is bit-identical to [`scalar::dense_backward_params`]
+/// `s = 0, 1, …` on every backend. db is bit-identical to the [`Backend::Scalar`] result
 /// everywhere, dW on backends without FMA (otherwise within [`matrix_error_bound`]).
 ///
 /// ```

@@ -15,12 +15,6 @@ use super::GradMode;
 ///
 /// Order: the dot product is summed from `i = 0` upwards starting at +0.0, then the bias is
 /// added. Weights are `OUT × IN` row-major.
-///
-/// ```
-/// let mut z = [[0.0; 1]; 2];
-/// gradguard::kernels::scalar::dense_forward(&[[2.0, -1.0]], &[1.0], &[[1.0, 1.0], [0.0, 3.0]], &mut z);
-/// assert_eq!(z, [[2.0], [-2.0]]);
-/// ```
 #[inline]
 pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
     w: &[[f32; IN]; OUT],
@@ -101,12 +95,6 @@ fn axpy<const N: usize>(y: &mut [f32; N], a: f32, x: &[f32; N]) {
 /// Dense backward to the input: `dx[s][i] = Σ_o dz[s][o]·w[o][i]` (always overwrites `dx`).
 ///
 /// Order: for each sample, `dx` starts at +0.0 and rows of `w` are added for `o = 0, 1, …`.
-///
-/// ```
-/// let mut dx = [[9.0; 2]];
-/// gradguard::kernels::scalar::dense_backward_input(&[[1.0, 2.0], [3.0, 4.0]], &[[1.0, -1.0]], &mut dx);
-/// assert_eq!(dx, [[-2.0, -2.0]]);
-/// ```
 #[inline]
 pub fn dense_backward_input<const IN: usize, const OUT: usize, const B: usize>(
     w: &[[f32; IN]; OUT],
@@ -126,15 +114,6 @@ pub fn dense_backward_input<const IN: usize, const OUT: usize, const B: usize>(
 ///
 /// Order: with [`GradMode::Overwrite`] both start at +0.0; samples are added for
 /// `s = 0, 1, …`.
-///
-/// ```
-/// use gradguard::GradMode;
-/// let (mut dw, mut db) = ([[0.0; 2]; 1], [0.0; 1]);
-/// let dz = [[2.0], [1.0]];
-/// let x = [[1.0, 0.5], [4.0, 0.0]];
-/// gradguard::kernels::scalar::dense_backward_params(&dz, &x, &mut dw, &mut db, GradMode::Overwrite);
-/// assert_eq!((dw, db), ([[6.0, 1.0]], [3.0]));
-/// ```
 #[inline]
 pub fn dense_backward_params<const IN: usize, const OUT: usize, const B: usize>(
     dz: &[[f32; OUT]; B],
@@ -152,5 +131,25 @@ pub fn dense_backward_params<const IN: usize, const OUT: usize, const B: usize>(
             *dbo += g;
             axpy(dwo, g, xs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dense_backward_input, dense_backward_params, dense_forward};
+    use crate::kernels::GradMode;
+
+    #[test]
+    fn small_cases_give_the_documented_sums() {
+        let mut z = [[0.0; 1]; 2];
+        dense_forward(&[[2.0, -1.0]], &[1.0], &[[1.0, 1.0], [0.0, 3.0]], &mut z);
+        assert_eq!(z, [[2.0], [-2.0]]);
+        let mut dx = [[9.0; 2]];
+        dense_backward_input(&[[1.0, 2.0], [3.0, 4.0]], &[[1.0, -1.0]], &mut dx);
+        assert_eq!(dx, [[-2.0, -2.0]]);
+        let (mut dw, mut db) = ([[0.0; 2]; 1], [0.0; 1]);
+        let (dz, x) = ([[2.0], [1.0]], [[1.0, 0.5], [4.0, 0.0]]);
+        dense_backward_params(&dz, &x, &mut dw, &mut db, GradMode::Overwrite);
+        assert_eq!((dw, db), ([[6.0, 1.0]], [3.0]));
     }
 }
