@@ -19,7 +19,7 @@ pub enum Backend {
     /// x86_64 SSE2, 4 lanes (every x86_64 CPU).
     Sse2 = 2,
     /// x86_64 AVX2 with FMA, 8 lanes.
-    Avx2Fma = 3,
+    Avx2 = 3,
     /// x86_64 AVX-512F, 16 lanes.
     Avx512 = 4,
     /// aarch64 NEON, 4 lanes.
@@ -39,21 +39,21 @@ impl Backend {
         Backend::Sse2,
         Backend::Simd128,
         Backend::Neon,
-        Backend::Avx2Fma,
+        Backend::Avx2,
         Backend::Avx512,
     ];
 
     /// The name used by `GRADGUARD_BACKEND` and in reports.
     ///
     /// ```
-    /// assert_eq!(gradguard::kernels::Backend::Avx2Fma.name(), "avx2");
+    /// assert_eq!(gradguard::kernels::Backend::Avx2.name(), "avx2");
     /// ```
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
             Backend::Sse2 => "sse2",
-            Backend::Avx2Fma => "avx2",
+            Backend::Avx2 => "avx2",
             Backend::Avx512 => "avx512",
             Backend::Neon => "neon",
             Backend::Simd128 => "simd128",

@@ -517,14 +517,14 @@ impl<CA: Zeroed, CB: Zeroed, M: Zeroed> Zeroed for ChainCache<CA, CB, M> {
 /// # let _ = NET;
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Chain<A: Layer, B: Layer<Input = A::Output>> {
+pub struct Chain<First: Layer, Second: Layer<Input = First::Output>> {
     /// The input-side layer.
-    pub first: A,
+    pub first: First,
     /// The output-side layer.
-    pub second: B,
+    pub second: Second,
 }
 
-impl<A: Layer, B: Layer<Input = A::Output>> Chain<A, B> {
+impl<First: Layer, Second: Layer<Input = First::Output>> Chain<First, Second> {
     /// Composes two layers (usable in `const`).
     ///
     /// ```
@@ -532,16 +532,16 @@ impl<A: Layer, B: Layer<Input = A::Output>> Chain<A, B> {
     /// let net = Chain::new(Dense::<3, 4>::default(), Dense::<4, 1>::default());
     /// # let _ = net;
     /// ```
-    pub const fn new(first: A, second: B) -> Self {
+    pub const fn new(first: First, second: Second) -> Self {
         Chain { first, second }
     }
 }
 
-impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
-    type Input = A::Input;
-    type Output = B::Output;
-    type Params = Pair<A::Params, B::Params>;
-    type Cache<const N: usize> = ChainCache<A::Cache<N>, B::Cache<N>, [A::Output; N]>;
+impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, Second> {
+    type Input = First::Input;
+    type Output = Second::Output;
+    type Params = Pair<First::Params, Second::Params>;
+    type Cache<const N: usize> = ChainCache<First::Cache<N>, Second::Cache<N>, [First::Output; N]>;
 
     fn init<R: Rng + ?Sized>(&self, params: &mut Self::Params, init: Init, rng: &mut R) {
         self.first.init(&mut params.first, init, rng);
@@ -555,13 +555,13 @@ impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
         cache: &mut Self::Cache<N>,
     ) {
         self.first.forward(&params.first, x, &mut cache.first);
-        let hidden = A::output(&cache.first);
+        let hidden = First::output(&cache.first);
         self.second
             .forward(&params.second, hidden, &mut cache.second);
     }
 
     fn output<const N: usize>(cache: &Self::Cache<N>) -> &[Self::Output; N] {
-        B::output(&cache.second)
+        Second::output(&cache.second)
     }
 
     fn forward_train<const N: usize>(
@@ -571,7 +571,7 @@ impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
         cache: &mut Self::Cache<N>,
     ) {
         self.first.forward_train(&params.first, x, &mut cache.first);
-        let hidden = A::output(&cache.first);
+        let hidden = First::output(&cache.first);
         self.second
             .forward_train(&params.second, hidden, &mut cache.second);
     }
@@ -599,9 +599,10 @@ impl<A: Layer, B: Layer<Input = A::Output>> Layer for Chain<A, B> {
         observer: &mut O,
         layer: u16,
     ) {
-        let hidden = A::output(&cache.first);
-        let second_layer = layer
-            .saturating_add(u16::try_from(<A::Params as Parameters>::LAYERS).unwrap_or(u16::MAX));
+        let hidden = First::output(&cache.first);
+        let second_layer = layer.saturating_add(
+            u16::try_from(<First::Params as Parameters>::LAYERS).unwrap_or(u16::MAX),
+        );
         self.second.backward_at(
             &params.second,
             hidden,

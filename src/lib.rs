@@ -129,7 +129,7 @@ pub use layer::{
     ChainCache, Dense, DenseCache, DenseParams, Layer,
 };
 pub use loss::{BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy};
-pub use optim::{Adam, Momentum, Optimizer, Sgd};
+pub use optim::{Adam, LearningRate, Momentum, Optimizer, Sgd};
 pub use storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
 pub use train::{
     accumulate_gradients, argmax, compute_gradients, train_step, train_step_guarded,

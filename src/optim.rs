@@ -18,16 +18,18 @@ use crate::error::Error;
 use crate::kernels;
 use crate::storage::{is_trainable, Parameters, Zeroed};
 
-/// Updates parameters from their gradients.
+/// The learning rate of an optimiser: read and changed (for schedules) without naming the
+/// parameter type the optimiser is used with.
 ///
 /// ```
-/// use gradguard::{Optimizer, Sgd};
-/// let mut sgd = Sgd::new(0.1).unwrap();
-/// assert!(Optimizer::<gradguard::NoParameters>::set_learning_rate(&mut sgd, -1.0).is_err());
+/// use gradguard::{LearningRate, Sgd};
+/// let mut sgd = Sgd::new(0.1)?;
+/// sgd.set_learning_rate(0.05)?;
+/// assert_eq!(sgd.learning_rate(), 0.05);
+/// assert!(sgd.set_learning_rate(-1.0).is_err());
+/// # Ok::<(), gradguard::Error>(())
 /// ```
-pub trait Optimizer<P: Parameters> {
-    /// Applies one update to `params` using `grads`.
-    fn step(&mut self, params: &mut P, grads: &P);
+pub trait LearningRate {
     /// The current learning rate.
     fn learning_rate(&self) -> f32;
     /// Changes the learning rate (for schedules); rejects non-finite or non-positive values.
@@ -36,6 +38,22 @@ pub trait Optimizer<P: Parameters> {
     /// [`Error::InvalidLearningRate`] unless it is finite and positive (the rate is then
     /// unchanged).
     fn set_learning_rate(&mut self, learning_rate: f32) -> Result<(), Error>;
+}
+
+/// Updates parameters from their gradients.
+///
+/// ```
+/// use gradguard::{Dense, Layer, Optimizer, Sgd, Zeroed};
+/// type P = <Dense<1, 1> as Layer>::Params;
+/// let (mut p, mut g) = (P::ZEROED, P::ZEROED);
+/// g.bias = [1.0];
+/// Sgd::new(0.1)?.step(&mut p, &g);
+/// assert_eq!(p.bias, [-0.1]);
+/// # Ok::<(), gradguard::Error>(())
+/// ```
+pub trait Optimizer<P: Parameters>: LearningRate {
+    /// Applies one update to `params` using `grads`.
+    fn step(&mut self, params: &mut P, grads: &P);
 }
 
 fn check_learning_rate(lr: f32) -> Result<f32, Error> {
@@ -123,6 +141,9 @@ impl<P: Parameters> Optimizer<P> for Sgd {
             kernels::sgd_update(w, g, self.learning_rate, self.weight_decay);
         }
     }
+}
+
+impl LearningRate for Sgd {
     fn learning_rate(&self) -> f32 {
         self.learning_rate
     }
@@ -161,7 +182,7 @@ pub struct Momentum<P> {
 /// static mut OPTIMIZER: Momentum<P> = Momentum::ZEROED; // 4 MiB of velocity in .bss
 /// # let mut small = Momentum::<<Dense<2, 1> as Layer>::Params>::ZEROED;
 /// # small.configure(Sgd::new(0.1)?, 0.9)?;
-/// # assert_eq!(Optimizer::<<Dense<2, 1> as Layer>::Params>::learning_rate(&small), 0.1);
+/// # assert_eq!(gradguard::LearningRate::learning_rate(&small), 0.1);
 /// # Ok::<(), gradguard::Error>(())
 /// ```
 impl<P: Parameters> Zeroed for Momentum<P> {
@@ -245,11 +266,14 @@ impl<P: Parameters> Optimizer<P> for Momentum<P> {
             );
         }
     }
+}
+
+impl<P: Parameters> LearningRate for Momentum<P> {
     fn learning_rate(&self) -> f32 {
         self.sgd.learning_rate
     }
     fn set_learning_rate(&mut self, learning_rate: f32) -> Result<(), Error> {
-        Optimizer::<P>::set_learning_rate(&mut self.sgd, learning_rate)
+        self.sgd.set_learning_rate(learning_rate)
     }
 }
 
@@ -428,6 +452,9 @@ impl<P: Parameters> Optimizer<P> for Adam<P> {
             );
         }
     }
+}
+
+impl<P: Parameters> LearningRate for Adam<P> {
     fn learning_rate(&self) -> f32 {
         self.learning_rate
     }
@@ -460,7 +487,7 @@ fn check_stored_learning_rate(lr: f32) -> Result<(), Error> {
 /// image::save(&opt, &mut buf)?;
 /// let mut resumed = Momentum::<P>::ZEROED;
 /// image::load(&buf, &mut resumed, NonFinite::Reject)?;
-/// assert_eq!(gradguard::Optimizer::<P>::learning_rate(&resumed), 0.1);
+/// assert_eq!(gradguard::LearningRate::learning_rate(&resumed), 0.1);
 /// # Ok::<(), gradguard::Error>(())
 /// ```
 impl<P: Parameters> crate::image::Persistent for Momentum<P> {
@@ -518,7 +545,7 @@ impl<P: Parameters> crate::image::Persistent for Momentum<P> {
 /// image::save(&opt, &mut buf)?;
 /// let mut resumed = Adam::<P>::ZEROED;
 /// image::load(&buf, &mut resumed, NonFinite::Reject)?;
-/// assert_eq!(gradguard::Optimizer::<P>::learning_rate(&resumed), 1e-3);
+/// assert_eq!(gradguard::LearningRate::learning_rate(&resumed), 1e-3);
 /// # Ok::<(), gradguard::Error>(())
 /// ```
 impl<P: Parameters> crate::image::Persistent for Adam<P> {

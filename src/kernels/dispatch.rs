@@ -40,7 +40,7 @@ impl Backend {
         match self {
             Backend::Scalar => true,
             Backend::Sse2 => cfg!(all(target_arch = "x86_64", target_feature = "sse2")),
-            Backend::Avx2Fma => cpu().avx2_fma,
+            Backend::Avx2 => cpu().avx2_fma,
             Backend::Avx512 => cpu().avx512,
             Backend::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
             Backend::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
@@ -57,7 +57,7 @@ impl Backend {
     /// ```
     #[must_use]
     pub const fn fuses_multiply_add(self) -> bool {
-        matches!(self, Backend::Avx2Fma | Backend::Avx512 | Backend::Neon)
+        matches!(self, Backend::Avx2 | Backend::Avx512 | Backend::Neon)
     }
 
     /// The fastest backend this machine can run.
@@ -84,7 +84,7 @@ impl Backend {
         match v {
             1 => Some(Backend::Scalar),
             2 => Some(Backend::Sse2),
-            3 => Some(Backend::Avx2Fma),
+            3 => Some(Backend::Avx2),
             4 => Some(Backend::Avx512),
             5 => Some(Backend::Neon),
             6 => Some(Backend::Simd128),
@@ -494,7 +494,7 @@ macro_rules! dispatch {
                 d::Backend::Avx512 => unsafe { d::avx512::$kernel($($arg),*) },
                 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
                 // SAFETY: as above, for AVX2 and FMA.
-                d::Backend::Avx2Fma => unsafe { d::avx2::$kernel($($arg),*) },
+                d::Backend::Avx2 => unsafe { d::avx2::$kernel($($arg),*) },
                 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
                 // SAFETY: SSE2 is part of the x86_64 baseline.
                 d::Backend::Sse2 => unsafe { d::sse2::$kernel($($arg),*) },
