@@ -362,7 +362,7 @@ impl<P: Parameters> Adam<P> {
     /// changes.
     ///
     /// ```
-    /// use gradguard::{Adam, NoParameters, Optimizer, Zeroed};
+    /// use gradguard::{Adam, LearningRate, NoParameters, Zeroed};
     /// let mut adam = Adam::<NoParameters>::ZEROED;
     /// adam.configure(1e-3, 0.9, 0.999, 1e-8, 0.0)?;
     /// assert_eq!(adam.learning_rate(), 1e-3);
