@@ -118,6 +118,7 @@ pub mod math;
 mod optim;
 mod storage;
 mod train;
+mod trainer;
 
 pub use activation::{
     Activation, Elementwise, Elu, Identity, LeakyRelu, Relu, Sigmoid, Softmax, Softsign, Tanh,
@@ -135,6 +136,7 @@ pub use train::{
     accumulate_gradients, argmax, compute_gradients, train_step, train_step_guarded,
     train_step_observed, training_bytes, MicroBatch, StepGuard, StepOutcome, Workspace,
 };
+pub use trainer::Trainer;
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

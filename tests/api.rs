@@ -1338,3 +1338,86 @@ mod interchange {
         }
     }
 }
+
+/// `Trainer` is `train_step` with its arguments held: the same parameters bit for bit; its
+/// epoch covers a data set the batch does not divide by wrapping the last batch around;
+/// `evaluate` changes nothing; `predict` is the inference forward of one sample.
+#[test]
+fn the_trainer_is_train_step_with_its_arguments_held() {
+    use gradguard::{train_step, Trainer};
+    type Net = Seq![Dense<3, 5, Relu>, gradguard::BatchNorm<5, Sigmoid>, Dense<5, 2>];
+    let net = Net::default();
+    let mut p0 = <Net as Layer>::Params::ZEROED;
+    net.init(
+        &mut p0,
+        Init::HeNormal,
+        &mut Xoshiro256PlusPlus::seed_from_u64(5),
+    );
+    let samples: Vec<([f32; 3], usize)> = (0..10)
+        .map(|i| {
+            (
+                [i as f32 / 10.0, (i % 3) as f32, 1.0 - i as f32 / 7.0],
+                i % 2,
+            )
+        })
+        .collect();
+    let batch = |from: usize| -> ([[f32; 3]; 4], [usize; 4]) {
+        let pick = |k: usize| samples[(from + k) % samples.len()];
+        (
+            core::array::from_fn(|k| pick(k).0),
+            core::array::from_fn(|k| pick(k).1),
+        )
+    };
+    // By hand: batches 0..4, 4..8 and 8, 9, 0, 1 (wrapped).
+    let (mut p1, mut g1) = (p0, <Net as Layer>::Params::ZEROED);
+    let mut ws1 = Workspace::<Net, 4>::ZEROED;
+    let mut sgd1 = Sgd::new(0.1).unwrap();
+    let mut by_hand = 0.0;
+    for from in [0, 4, 8] {
+        let (x, y) = batch(from);
+        by_hand += train_step(
+            &net,
+            &mut p1,
+            &mut g1,
+            &mut ws1,
+            &mut sgd1,
+            &SoftmaxCrossEntropy,
+            &x,
+            &y,
+        )
+        .unwrap();
+    }
+    let (mut p2, mut g2) = (p0, <Net as Layer>::Params::ZEROED);
+    let mut ws2 = Workspace::<Net, 4>::ZEROED;
+    let mut sgd2 = Sgd::new(0.1).unwrap();
+    let mut trainer = Trainer::new(
+        &net,
+        &mut p2,
+        &mut g2,
+        &mut ws2,
+        &mut sgd2,
+        &SoftmaxCrossEntropy,
+    );
+    let order: Vec<usize> = (0..samples.len()).collect();
+    let mean = trainer.epoch(&order, |i| samples[i]).unwrap();
+    assert_eq!(mean.to_bits(), (by_hand / 3.0f32).to_bits());
+    assert_eq!(
+        *trainer.params(),
+        p1,
+        "the same parameters, running statistics included"
+    );
+    // evaluate: the inference loss, nothing changed.
+    let before = *trainer.params();
+    let (x, y) = batch(2);
+    let loss = trainer.evaluate(&x, &y).unwrap();
+    assert!(loss.is_finite());
+    assert_eq!(*trainer.params(), before);
+    // predict: row 0 of an inference forward.
+    let out = trainer.predict(&x[0]);
+    let mut cache = <Net as Layer>::Cache::<1>::ZEROED;
+    net.forward(&before, &[x[0]], &mut cache);
+    assert_eq!(out, Net::output(&cache)[0]);
+    // An empty epoch is no step.
+    assert_eq!(trainer.epoch(&[], |i| samples[i]).unwrap(), 0.0);
+    assert_eq!(*trainer.params(), before);
+}
