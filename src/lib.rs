@@ -102,6 +102,7 @@
 
 pub mod activation;
 mod backend;
+#[cfg(feature = "digits")]
 pub mod datasets;
 mod elementwise;
 mod error;

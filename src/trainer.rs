@@ -265,6 +265,52 @@ impl<'a, L: Layer, O: Optimizer<L::Params>, F, const B: usize> Trainer<'a, L, O,
         )
     }
 
+    /// The share of `order`'s samples whose largest output is their label (`sample(i)`
+    /// gives sample `i`'s input and label), in inference ([`Layer::forward`]), in batches
+    /// of `B` (the last one padded with the first samples, which are not counted twice).
+    /// 0 for an empty `order`.
+    ///
+    /// ```
+    /// use gradguard::{Dense, DenseParams, Layer, SoftmaxCrossEntropy, Sgd, Trainer, Workspace, Zeroed};
+    /// type Net = Dense<1, 2>;
+    /// // Output 0 is x, output 1 is -x: class 0 for positive x.
+    /// let mut p = DenseParams { weights: [[1.0], [-1.0]], bias: [0.0; 2] };
+    /// let mut g = <Net as Layer>::Params::ZEROED;
+    /// let mut ws = Workspace::<Net, 4>::ZEROED;
+    /// let mut sgd = Sgd::new(0.1)?;
+    /// let net = Net::default();
+    /// let mut trainer = Trainer::new(&net, &mut p, &mut g, &mut ws, &mut sgd, &SoftmaxCrossEntropy);
+    /// let data = [(1.0, 0), (2.0, 0), (-1.0, 1), (3.0, 1), (-2.0, 1)];
+    /// let order: Vec<usize> = (0..5).collect();
+    /// assert_eq!(trainer.accuracy(&order, |i| ([data[i].0], data[i].1)), 0.8);
+    /// # Ok::<(), gradguard::Error>(())
+    /// ```
+    pub fn accuracy<const N: usize>(
+        &mut self,
+        order: &[usize],
+        mut sample: impl FnMut(usize) -> (L::Input, usize),
+    ) -> f32
+    where
+        L: Layer<Output = [f32; N]>,
+    {
+        let mut correct = 0usize;
+        for first in (0..order.len()).step_by(B.max(1)) {
+            let pairs: [(L::Input, usize); B] = core::array::from_fn(|k| {
+                let at = (first + k) % order.len();
+                sample(order.get(at).copied().unwrap_or(0))
+            });
+            self.net
+                .forward(self.params, &pairs.map(|p| p.0), &mut self.workspace.cache);
+            let real = (order.len() - first).min(B);
+            let outputs = L::output(&self.workspace.cache).iter().take(real);
+            correct += outputs
+                .zip(pairs.iter())
+                .filter(|(out, (_, label))| crate::train::argmax(out.as_slice()) == *label)
+                .count();
+        }
+        correct as f32 / order.len().max(1) as f32
+    }
+
     /// The parameters.
     #[must_use]
     pub fn params(&self) -> &L::Params {
