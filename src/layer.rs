@@ -29,6 +29,24 @@ use rand_core::Rng;
 mod batch_norm;
 pub use batch_norm::{BatchNorm, BatchNormCache, BatchNormParams};
 
+/// What [`Layer::backward_at`] needs besides the data: whether the parameter gradients are
+/// overwritten or accumulated, who records the gradient health, and where the layer sits.
+///
+/// ```
+/// use gradguard::{health::NoHealth, BackwardContext, GradMode};
+/// let context = BackwardContext { mode: GradMode::Overwrite, observer: &mut NoHealth, layer: 0 };
+/// assert_eq!(context.layer, 0);
+/// ```
+#[derive(Debug)]
+pub struct BackwardContext<'a, O> {
+    /// Overwrite or add to the parameter gradients (dx is always overwritten).
+    pub mode: GradMode,
+    /// The health observer ([`NoHealth`] for none).
+    pub observer: &'a mut O,
+    /// Index (from the network input) of the layer's first parametrised layer.
+    pub layer: u16,
+}
+
 /// A differentiable layer mapping a batch of `Input` rows to a batch of `Output` rows.
 ///
 /// The batch size `B` is a const generic of each call, so one network value serves training
@@ -135,10 +153,9 @@ pub trait Layer {
     ) {
     }
 
-    /// Backpropagates `dy = ∂L/∂output` (see the trait docs for the contract), reporting
-    /// to `observer`; `layer` is the index (from the network input) of this layer's first
-    /// parametrised layer. Implement this; call [`Layer::backward`] or
-    /// [`Layer::backward_observed`].
+    /// Backpropagates `dy = ∂L/∂output` (see the trait docs for the contract), writing
+    /// the parameter gradients per `context.mode` and reporting to `context.observer`.
+    /// Implement this; call [`Layer::backward`] or [`Layer::backward_observed`].
     #[allow(clippy::too_many_arguments)]
     fn backward_at<O: GradientObserver, const B: usize>(
         &self,
@@ -148,9 +165,7 @@ pub trait Layer {
         dy: &[Self::Output; B],
         grads: &mut Self::Params,
         dx: Option<&mut [Self::Input; B]>,
-        mode: GradMode,
-        observer: &mut O,
-        layer: u16,
+        context: &mut BackwardContext<'_, O>,
     );
 
     /// Backpropagates `dy = ∂L/∂output` without health tracking.
@@ -166,7 +181,12 @@ pub trait Layer {
         dx: Option<&mut [Self::Input; B]>,
         mode: GradMode,
     ) {
-        self.backward_at(params, x, cache, dy, grads, dx, mode, &mut NoHealth, 0);
+        let mut context = BackwardContext {
+            mode,
+            observer: &mut NoHealth,
+            layer: 0,
+        };
+        self.backward_at(params, x, cache, dy, grads, dx, &mut context);
     }
 
     /// Backpropagates `dy = ∂L/∂output` and records each dense layer's gradient health in
@@ -184,7 +204,12 @@ pub trait Layer {
         mode: GradMode,
         observer: &mut O,
     ) {
-        self.backward_at(params, x, cache, dy, grads, dx, mode, observer, 0);
+        let mut context = BackwardContext {
+            mode,
+            observer,
+            layer: 0,
+        };
+        self.backward_at(params, x, cache, dy, grads, dx, &mut context);
     }
 
     /// Composes `self` followed by `next` (shapes checked at compile time).
@@ -349,10 +374,9 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
         dy: &[[f32; OUT]; B],
         grads: &mut Self::Params,
         dx: Option<&mut [[f32; IN]; B]>,
-        mode: GradMode,
-        observer: &mut O,
-        layer: u16,
+        context: &mut BackwardContext<'_, O>,
     ) {
+        let (mode, layer, observer) = (context.mode, context.layer, &mut *context.observer);
         let health = if O::ENABLED {
             observer.next_layer()
         } else {
@@ -471,9 +495,7 @@ impl<A: Activation, const N: usize> Layer for ActivationLayer<A, N> {
         dy: &[[f32; N]; B],
         _grads: &mut NoParameters,
         dx: Option<&mut [[f32; N]; B]>,
-        _mode: GradMode,
-        _observer: &mut O,
-        _layer: u16,
+        _context: &mut BackwardContext<'_, O>,
     ) {
         if let Some(dx) = dx {
             let rows = x.iter().zip(cache.output.iter()).zip(dy.iter());
@@ -595,10 +617,9 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
         dy: &[Self::Output; N],
         grads: &mut Self::Params,
         dx: Option<&mut [Self::Input; N]>,
-        mode: GradMode,
-        observer: &mut O,
-        layer: u16,
+        context: &mut BackwardContext<'_, O>,
     ) {
+        let (mode, layer, observer) = (context.mode, context.layer, &mut *context.observer);
         let hidden = First::output(&cache.first);
         let second_layer = layer.saturating_add(
             u16::try_from(<First::Params as Parameters>::LAYERS).unwrap_or(u16::MAX),
@@ -610,9 +631,11 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
             dy,
             &mut grads.second,
             Some(&mut cache.boundary_grad),
-            mode,
-            observer,
-            second_layer,
+            &mut BackwardContext {
+                mode,
+                observer: &mut *observer,
+                layer: second_layer,
+            },
         );
         self.first.backward_at(
             &params.first,
@@ -621,9 +644,11 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
             &cache.boundary_grad,
             &mut grads.first,
             dx,
-            mode,
-            observer,
-            layer,
+            &mut BackwardContext {
+                mode,
+                observer,
+                layer,
+            },
         );
     }
 }

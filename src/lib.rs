@@ -127,8 +127,8 @@ pub use activation::{
 pub use error::Error;
 pub use kernels::GradMode;
 pub use layer::{
-    ActivationCache, ActivationLayer, BatchNorm, BatchNormCache, BatchNormParams, Chain,
-    ChainCache, Dense, DenseCache, DenseParams, Layer,
+    ActivationCache, ActivationLayer, BackwardContext, BatchNorm, BatchNormCache, BatchNormParams,
+    Chain, ChainCache, Dense, DenseCache, DenseParams, Layer,
 };
 pub use loss::{BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy};
 pub use optim::{Adam, LearningRate, Momentum, Optimizer, Sgd};

@@ -1,6 +1,6 @@
 //! Batch normalization (Ioffe & Szegedy, 2015) with PyTorch's `BatchNorm1d` semantics.
 
-use super::Layer;
+use super::{BackwardContext, Layer};
 use crate::activation::{Activation, Identity};
 use crate::error::Error;
 use crate::health::GradientObserver;
@@ -392,10 +392,9 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
         dy: &[[f32; N]; B],
         grads: &mut Self::Params,
         dx: Option<&mut [[f32; N]; B]>,
-        mode: GradMode,
-        observer: &mut O,
-        layer: u16,
+        context: &mut BackwardContext<'_, O>,
     ) {
+        let (mode, layer, observer) = (context.mode, context.layer, &mut *context.observer);
         let constants = self.backward_constants(cache.batch_statistics, mode);
         let dx = match dx {
             Some(dx) => dx.as_flattened_mut(),
