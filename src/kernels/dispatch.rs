@@ -18,11 +18,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 /// True if this build has vector backends (x86_64 SSE2, aarch64 NEON, wasm32 simd128); a
 /// build without them (microcontrollers, soft-float targets) runs the scalar kernels only.
-pub(crate) const VECTOR_BACKENDS: bool = cfg!(any(
-    all(target_arch = "x86_64", target_feature = "sse2"),
-    all(target_arch = "aarch64", target_feature = "neon"),
-    all(target_arch = "wasm32", target_feature = "simd128")
-));
+pub(crate) const VECTOR_BACKENDS: bool = cfg!(gradguard_simd);
 
 pub use crate::backend::Backend;
 use crate::error::Error;
@@ -39,11 +35,11 @@ impl Backend {
     pub fn is_available(self) -> bool {
         match self {
             Backend::Scalar => true,
-            Backend::Sse2 => cfg!(all(target_arch = "x86_64", target_feature = "sse2")),
+            Backend::Sse2 => cfg!(gradguard_sse2),
             Backend::Avx2 => cpu().avx2_fma,
             Backend::Avx512 => cpu().avx512,
-            Backend::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
-            Backend::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
+            Backend::Neon => cfg!(gradguard_neon),
+            Backend::Simd128 => cfg!(gradguard_simd128),
         }
     }
 
@@ -169,7 +165,7 @@ struct CpuFeatures {
     avx512: bool,
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 fn cpu() -> CpuFeatures {
     /// Bit 7: detected; bit 0: AVX2+FMA; bit 1: AVX-512F.
     static CPU: AtomicU8 = AtomicU8::new(0);
@@ -184,7 +180,7 @@ fn cpu() -> CpuFeatures {
     }
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[cfg(not(gradguard_sse2))]
 fn cpu() -> CpuFeatures {
     CpuFeatures {
         avx2_fma: false,
@@ -193,7 +189,7 @@ fn cpu() -> CpuFeatures {
 }
 
 /// CPUID + XGETBV: bit 0 AVX2+FMA usable, bit 1 AVX-512F usable.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 #[allow(unused_unsafe)] // `__cpuid_count` became a safe function in Rust 1.9x
 fn detect_x86() -> u8 {
     use core::arch::x86_64::__cpuid_count;
@@ -224,7 +220,7 @@ fn detect_x86() -> u8 {
 ///
 /// # Safety
 /// CPUID.1:ECX.OSXSAVE must be set.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 #[target_feature(enable = "xsave")]
 unsafe fn xcr0() -> u64 {
     // SAFETY: the caller checked OSXSAVE, so XGETBV with ECX = 0 does not fault.
@@ -236,14 +232,7 @@ unsafe fn xcr0() -> u64 {
 /// instruction set.
 ///
 /// Every wrapper is `unsafe`: its caller must have checked that the CPU supports `$attr`.
-#[cfg_attr(
-    not(any(
-        all(target_arch = "x86_64", target_feature = "sse2"),
-        all(target_arch = "aarch64", target_feature = "neon"),
-        all(target_arch = "wasm32", target_feature = "simd128")
-    )),
-    allow(unused_macros)
-)]
+#[cfg_attr(not(gradguard_simd), allow(unused_macros))]
 macro_rules! backend_kernels {
     ($V:ty $(, #[$attr:meta])*) => {
         use crate::kernels::generic::{self, AdamStep, LaneMap};
@@ -441,27 +430,27 @@ macro_rules! backend_kernels {
     };
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 pub(crate) mod sse2 {
     backend_kernels!(crate::kernels::x86::Sse2, #[target_feature(enable = "sse2")]);
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 pub(crate) mod avx2 {
     backend_kernels!(crate::kernels::x86::Avx2, #[target_feature(enable = "avx2,fma")]);
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 pub(crate) mod avx512 {
     backend_kernels!(crate::kernels::x86::Avx512, #[target_feature(enable = "avx512f,avx2,fma")]);
 }
 
-#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+#[cfg(gradguard_neon)]
 pub(crate) mod neon {
     backend_kernels!(crate::kernels::neon::Neon);
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(gradguard_simd128)]
 pub(crate) mod simd128 {
     backend_kernels!(crate::kernels::wasm::Simd128);
 }
@@ -471,37 +460,29 @@ pub(crate) mod simd128 {
 /// load, no branch.
 macro_rules! dispatch {
     ($scalar:expr, $kernel:ident($($arg:expr),* $(,)?)) => {{
-        #[cfg(not(any(
-            all(target_arch = "x86_64", target_feature = "sse2"),
-            all(target_arch = "aarch64", target_feature = "neon"),
-            all(target_arch = "wasm32", target_feature = "simd128")
-        )))]
+        #[cfg(not(gradguard_simd))]
         let result = $scalar;
-        #[cfg(any(
-            all(target_arch = "x86_64", target_feature = "sse2"),
-            all(target_arch = "aarch64", target_feature = "neon"),
-            all(target_arch = "wasm32", target_feature = "simd128")
-        ))]
+        #[cfg(gradguard_simd)]
         let result = {
             use crate::kernels::dispatch as d;
             // The dispatch is the one place outside the kernel modules' own files with
             // `unsafe`: each arm's SAFETY line says why its backend's wrapper may be called.
             #[allow(unsafe_code)]
             let result = match d::backend() {
-                #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+                #[cfg(gradguard_sse2)]
                 // SAFETY: `backend()` returns Avx512 only if `is_available` saw AVX-512F, AVX2
                 // and FMA in CPUID and their register state enabled in XCR0.
                 d::Backend::Avx512 => unsafe { d::avx512::$kernel($($arg),*) },
-                #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+                #[cfg(gradguard_sse2)]
                 // SAFETY: as above, for AVX2 and FMA.
                 d::Backend::Avx2 => unsafe { d::avx2::$kernel($($arg),*) },
-                #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+                #[cfg(gradguard_sse2)]
                 // SAFETY: SSE2 is part of the x86_64 baseline.
                 d::Backend::Sse2 => unsafe { d::sse2::$kernel($($arg),*) },
-                #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+                #[cfg(gradguard_neon)]
                 // SAFETY: NEON is part of the aarch64 baseline.
                 d::Backend::Neon => unsafe { d::neon::$kernel($($arg),*) },
-                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                #[cfg(gradguard_simd128)]
                 // SAFETY: this build was compiled for simd128, so the module validated with it.
                 d::Backend::Simd128 => unsafe { d::simd128::$kernel($($arg),*) },
                 _ => $scalar,

@@ -63,7 +63,7 @@ mod imp {
     }
 }
 
-#[cfg(all(target_arch = "aarch64", target_feature = "neon", not(miri)))]
+#[cfg(all(gradguard_neon, not(miri)))]
 mod imp {
     use super::SubnormalMode;
 
@@ -106,7 +106,7 @@ mod imp {
     miri,
     not(any(
         all(target_arch = "x86_64", target_feature = "sse"),
-        all(target_arch = "aarch64", target_feature = "neon"),
+        gradguard_neon,
         all(target_arch = "arm", target_abi = "eabihf")
     ))
 ))]

@@ -34,26 +34,19 @@ mod dispatch;
 #[allow(unsafe_code)]
 mod fpu;
 // Without a SIMD backend only the elementwise bodies are instantiated (at f32).
-#[cfg_attr(
-    not(any(
-        all(target_arch = "x86_64", target_feature = "sse2"),
-        all(target_arch = "aarch64", target_feature = "neon"),
-        all(target_arch = "wasm32", target_feature = "simd128")
-    )),
-    allow(dead_code)
-)]
+#[cfg_attr(not(gradguard_simd), allow(dead_code))]
 pub(crate) mod generic;
-#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+#[cfg(gradguard_neon)]
 #[allow(unsafe_code)]
 mod neon;
 mod rows;
 pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(gradguard_simd128)]
 #[allow(unsafe_code)]
 mod wasm;
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 #[allow(unsafe_code)]
 mod x86;
 

@@ -202,7 +202,7 @@ fn generic_bodies_at_f32_are_the_scalar_functions() {
     assert_eq!(s.len(), 33);
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 #[test]
 fn sse2_bodies_agree_with_scalar() {
     generic_bodies_agree::<super::x86::Sse2>();
@@ -228,7 +228,7 @@ fn partial_loads_and_stores<V: Vector>() {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 #[test]
 #[allow(unsafe_code)]
 fn partial_vectors_read_and_write_exactly_their_lanes() {
@@ -245,13 +245,13 @@ fn partial_vectors_read_and_write_exactly_their_lanes() {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 #[target_feature(enable = "avx2,fma")]
 fn avx2_partial() {
     partial_loads_and_stores::<super::x86::Avx2>();
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cfg(gradguard_sse2)]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn avx512_partial() {
     partial_loads_and_stores::<super::x86::Avx512>();
@@ -306,6 +306,6 @@ fn norm_statistics<V: Vector>() {
 #[test]
 fn norm_statistics_are_right_on_the_scalar_path_and_sse2() {
     norm_statistics::<f32>();
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[cfg(gradguard_sse2)]
     norm_statistics::<super::x86::Sse2>();
 }
