@@ -312,12 +312,8 @@ pub(crate) fn batch_norm_backward(
     } = *t;
     h.weight_grad.add_slice(dgamma);
     h.bias_grad.add_slice(dbeta);
-    let gamma_stats = TensorStats::of(gamma);
-    h.weight_norm = if gamma.iter().any(|v| v.is_nan()) {
-        f32::NAN
-    } else {
-        gamma_stats.l2_norm()
-    };
+    // ‖γ‖ exactly as the dense layers' exact fallback takes ‖W‖ (NaN if some γ is NaN).
+    h.weight_norm = norm_and_min_exact(gamma).0;
     let f = p.features;
     let rows = x.len().min(dz.len()).checked_div(f).unwrap_or(0);
     let features = mean.iter().zip(variance).zip(gamma).enumerate();
