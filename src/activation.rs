@@ -23,7 +23,7 @@
 
 pub use crate::elementwise::Elementwise;
 use crate::health::LayerHealth;
-use crate::kernels;
+use crate::kernels::{self, with_isa, Isa};
 use crate::lanes::Lanes;
 use crate::math;
 
@@ -39,11 +39,35 @@ pub trait Activation: Copy {
     /// Short name for reports (`"sigmoid"`, `"relu"`, …).
     const NAME: &'static str;
 
-    /// `a = f(z)` over one row (`min(len)` elements).
-    fn forward(&self, z: &[f32], a: &mut [f32]);
+    /// `a = f(z)` over a block of rows of `units` values each (`[rows][units]` flattened;
+    /// `min(len)` elements), with the kernels of `isa`. Elementwise activations treat the
+    /// block as one array, so a batch of narrow rows still fills whole vectors.
+    fn forward_on<K: Isa>(&self, isa: K, z: &[f32], a: &mut [f32], units: usize);
 
-    /// `dz = ∂L/∂z` given the row's pre-activation `z`, its output `a` and `dy = ∂L/∂a`.
-    fn backward(&self, z: &[f32], a: &[f32], dy: &[f32], dz: &mut [f32]);
+    /// `dz = ∂L/∂z` over a block of rows of `units` values, given the pre-activation `z`,
+    /// the output `a` and `dy = ∂L/∂a`, with the kernels of `isa`.
+    fn backward_on<K: Isa>(
+        &self,
+        isa: K,
+        z: &[f32],
+        a: &[f32],
+        dy: &[f32],
+        dz: &mut [f32],
+        units: usize,
+    );
+
+    /// `a = f(z)` over one row, on the active backend.
+    #[inline]
+    fn forward(&self, z: &[f32], a: &mut [f32]) {
+        with_isa!(k => self.forward_on(k, z, a, z.len()));
+    }
+
+    /// `dz = ∂L/∂z` over one row given its pre-activation `z`, its output `a` and
+    /// `dy = ∂L/∂a`, on the active backend.
+    #[inline]
+    fn backward(&self, z: &[f32], a: &[f32], dy: &[f32], dz: &mut [f32]) {
+        with_isa!(k => self.backward_on(k, z, a, dy, dz, z.len()));
+    }
 
     /// Backward over a whole batch (`dz`, `z`, `a`, `dy` are `[rows][units]` flattened) that
     /// also records the health of dz in `health`: its statistics and, for elementwise
@@ -59,6 +83,7 @@ pub trait Activation: Copy {
     /// Relu.backward_observed(&z, &z, &[1.0; 4], &mut dz, 2, &mut h);
     /// assert_eq!((dz, h.dead_units, h.pre_activation_structural_zeros), ([0.0, 1.0, 0.0, 1.0], 1, 2));
     /// ```
+    #[inline]
     fn backward_observed(
         &self,
         z: &[f32],
@@ -68,13 +93,27 @@ pub trait Activation: Copy {
         units: usize,
         health: &mut LayerHealth,
     ) {
-        if units > 0 {
-            let rows = z.chunks(units).zip(a.chunks(units)).zip(dy.chunks(units));
-            for (((z, a), dy), dz) in rows.zip(dz.chunks_mut(units)) {
-                self.backward(z, a, dy, dz);
-            }
-        }
-        health.pre_activation_grad.add_slice(dz);
+        with_isa!(k => self.backward_observed_on(k, z, a, dy, dz, units, health));
+    }
+
+    /// [`Activation::backward_observed`] with the kernels of `isa`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_observed_on<K: Isa>(
+        &self,
+        isa: K,
+        z: &[f32],
+        a: &[f32],
+        dy: &[f32],
+        dz: &mut [f32],
+        units: usize,
+        health: &mut LayerHealth,
+    ) {
+        self.backward_on(isa, z, a, dy, dz, units);
+        let n = z.len().min(a.len()).min(dy.len()).min(dz.len());
+        let rows = n.checked_div(units).unwrap_or(0);
+        health
+            .pre_activation_grad
+            .add_slice_on(isa, dz.get(..rows * units).unwrap_or(&[]));
     }
 
     /// True if f' is never zero mathematically (so a computed 0 is an underflow).
@@ -97,18 +136,27 @@ impl<T: Elementwise> Activation for T {
     const NAME: &'static str = <T as Elementwise>::NAME;
 
     #[inline]
-    fn forward(&self, z: &[f32], a: &mut [f32]) {
-        kernels::activation_forward(self, z, a);
+    fn forward_on<K: Isa>(&self, isa: K, z: &[f32], a: &mut [f32], _units: usize) {
+        isa.activation_forward(self, z, a);
     }
 
     #[inline]
-    fn backward(&self, z: &[f32], _a: &[f32], dy: &[f32], dz: &mut [f32]) {
-        kernels::activation_backward(self, z, dy, dz);
-    }
-
-    #[inline]
-    fn backward_observed(
+    fn backward_on<K: Isa>(
         &self,
+        isa: K,
+        z: &[f32],
+        _a: &[f32],
+        dy: &[f32],
+        dz: &mut [f32],
+        _units: usize,
+    ) {
+        isa.activation_backward(self, z, dy, dz);
+    }
+
+    #[inline]
+    fn backward_observed_on<K: Isa>(
+        &self,
+        isa: K,
         z: &[f32],
         _a: &[f32],
         dy: &[f32],
@@ -116,7 +164,7 @@ impl<T: Elementwise> Activation for T {
         units: usize,
         health: &mut LayerHealth,
     ) {
-        crate::health::elementwise_backward(self, z, dy, dz, units, health);
+        crate::health::elementwise_backward(isa, self, z, dy, dz, units, health);
     }
 
     fn derivative_never_zero(&self) -> bool {
@@ -426,11 +474,24 @@ pub struct Softmax;
 impl Activation for Softmax {
     const NAME: &'static str = "softmax";
     #[inline]
-    fn forward(&self, z: &[f32], a: &mut [f32]) {
-        kernels::softmax_row(z, a);
+    fn forward_on<K: Isa>(&self, isa: K, z: &[f32], a: &mut [f32], units: usize) {
+        for (z, a) in z.chunks(units.max(1)).zip(a.chunks_mut(units.max(1))) {
+            kernels::softmax_row_on(isa, z, a);
+        }
     }
     #[inline]
-    fn backward(&self, _z: &[f32], a: &[f32], dy: &[f32], dz: &mut [f32]) {
-        kernels::softmax_backward_row(a, dy, dz);
+    fn backward_on<K: Isa>(
+        &self,
+        _isa: K,
+        _z: &[f32],
+        a: &[f32],
+        dy: &[f32],
+        dz: &mut [f32],
+        units: usize,
+    ) {
+        let rows = a.chunks(units.max(1)).zip(dy.chunks(units.max(1)));
+        for ((a, dy), dz) in rows.zip(dz.chunks_mut(units.max(1))) {
+            kernels::softmax_backward_row(a, dy, dz);
+        }
     }
 }

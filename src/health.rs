@@ -36,6 +36,7 @@
 
 use core::fmt;
 
+use crate::kernels::Isa;
 use crate::lanes::{exponent_bound, pow2_wide as pow2, scale_by_pow2};
 
 mod track;
@@ -259,7 +260,13 @@ impl TensorStats {
     /// ```
     #[inline]
     pub fn add_slice(&mut self, values: &[f32]) {
-        let m = crate::kernels::moments(values, self.scale_exponent);
+        crate::kernels::with_isa!(k => self.add_slice_on(k, values));
+    }
+
+    /// [`TensorStats::add_slice`] on the instruction set `isa`.
+    #[inline]
+    pub(crate) fn add_slice_on<K: Isa>(&mut self, isa: K, values: &[f32]) {
+        let m = isa.moments(values, self.scale_exponent);
         if !self.add_moments(values.len(), &m) {
             self.add_exact(values);
         }
@@ -298,8 +305,9 @@ impl TensorStats {
     /// `[sum_abs, sum_squares]` are the values' Σ|v| and Σ v² at the scale 2^0 if the
     /// kernel summed them too (else NaN); they are used if [`sums_fit`], else the sums take
     /// a second pass at a scale.
-    pub(crate) fn add_measured(
+    pub(crate) fn add_measured<K: Isa>(
         &mut self,
+        isa: K,
         values: &[f32],
         m: crate::kernels::Magnitudes,
         [sum_abs, sum_squares]: [f32; 2],
@@ -324,8 +332,7 @@ impl TensorStats {
         }
         self.raise_scale(m.max_abs);
         let scale_exponent = self.scale_exponent;
-        let (sum_abs, sum_squares) =
-            crate::kernels::scaled_sums_finite(values, pow2(-scale_exponent));
+        let (sum_abs, sum_squares) = isa.scaled_sums_finite(values, pow2(-scale_exponent));
         let moments = crate::kernels::Moments {
             magnitudes: m,
             scale_exponent,

@@ -22,7 +22,7 @@
 use crate::activation::{Activation, Identity};
 use crate::health::{GradientObserver, NoHealth};
 use crate::init::{self, Init};
-use crate::kernels::{self, GradMode};
+use crate::kernels::{with_isa, GradMode, Isa};
 use crate::storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
 use rand_core::Rng;
 
@@ -32,13 +32,23 @@ pub use batch_norm::{BatchNorm, BatchNormCache, BatchNormParams};
 /// What [`Layer::backward_at`] needs besides the data: whether the parameter gradients are
 /// overwritten or accumulated, who records the gradient health, and where the layer sits.
 ///
+/// The instruction set (`isa`) is a token ([`crate::kernels::Isa`]): the whole backward
+/// pass is compiled for it.
+///
 /// ```
-/// use gradguard::{health::NoHealth, BackwardContext, GradMode};
-/// let context = BackwardContext { mode: GradMode::Overwrite, observer: &mut NoHealth, layer: 0 };
+/// use gradguard::{health::NoHealth, kernels::Scalar, BackwardContext, GradMode};
+/// let context = BackwardContext {
+///     isa: Scalar::new(),
+///     mode: GradMode::Overwrite,
+///     observer: &mut NoHealth,
+///     layer: 0,
+/// };
 /// assert_eq!(context.layer, 0);
 /// ```
 #[derive(Debug)]
-pub struct BackwardContext<'a, O> {
+pub struct BackwardContext<'a, O, K> {
+    /// The instruction set whose kernels run.
+    pub isa: K,
     /// Overwrite or add to the parameter gradients (dx is always overwritten).
     pub mode: GradMode,
     /// The health observer ([`NoHealth`] for none).
@@ -85,9 +95,36 @@ pub trait Layer {
     /// Initialises `params` in place: weights by `init`, biases to zero.
     fn init<R: Rng + ?Sized>(&self, params: &mut Self::Params, init: Init, rng: &mut R);
 
-    /// Runs the layer on a batch; the output is then [`Layer::output`]`(cache)`.
+    /// Runs the layer on a batch (inference); the output is then
+    /// [`Layer::output`]`(cache)`. Runs on the active backend
+    /// ([`crate::kernels::backend`]), chosen once for the whole network.
+    #[inline]
     fn forward<const B: usize>(
         &self,
+        params: &Self::Params,
+        x: &[Self::Input; B],
+        cache: &mut Self::Cache<B>,
+    ) {
+        with_isa!(k => self.forward_on(k, params, x, cache));
+    }
+
+    /// [`Layer::forward`] with the kernels of `isa` (a token, or an [`AnyIsa`] chosen at
+    /// run time). Implement this.
+    ///
+    /// ```
+    /// use gradguard::{kernels::Backend, Dense, Layer, Zeroed};
+    /// let layer = Dense::<2, 1>::default();
+    /// let mut p = <Dense<2, 1> as Layer>::Params::ZEROED;
+    /// p.weights = [[1.0, 2.0]];
+    /// let mut cache = <Dense<2, 1> as Layer>::Cache::<1>::ZEROED;
+    /// for backend in Backend::available() {
+    ///     layer.forward_on(backend.isa().unwrap(), &p, &[[3.0, 4.0]], &mut cache);
+    ///     assert_eq!(cache.output, [[11.0]]);
+    /// }
+    /// ```
+    fn forward_on<K: Isa, const B: usize>(
+        &self,
+        isa: K,
         params: &Self::Params,
         x: &[Self::Input; B],
         cache: &mut Self::Cache<B>,
@@ -121,7 +158,20 @@ pub trait Layer {
         x: &[Self::Input; B],
         cache: &mut Self::Cache<B>,
     ) {
-        self.forward(params, x, cache);
+        with_isa!(k => self.forward_train_on(k, params, x, cache));
+    }
+
+    /// [`Layer::forward_train`] with the kernels of `isa`. Layers that behave the same in
+    /// training keep the default, [`Layer::forward_on`].
+    #[inline]
+    fn forward_train_on<K: Isa, const B: usize>(
+        &self,
+        isa: K,
+        params: &Self::Params,
+        x: &[Self::Input; B],
+        cache: &mut Self::Cache<B>,
+    ) {
+        self.forward_on(isa, params, x, cache);
     }
 
     /// Folds the batch statistics of the last [`Layer::forward_train`] on `cache` into the
@@ -157,7 +207,7 @@ pub trait Layer {
     /// the parameter gradients per `context.mode` and reporting to `context.observer`.
     /// Implement this; call [`Layer::backward`] or [`Layer::backward_observed`].
     #[allow(clippy::too_many_arguments)]
-    fn backward_at<O: GradientObserver, const B: usize>(
+    fn backward_at<K: Isa, O: GradientObserver, const B: usize>(
         &self,
         params: &Self::Params,
         x: &[Self::Input; B],
@@ -165,7 +215,7 @@ pub trait Layer {
         dy: &[Self::Output; B],
         grads: &mut Self::Params,
         dx: Option<&mut [Self::Input; B]>,
-        context: &mut BackwardContext<'_, O>,
+        context: &mut BackwardContext<'_, O, K>,
     );
 
     /// Backpropagates `dy = ∂L/∂output` without health tracking.
@@ -181,12 +231,15 @@ pub trait Layer {
         dx: Option<&mut [Self::Input; B]>,
         mode: GradMode,
     ) {
-        let mut context = BackwardContext {
-            mode,
-            observer: &mut NoHealth,
-            layer: 0,
-        };
-        self.backward_at(params, x, cache, dy, grads, dx, &mut context);
+        with_isa!(isa => {
+            let mut context = BackwardContext {
+                isa,
+                mode,
+                observer: &mut NoHealth,
+                layer: 0,
+            };
+            self.backward_at(params, x, cache, dy, grads, dx, &mut context);
+        });
     }
 
     /// Backpropagates `dy = ∂L/∂output` and records each dense layer's gradient health in
@@ -204,12 +257,15 @@ pub trait Layer {
         mode: GradMode,
         observer: &mut O,
     ) {
-        let mut context = BackwardContext {
-            mode,
-            observer,
-            layer: 0,
-        };
-        self.backward_at(params, x, cache, dy, grads, dx, &mut context);
+        with_isa!(isa => {
+            let mut context = BackwardContext {
+                isa,
+                mode,
+                observer: &mut *observer,
+                layer: 0,
+            };
+            self.backward_at(params, x, cache, dy, grads, dx, &mut context);
+        });
     }
 
     /// Composes `self` followed by `next` (shapes checked at compile time).
@@ -350,23 +406,26 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
         params.bias = [0.0; OUT];
     }
 
-    fn forward<const B: usize>(
+    fn forward_on<K: Isa, const B: usize>(
         &self,
+        isa: K,
         params: &Self::Params,
         x: &[[f32; IN]; B],
         cache: &mut Self::Cache<B>,
     ) {
-        kernels::dense_forward(&params.weights, &params.bias, x, &mut cache.pre_activation);
-        for (z, a) in cache.pre_activation.iter().zip(cache.output.iter_mut()) {
-            self.activation.forward(z, a);
-        }
+        isa.dense_forward(&params.weights, &params.bias, x, &mut cache.pre_activation);
+        let (z, a) = (
+            cache.pre_activation.as_flattened(),
+            cache.output.as_flattened_mut(),
+        );
+        self.activation.forward_on(isa, z, a, OUT);
     }
 
     fn output<const B: usize>(cache: &Self::Cache<B>) -> &[[f32; OUT]; B] {
         &cache.output
     }
 
-    fn backward_at<O: GradientObserver, const B: usize>(
+    fn backward_at<K: Isa, O: GradientObserver, const B: usize>(
         &self,
         params: &Self::Params,
         x: &[[f32; IN]; B],
@@ -374,28 +433,28 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
         dy: &[[f32; OUT]; B],
         grads: &mut Self::Params,
         dx: Option<&mut [[f32; IN]; B]>,
-        context: &mut BackwardContext<'_, O>,
+        context: &mut BackwardContext<'_, O, K>,
     ) {
-        let (mode, layer, observer) = (context.mode, context.layer, &mut *context.observer);
+        let (isa, mode, layer) = (context.isa, context.mode, context.layer);
+        let observer = &mut *context.observer;
         let health = if O::ENABLED {
             observer.next_layer()
         } else {
             None
         };
         let Some(h) = health else {
-            let rows = cache
-                .pre_activation
-                .iter()
-                .zip(cache.output.iter())
-                .zip(dy.iter())
-                .zip(cache.pre_activation_grad.iter_mut());
-            for (((z, a), g), dz) in rows {
-                self.activation.backward(z, a, g, dz);
-            }
+            self.activation.backward_on(
+                isa,
+                cache.pre_activation.as_flattened(),
+                cache.output.as_flattened(),
+                dy.as_flattened(),
+                cache.pre_activation_grad.as_flattened_mut(),
+                OUT,
+            );
             let dz = &cache.pre_activation_grad;
-            kernels::dense_backward_params(dz, x, &mut grads.weights, &mut grads.bias, mode);
+            isa.dense_backward_params(dz, x, &mut grads.weights, &mut grads.bias, mode);
             if let Some(dx) = dx {
-                kernels::dense_backward_input(&params.weights, dz, dx);
+                isa.dense_backward_input(&params.weights, dz, dx);
             }
             return;
         };
@@ -403,7 +462,8 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
         h.activation = A::NAME;
         h.units = u16::try_from(OUT).unwrap_or(u16::MAX);
         h.inputs = u16::try_from(IN).unwrap_or(u16::MAX);
-        self.activation.backward_observed(
+        self.activation.backward_observed_on(
+            isa,
             cache.pre_activation.as_flattened(),
             cache.output.as_flattened(),
             dy.as_flattened(),
@@ -412,7 +472,17 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
             h,
         );
         let (w, dz) = (&params.weights, &cache.pre_activation_grad);
-        crate::health::dense_backward(w, x, dz, &mut grads.weights, &mut grads.bias, dx, mode, h);
+        crate::health::dense_backward(
+            isa,
+            w,
+            x,
+            dz,
+            &mut grads.weights,
+            &mut grads.bias,
+            dx,
+            mode,
+            h,
+        );
     }
 }
 
@@ -470,15 +540,15 @@ impl<A: Activation, const N: usize> Layer for ActivationLayer<A, N> {
 
     fn init<R: Rng + ?Sized>(&self, _params: &mut NoParameters, _init: Init, _rng: &mut R) {}
 
-    fn forward<const B: usize>(
+    fn forward_on<K: Isa, const B: usize>(
         &self,
+        isa: K,
         _params: &NoParameters,
         x: &[[f32; N]; B],
         cache: &mut Self::Cache<B>,
     ) {
-        for (z, a) in x.iter().zip(cache.output.iter_mut()) {
-            self.activation.forward(z, a);
-        }
+        let (z, a) = (x.as_flattened(), cache.output.as_flattened_mut());
+        self.activation.forward_on(isa, z, a, N);
     }
 
     fn output<const B: usize>(cache: &Self::Cache<B>) -> &[[f32; N]; B] {
@@ -487,7 +557,7 @@ impl<A: Activation, const N: usize> Layer for ActivationLayer<A, N> {
 
     /// Standalone activation layers have no parameters and make no health record (put
     /// the activation into a [`Dense`] to have it tracked).
-    fn backward_at<O: GradientObserver, const B: usize>(
+    fn backward_at<K: Isa, O: GradientObserver, const B: usize>(
         &self,
         _params: &NoParameters,
         x: &[[f32; N]; B],
@@ -495,13 +565,17 @@ impl<A: Activation, const N: usize> Layer for ActivationLayer<A, N> {
         dy: &[[f32; N]; B],
         _grads: &mut NoParameters,
         dx: Option<&mut [[f32; N]; B]>,
-        _context: &mut BackwardContext<'_, O>,
+        context: &mut BackwardContext<'_, O, K>,
     ) {
         if let Some(dx) = dx {
-            let rows = x.iter().zip(cache.output.iter()).zip(dy.iter());
-            for (((z, a), g), d) in rows.zip(dx.iter_mut()) {
-                self.activation.backward(z, a, g, d);
-            }
+            self.activation.backward_on(
+                context.isa,
+                x.as_flattened(),
+                cache.output.as_flattened(),
+                dy.as_flattened(),
+                dx.as_flattened_mut(),
+                N,
+            );
         }
     }
 }
@@ -570,32 +644,36 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
         self.second.init(&mut params.second, init, rng);
     }
 
-    fn forward<const N: usize>(
+    fn forward_on<K: Isa, const N: usize>(
         &self,
+        isa: K,
         params: &Self::Params,
         x: &[Self::Input; N],
         cache: &mut Self::Cache<N>,
     ) {
-        self.first.forward(&params.first, x, &mut cache.first);
+        self.first
+            .forward_on(isa, &params.first, x, &mut cache.first);
         let hidden = First::output(&cache.first);
         self.second
-            .forward(&params.second, hidden, &mut cache.second);
+            .forward_on(isa, &params.second, hidden, &mut cache.second);
     }
 
     fn output<const N: usize>(cache: &Self::Cache<N>) -> &[Self::Output; N] {
         Second::output(&cache.second)
     }
 
-    fn forward_train<const N: usize>(
+    fn forward_train_on<K: Isa, const N: usize>(
         &self,
+        isa: K,
         params: &Self::Params,
         x: &[Self::Input; N],
         cache: &mut Self::Cache<N>,
     ) {
-        self.first.forward_train(&params.first, x, &mut cache.first);
+        self.first
+            .forward_train_on(isa, &params.first, x, &mut cache.first);
         let hidden = First::output(&cache.first);
         self.second
-            .forward_train(&params.second, hidden, &mut cache.second);
+            .forward_train_on(isa, &params.second, hidden, &mut cache.second);
     }
 
     fn update_running_statistics<const N: usize>(
@@ -609,7 +687,7 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
             .update_running_statistics(&mut params.second, &mut cache.second);
     }
 
-    fn backward_at<O: GradientObserver, const N: usize>(
+    fn backward_at<K: Isa, O: GradientObserver, const N: usize>(
         &self,
         params: &Self::Params,
         x: &[Self::Input; N],
@@ -617,9 +695,10 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
         dy: &[Self::Output; N],
         grads: &mut Self::Params,
         dx: Option<&mut [Self::Input; N]>,
-        context: &mut BackwardContext<'_, O>,
+        context: &mut BackwardContext<'_, O, K>,
     ) {
-        let (mode, layer, observer) = (context.mode, context.layer, &mut *context.observer);
+        let (isa, mode, layer) = (context.isa, context.mode, context.layer);
+        let observer = &mut *context.observer;
         let hidden = First::output(&cache.first);
         let second_layer = layer.saturating_add(
             u16::try_from(<First::Params as Parameters>::LAYERS).unwrap_or(u16::MAX),
@@ -632,6 +711,7 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
             &mut grads.second,
             Some(&mut cache.boundary_grad),
             &mut BackwardContext {
+                isa,
                 mode,
                 observer: &mut *observer,
                 layer: second_layer,
@@ -645,6 +725,7 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
             &mut grads.first,
             dx,
             &mut BackwardContext {
+                isa,
                 mode,
                 observer,
                 layer,

@@ -113,9 +113,12 @@ impl<const N: usize> Loss<N> for SoftmaxCrossEntropy {
         }
         let scale = 1.0 / B.max(1) as f32;
         let mut total = 0.0_f32;
-        for ((z, &label), g) in output.iter().zip(targets.iter()).zip(grad.iter_mut()) {
-            total += kernels::softmax_cross_entropy_row(z, label, g, scale);
-        }
+        // The backend is chosen once for the batch, not per row.
+        kernels::with_isa!(k => {
+            for ((z, &label), g) in output.iter().zip(targets.iter()).zip(grad.iter_mut()) {
+                total += kernels::softmax_cross_entropy_row_on(k, z, label, g, scale);
+            }
+        });
         Ok(total * scale)
     }
 }

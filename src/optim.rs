@@ -15,7 +15,7 @@
 //! ```
 
 use crate::error::Error;
-use crate::kernels;
+use crate::kernels::{self, Isa};
 use crate::storage::{is_trainable, Parameters, Zeroed};
 
 /// The learning rate of an optimiser: read and changed (for schedules) without naming the
@@ -136,10 +136,13 @@ impl Sgd {
 
 impl<P: Parameters> Optimizer<P> for Sgd {
     fn step(&mut self, params: &mut P, grads: &P) {
-        for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
-            let (w, g) = (params.tensor_mut(i), grads.tensor(i));
-            kernels::sgd_update(w, g, self.learning_rate, self.weight_decay);
-        }
+        // One choice of backend for all tensors of the step.
+        kernels::with_isa!(isa => {
+            for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
+                let (w, g) = (params.tensor_mut(i), grads.tensor(i));
+                isa.sgd_update(w, g, self.learning_rate, self.weight_decay);
+            }
+        });
     }
 }
 
@@ -250,21 +253,23 @@ impl<P: Parameters> Optimizer<P> for Momentum<P> {
         if self.sgd.learning_rate == 0.0 {
             return; // unconfigured (ZEROED)
         }
-        for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
-            let (w, g, v) = (
-                params.tensor_mut(i),
-                grads.tensor(i),
-                self.velocity.tensor_mut(i),
-            );
-            kernels::sgd_momentum_update(
-                w,
-                g,
-                v,
-                self.sgd.learning_rate,
-                self.momentum,
-                self.sgd.weight_decay,
-            );
-        }
+        kernels::with_isa!(isa => {
+            for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
+                let (w, g, v) = (
+                    params.tensor_mut(i),
+                    grads.tensor(i),
+                    self.velocity.tensor_mut(i),
+                );
+                isa.sgd_momentum_update(
+                    w,
+                    g,
+                    v,
+                    self.sgd.learning_rate,
+                    self.momentum,
+                    self.sgd.weight_decay,
+                );
+            }
+        });
     }
 }
 
@@ -436,21 +441,23 @@ impl<P: Parameters> Optimizer<P> for Adam<P> {
         self.beta1_power *= self.beta1;
         self.beta2_power *= self.beta2;
         let (bias1, bias2) = (1.0 - self.beta1_power, 1.0 - self.beta2_power);
-        for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
-            kernels::adam_update(
-                params.tensor_mut(i),
-                grads.tensor(i),
-                self.m.tensor_mut(i),
-                self.v.tensor_mut(i),
-                self.learning_rate,
-                self.beta1,
-                self.beta2,
-                self.epsilon,
-                self.weight_decay,
-                bias1,
-                bias2,
-            );
-        }
+        kernels::with_isa!(isa => {
+            for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
+                isa.adam_update(
+                    params.tensor_mut(i),
+                    grads.tensor(i),
+                    self.m.tensor_mut(i),
+                    self.v.tensor_mut(i),
+                    self.learning_rate,
+                    self.beta1,
+                    self.beta2,
+                    self.epsilon,
+                    self.weight_decay,
+                    bias1,
+                    bias2,
+                );
+            }
+        });
     }
 }
 

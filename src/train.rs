@@ -2,8 +2,8 @@
 
 use crate::error::Error;
 use crate::health::{GradientObserver, NoHealth, TensorStats};
-use crate::kernels::GradMode;
-use crate::layer::Layer;
+use crate::kernels::{with_isa, GradMode, Isa};
+use crate::layer::{BackwardContext, Layer};
 use crate::loss::Loss;
 use crate::optim::Optimizer;
 use crate::storage::{is_trainable, Parameters, Zeroed};
@@ -201,23 +201,70 @@ where
     F: Loss<N>,
     H: GradientObserver,
 {
-    net.forward_train(params, x, &mut workspace.cache);
+    let pass = Pass {
+        mode: GradMode::Overwrite,
+        share: 1.0,
+    };
+    with_isa!(isa => forward_backward(isa, net, params, grads, workspace, loss, x, targets, pass, observer))
+}
+
+/// How one forward-backward pass writes its gradients: overwritten or accumulated, and the
+/// share of the batch's loss it carries (micro-batches).
+#[derive(Clone, Copy)]
+struct Pass {
+    mode: GradMode,
+    share: f32,
+}
+
+/// Forward (training), loss, the output gradient scaled by `pass.share`, and the observed
+/// backward: the whole pass compiled for the instruction set `isa`, chosen once by the
+/// caller. Returns the loss times the share.
+#[allow(clippy::too_many_arguments)]
+fn forward_backward<K, L, F, H, const N: usize, const B: usize>(
+    isa: K,
+    net: &L,
+    params: &L::Params,
+    grads: &mut L::Params,
+    workspace: &mut Workspace<L, B>,
+    loss: &F,
+    x: &[L::Input; B],
+    targets: &[F::Target; B],
+    pass: Pass,
+    observer: &mut H,
+) -> Result<f32, Error>
+where
+    K: Isa,
+    L: Layer<Output = [f32; N]>,
+    F: Loss<N>,
+    H: GradientObserver,
+{
+    net.forward_train_on(isa, params, x, &mut workspace.cache);
     let value = loss.loss_and_gradient(
         L::output(&workspace.cache),
         targets,
         &mut workspace.output_grad,
     )?;
-    net.backward_observed(
+    if pass.share != 1.0 {
+        for g in workspace.output_grad.iter_mut().flatten() {
+            *g *= pass.share;
+        }
+    }
+    let mut context = BackwardContext {
+        isa,
+        mode: pass.mode,
+        observer,
+        layer: 0,
+    };
+    net.backward_at(
         params,
         x,
         &mut workspace.cache,
         &workspace.output_grad,
         grads,
         None,
-        GradMode::Overwrite,
-        observer,
+        &mut context,
     );
-    Ok(value)
+    Ok(value * pass.share)
 }
 
 /// Index of the largest element (the first one on ties; NaN elements are never chosen
@@ -444,9 +491,11 @@ where
         }
     }
     let mut stats = TensorStats::EMPTY;
-    for i in (0..L::Params::TENSORS).filter(|&i| is_trainable::<L::Params>(i)) {
-        stats.add_slice(grads.tensor(i));
-    }
+    with_isa!(isa => {
+        for i in (0..L::Params::TENSORS).filter(|&i| is_trainable::<L::Params>(i)) {
+            stats.add_slice_on(isa, grads.tensor(i));
+        }
+    });
     let non_finite_gradients = stats.counts.non_finite();
     if !value.is_finite() || non_finite_gradients > 0 {
         return Ok(StepOutcome::Skipped {
@@ -553,32 +602,13 @@ where
             part.index as f32,
         ));
     }
-    net.forward_train(params, x, &mut workspace.cache);
-    let value = loss.loss_and_gradient(
-        L::output(&workspace.cache),
-        targets,
-        &mut workspace.output_grad,
-    )?;
-    let share = 1.0 / part.count as f32;
-    if part.count > 1 {
-        for g in workspace.output_grad.iter_mut().flatten() {
-            *g *= share;
-        }
-    }
-    let mode = if part.index == 0 {
-        GradMode::Overwrite
-    } else {
-        GradMode::Accumulate
+    let pass = Pass {
+        mode: if part.index == 0 {
+            GradMode::Overwrite
+        } else {
+            GradMode::Accumulate
+        },
+        share: 1.0 / part.count as f32,
     };
-    net.backward_observed(
-        params,
-        x,
-        &mut workspace.cache,
-        &workspace.output_grad,
-        grads,
-        None,
-        mode,
-        observer,
-    );
-    Ok(value * share)
+    with_isa!(isa => forward_backward(isa, net, params, grads, workspace, loss, x, targets, pass, observer))
 }

@@ -12,7 +12,7 @@
 
 use super::{is_zero_or_subnormal, sums_fit, LayerHealth, TensorStats};
 use crate::elementwise::Elementwise;
-use crate::kernels::{self, GradMode};
+use crate::kernels::{self, GradMode, Isa};
 use crate::lanes::exponent_bound;
 use crate::lanes::product_is_exact;
 
@@ -22,7 +22,8 @@ use crate::lanes::product_is_exact;
 /// sums the norms. The per-element underflow attribution runs only when some dz or f' is
 /// zero or subnormal, and not at all for step derivatives (ReLU, identity), whose zeros
 /// are all structural.
-pub(crate) fn elementwise_backward<A: Elementwise>(
+pub(crate) fn elementwise_backward<K: Isa, A: Elementwise>(
+    isa: K,
     activation: &A,
     z: &[f32],
     dy: &[f32],
@@ -31,13 +32,13 @@ pub(crate) fn elementwise_backward<A: Elementwise>(
     h: &mut LayerHealth,
 ) {
     let tally =
-        kernels::activation_backward_observed(activation, z, dy, dz, units, h.saturation_threshold);
+        isa.activation_backward_observed(activation, z, dy, dz, units, h.saturation_threshold);
     let zeros_before = h.pre_activation_grad.counts.zero;
     let n = z.len().min(dy.len()).min(dz.len());
     let rows = n.checked_div(units).unwrap_or(0);
     let dz = dz.get(..rows * units).unwrap_or(&[]);
     h.pre_activation_grad
-        .add_measured(dz, tally.magnitudes, tally.unscaled_sums);
+        .add_measured(isa, dz, tally.magnitudes, tally.unscaled_sums);
     if activation.can_die() {
         h.dead_units = u16::try_from(tally.dead).unwrap_or(u16::MAX);
     }
@@ -53,7 +54,7 @@ pub(crate) fn elementwise_backward<A: Elementwise>(
         return;
     }
     let [became_zero, became_subnormal, zeros] =
-        kernels::attribute_underflow(activation, z, dy, dz, tally.derivative_tiny > 0);
+        isa.attribute_underflow(activation, z, dy, dz, tally.derivative_tiny > 0);
     h.pre_activation_became_zero += became_zero;
     h.pre_activation_became_subnormal += became_subnormal;
     h.pre_activation_structural_zeros += zeros.saturating_sub(became_zero);
@@ -99,19 +100,19 @@ fn scale_fits(m: &kernels::Moments, e: i32) -> bool {
 /// nonzero |w|: one pass at the scale of `previous_norm` (‖W‖ at the previous step, ≥ its
 /// largest |w|; weights move little per step; unscaled on vector backends if that is within
 /// 2^±40), checked, else two.
-fn norm_and_min(w: &[f32], previous_norm: f32, smallest: bool) -> (f32, f32) {
+fn norm_and_min<K: Isa>(isa: K, w: &[f32], previous_norm: f32, smallest: bool) -> (f32, f32) {
     let hinted = (previous_norm > 0.0 && previous_norm.is_finite()).then(|| {
         let e = exponent_bound(previous_norm) + 1;
         let unscaled = UNSCALED_EXPONENTS
             .contains(&e)
-            .then(|| kernels::norm_unscaled(w, smallest));
+            .then(|| isa.norm_unscaled(w, smallest));
         unscaled
             .flatten()
-            .unwrap_or_else(|| kernels::norm_at_scale(w, e, smallest))
+            .unwrap_or_else(|| isa.norm_at_scale(w, e, smallest))
     });
     let m = match hinted {
         Some(m) if sums_fit(&m, w.len()) => m,
-        _ => kernels::moments(w, -126),
+        _ => isa.moments(w, -126),
     };
     let norm = crate::lanes::scale_by_pow2(libm::sqrtf(m.sum_squares), m.scale_exponent);
     if norm.is_finite() {
@@ -139,7 +140,8 @@ fn norm_and_min_exact(w: &[f32]) -> (f32, f32) {
 /// the kernel calls depend on the shape; the health work is in shape-independent functions
 /// over flattened slices (one copy in a firmware, however many layers it has).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
+pub(crate) fn dense_backward<K: Isa, const IN: usize, const OUT: usize, const B: usize>(
+    isa: K,
     w: &[[f32; IN]; OUT],
     x: &[[f32; IN]; B],
     dz: &[[f32; OUT]; B],
@@ -149,9 +151,10 @@ pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
     mode: GradMode,
     h: &mut LayerHealth,
 ) {
-    kernels::dense_backward_params(dz, x, dw, db, mode);
+    isa.dense_backward_params(dz, x, dw, db, mode);
     let flat_dz = dz.as_flattened();
     parameter_gradients(
+        isa,
         h,
         x.as_flattened(),
         IN,
@@ -160,15 +163,17 @@ pub(crate) fn dense_backward<const IN: usize, const OUT: usize, const B: usize>(
         db,
         mode,
     );
-    let min_w = weights(h, w.as_flattened(), dx.is_some());
+    let min_w = weights(isa, h, w.as_flattened(), dx.is_some());
     if let Some(dx) = dx {
-        kernels::dense_backward_input(w, dz, dx);
+        isa.dense_backward_input(w, dz, dx);
         input_products(h, flat_dz, OUT, w.as_flattened(), IN, min_w);
     }
 }
 
 /// Statistics of dW and db, and the screen of the products dz·x (`x` has rows of `inputs`).
-fn parameter_gradients(
+#[allow(clippy::too_many_arguments)]
+fn parameter_gradients<K: Isa>(
+    isa: K,
     h: &mut LayerHealth,
     x: &[f32],
     inputs: usize,
@@ -177,7 +182,7 @@ fn parameter_gradients(
     db: &[f32],
     mode: GradMode,
 ) {
-    let (max_x, min_x) = kernels::extremes(x);
+    let (max_x, min_x) = isa.extremes(x);
     let rows = x.len().checked_div(inputs).unwrap_or(0);
     // |dW| ≤ B·max|dz|·max|x| when it is overwritten: a scale known in advance, so its
     // statistics take one pass (checked; accumulated or non-finite gradients take two).
@@ -195,32 +200,32 @@ fn parameter_gradients(
         // `Moments`.)
         let n = dw.len();
         let unscaled = if UNSCALED_EXPONENTS.contains(&e) {
-            kernels::moments_unscaled(dw)
+            isa.moments_unscaled(dw)
         } else {
             None
         };
         match unscaled {
             Some(m) if sums_fit(&m, n) => h.weight_grad.add_moments(n, &m),
             _ => {
-                let m = kernels::moments_at_scale(dw, e);
+                let m = isa.moments_at_scale(dw, e);
                 scale_fits(&m, e) && h.weight_grad.add_moments(n, &m)
             }
         }
     };
     if !counted {
-        h.weight_grad.add_slice(dw);
+        h.weight_grad.add_slice_on(isa, dw);
     }
     // db: one pass of unscaled sums on vector backends if they fit, else two.
-    match kernels::moments_unscaled(db) {
+    match isa.moments_unscaled(db) {
         Some(m) if sums_fit(&m, db.len()) && h.bias_grad.add_moments(db.len(), &m) => {}
-        _ => h.bias_grad.add_slice(db),
+        _ => h.bias_grad.add_slice_on(isa, db),
     }
     // One test with the two smallest magnitudes; rows only where it fails.
     let min_dz = h.pre_activation_grad.min_nonzero_abs;
     if min_dz * min_x < f32::MIN_POSITIVE && inputs > 0 {
         let units = dz.len().checked_div(rows).unwrap_or(0);
         for (xs, dzs) in x.chunks(inputs).zip(dz.chunks(units.max(1))) {
-            let (_, min_row) = kernels::extremes(xs);
+            let (_, min_row) = isa.extremes(xs);
             for &g in dzs.iter().filter(|&&g| may_underflow(g, min_row)) {
                 let (zero, subnormal) = products_underflowed(g, xs);
                 h.weight_products_became_zero += zero;
@@ -232,8 +237,8 @@ fn parameter_gradients(
 
 /// ‖W‖ into `h`; returns the smallest nonzero |w| for the dX screen if `smallest` (a layer
 /// that computes dX), else a meaningless value.
-fn weights(h: &mut LayerHealth, w: &[f32], smallest: bool) -> f32 {
-    let (weight_norm, min_w) = norm_and_min(w, h.previous_weight_norm, smallest);
+fn weights<K: Isa>(isa: K, h: &mut LayerHealth, w: &[f32], smallest: bool) -> f32 {
+    let (weight_norm, min_w) = norm_and_min(isa, w, h.previous_weight_norm, smallest);
     h.weight_norm = weight_norm;
     min_w
 }
@@ -293,7 +298,8 @@ pub(crate) struct BatchNormTerms<'a> {
 /// x̂·mean(dz·x̂) and γ/σ·(…) (dx's, if `with_dx`) as input products. A batch norm is
 /// O(B·N), so the screen recomputes x̂ and the means in the kernel's order (the same
 /// operations, so the same bits) instead of screening extremes.
-pub(crate) fn batch_norm_backward(
+pub(crate) fn batch_norm_backward<K: Isa>(
+    isa: K,
     t: &BatchNormTerms<'_>,
     dgamma: &[f32],
     dbeta: &[f32],
@@ -302,7 +308,7 @@ pub(crate) fn batch_norm_backward(
     h: &mut LayerHealth,
 ) {
     let with_dx = !dx.is_empty();
-    h.input_grad.add_slice(dx);
+    h.input_grad.add_slice_on(isa, dx);
     let BatchNormTerms {
         x,
         dz,
@@ -310,8 +316,8 @@ pub(crate) fn batch_norm_backward(
         variance,
         gamma,
     } = *t;
-    h.weight_grad.add_slice(dgamma);
-    h.bias_grad.add_slice(dbeta);
+    h.weight_grad.add_slice_on(isa, dgamma);
+    h.bias_grad.add_slice_on(isa, dbeta);
     // ‖γ‖ exactly as the dense layers' exact fallback takes ‖W‖ (NaN if some γ is NaN).
     h.weight_norm = norm_and_min_exact(gamma).0;
     let f = p.features;

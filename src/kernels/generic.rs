@@ -240,6 +240,30 @@ pub(crate) struct AdamStep {
     pub eps_t: f32,
 }
 
+impl AdamStep {
+    /// The bias corrections folded into the learning rate and ε (see
+    /// `kernels::adam_update`).
+    #[inline(always)]
+    pub(crate) fn new(
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+        bias1: f32,
+        bias2: f32,
+    ) -> Self {
+        let root_bias2 = libm::sqrtf(bias2);
+        AdamStep {
+            beta1,
+            beta2,
+            weight_decay,
+            lr_t: (lr * root_bias2 / bias1).min(f32::MAX),
+            eps_t: epsilon * root_bias2,
+        }
+    }
+}
+
 /// Adam on any [`Lanes`] type: returns `(w', m', v')`.
 ///
 /// Saturating where IEEE would overflow, so finite inputs give finite outputs: the
@@ -1721,7 +1745,7 @@ pub(crate) fn batch_normalize<V: Vector>(
 
 /// What [`batch_norm_backward`] needs besides the slices.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct BatchNormBackward {
+pub struct BatchNormBackward {
     /// Features per row.
     pub features: usize,
     /// ε of the layer.

@@ -2,10 +2,12 @@
 //! active backend (bit-identical everywhere); the short reductions over a row are scalar, in
 //! index order, so these kernels give the same bits on every backend.
 
+use super::Isa;
+
 /// Writes `a[k] = e^(z[k]−m)` with m = max z and returns `(m, Σ_k a[k])`, the sum
 /// compensated (Neumaier) so it is correct to about 1 ulp for any row length.
 #[inline]
-fn exp_shifted_row(z: &[f32], a: &mut [f32]) -> (f32, f32) {
+fn exp_shifted_row<K: Isa>(isa: K, z: &[f32], a: &mut [f32]) -> (f32, f32) {
     let mut m = f32::NEG_INFINITY;
     for &v in z {
         // NaN is skipped here; it reaches the sum below and poisons the row.
@@ -13,7 +15,7 @@ fn exp_shifted_row(z: &[f32], a: &mut [f32]) -> (f32, f32) {
             m = v;
         }
     }
-    super::exp_shifted(z, m, a);
+    isa.exp_shifted(z, m, a);
     let (mut sum, mut compensation) = (0.0_f32, 0.0_f32);
     for &e in a.iter().take(z.len()) {
         let t = sum + e;
@@ -40,7 +42,13 @@ fn exp_shifted_row(z: &[f32], a: &mut [f32]) -> (f32, f32) {
 /// ```
 #[inline]
 pub fn softmax_row(z: &[f32], a: &mut [f32]) {
-    let (_, sum) = exp_shifted_row(z, a);
+    super::with_isa!(k => softmax_row_on(k, z, a));
+}
+
+/// [`softmax_row`] with the kernels of `isa`.
+#[inline]
+pub(crate) fn softmax_row_on<K: Isa>(isa: K, z: &[f32], a: &mut [f32]) {
+    let (_, sum) = exp_shifted_row(isa, z, a);
     for o in a.iter_mut() {
         *o /= sum;
     }
@@ -59,7 +67,19 @@ pub fn softmax_row(z: &[f32], a: &mut [f32]) {
 /// ```
 #[inline]
 pub fn softmax_cross_entropy_row(z: &[f32], label: usize, g: &mut [f32], scale: f32) -> f32 {
-    let (m, sum) = exp_shifted_row(z, g);
+    super::with_isa!(k => softmax_cross_entropy_row_on(k, z, label, g, scale))
+}
+
+/// [`softmax_cross_entropy_row`] with the kernels of `isa`.
+#[inline]
+pub(crate) fn softmax_cross_entropy_row_on<K: Isa>(
+    isa: K,
+    z: &[f32],
+    label: usize,
+    g: &mut [f32],
+    scale: f32,
+) -> f32 {
+    let (m, sum) = exp_shifted_row(isa, z, g);
     for (k, gk) in g.iter_mut().enumerate() {
         let onehot = if k == label { 1.0 } else { 0.0 };
         *gk = (*gk / sum - onehot) * scale;

@@ -134,6 +134,21 @@ pub fn dense_backward_params<const IN: usize, const OUT: usize, const B: usize>(
     }
 }
 
+/// Plain SGD, `w −= lr · (g + λ·w)`: on Cortex-M with an FPU blocks of eight in VFP code
+/// (the same two non-fused operations per weight), the rest by the portable body.
+#[inline]
+pub fn sgd_update(w: &mut [f32], g: &[f32], lr: f32, weight_decay: f32) {
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    let (w, g) = {
+        let done = super::cortex_m::sgd_blocks(w, g, lr, weight_decay);
+        (
+            w.get_mut(done..).unwrap_or(&mut []),
+            g.get(done..).unwrap_or(&[]),
+        )
+    };
+    super::generic::sgd_update::<f32>(w, g, lr, weight_decay);
+}
+
 #[cfg(test)]
 mod tests {
     use super::{dense_backward_input, dense_backward_params, dense_forward};

@@ -5,7 +5,7 @@ use crate::activation::{Activation, Identity};
 use crate::error::Error;
 use crate::health::GradientObserver;
 use crate::init::Init;
-use crate::kernels::{self, BatchNormBackward, GradMode};
+use crate::kernels::{self, BatchNormBackward, GradMode, Isa};
 use crate::storage::{Parameters, TensorInfo, TensorKind, Zeroed};
 use rand_core::Rng;
 
@@ -297,13 +297,14 @@ impl<const N: usize, const B: usize> Zeroed for BatchNormCache<N, B> {
 
 impl<const N: usize, A: Activation> BatchNorm<N, A> {
     /// z = γ·x̂ + β with the statistics in `cache`, then a = f(z).
-    fn normalize<const B: usize>(
+    fn normalize<K: Isa, const B: usize>(
         &self,
+        isa: K,
         params: &BatchNormParams<N>,
         x: &[[f32; N]; B],
         cache: &mut BatchNormCache<N, B>,
     ) {
-        kernels::batch_normalize(
+        isa.batch_normalize(
             x.as_flattened(),
             N,
             &cache.mean,
@@ -313,9 +314,11 @@ impl<const N: usize, A: Activation> BatchNorm<N, A> {
             &params.shift,
             cache.pre_activation.as_flattened_mut(),
         );
-        for (z, a) in cache.pre_activation.iter().zip(cache.output.iter_mut()) {
-            self.activation.forward(z, a);
-        }
+        let (z, a) = (
+            cache.pre_activation.as_flattened(),
+            cache.output.as_flattened_mut(),
+        );
+        self.activation.forward_on(isa, z, a, N);
     }
 }
 
@@ -333,8 +336,9 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
         params.running_variance = [1.0; N];
     }
 
-    fn forward<const B: usize>(
+    fn forward_on<K: Isa, const B: usize>(
         &self,
+        isa: K,
         params: &Self::Params,
         x: &[[f32; N]; B],
         cache: &mut Self::Cache<B>,
@@ -343,16 +347,17 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
         cache.variance = params.running_variance;
         cache.batch_statistics = false;
         cache.pending = false;
-        self.normalize(params, x, cache);
+        self.normalize(isa, params, x, cache);
     }
 
-    fn forward_train<const B: usize>(
+    fn forward_train_on<K: Isa, const B: usize>(
         &self,
+        isa: K,
         params: &Self::Params,
         x: &[[f32; N]; B],
         cache: &mut Self::Cache<B>,
     ) {
-        kernels::batch_statistics(
+        isa.batch_statistics(
             x.as_flattened(),
             N,
             &mut cache.mean,
@@ -361,7 +366,7 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
         );
         cache.batch_statistics = true;
         cache.pending = B > 1;
-        self.normalize(params, x, cache);
+        self.normalize(isa, params, x, cache);
     }
 
     fn update_running_statistics<const B: usize>(
@@ -384,7 +389,7 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
         &cache.output
     }
 
-    fn backward_at<O: GradientObserver, const B: usize>(
+    fn backward_at<K: Isa, O: GradientObserver, const B: usize>(
         &self,
         params: &Self::Params,
         x: &[[f32; N]; B],
@@ -392,9 +397,10 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
         dy: &[[f32; N]; B],
         grads: &mut Self::Params,
         dx: Option<&mut [[f32; N]; B]>,
-        context: &mut BackwardContext<'_, O>,
+        context: &mut BackwardContext<'_, O, K>,
     ) {
-        let (mode, layer, observer) = (context.mode, context.layer, &mut *context.observer);
+        let (isa, mode, layer) = (context.isa, context.mode, context.layer);
+        let observer = &mut *context.observer;
         let constants = self.backward_constants(cache.batch_statistics, mode);
         let dx = match dx {
             Some(dx) => dx.as_flattened_mut(),
@@ -417,22 +423,20 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
                 cache.output.as_flattened(),
             );
             self.activation
-                .backward_observed(z, a, dy.as_flattened(), dz, N, h);
+                .backward_observed_on(isa, z, a, dy.as_flattened(), dz, N, h);
         } else {
-            let rows = cache
-                .pre_activation
-                .iter()
-                .zip(cache.output.iter())
-                .zip(dy.iter());
-            for (((z, a), g), dz) in rows.zip(dz.chunks_exact_mut(N.max(1))) {
-                self.activation.backward(z, a, g, dz);
-            }
+            let (z, a) = (
+                cache.pre_activation.as_flattened(),
+                cache.output.as_flattened(),
+            );
+            self.activation
+                .backward_on(isa, z, a, dy.as_flattened(), dz, N);
         }
         let (x, dz) = (x.as_flattened(), cache.pre_activation_grad.as_flattened());
         let statistics = [&cache.mean, &cache.variance, &params.scale];
         let [mean, variance, gamma] = statistics.map(|s| s.as_slice());
         let (dgamma, dbeta) = (&mut grads.scale, &mut grads.shift);
-        kernels::batch_norm_backward(x, dz, mean, variance, gamma, dgamma, dbeta, dx, &constants);
+        isa.batch_norm_backward(x, dz, mean, variance, gamma, dgamma, dbeta, dx, &constants);
         if let Some(h) = health {
             let norm = crate::health::BatchNormTerms {
                 x,
@@ -441,7 +445,7 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
                 variance,
                 gamma,
             };
-            crate::health::batch_norm_backward(&norm, dgamma, dbeta, dx, &constants, h);
+            crate::health::batch_norm_backward(isa, &norm, dgamma, dbeta, dx, &constants, h);
         }
     }
 }
