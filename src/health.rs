@@ -134,8 +134,9 @@ pub struct ClassCounts {
 }
 
 impl ClassCounts {
-    /// All counts zero.
-    pub const ZERO: Self = ClassCounts {
+    /// Nothing counted yet (every count zero). Records of what was observed spell their
+    /// start value `EMPTY`, like [`TensorStats::EMPTY`] and [`LayerHealth::EMPTY`].
+    pub const EMPTY: Self = ClassCounts {
         zero: 0,
         subnormal: 0,
         normal: 0,
@@ -146,7 +147,7 @@ impl ClassCounts {
     /// Number of values counted.
     ///
     /// ```
-    /// assert_eq!(gradguard::health::ClassCounts::ZERO.total(), 0);
+    /// assert_eq!(gradguard::health::ClassCounts::EMPTY.total(), 0);
     /// ```
     #[must_use]
     pub fn total(&self) -> u64 {
@@ -160,7 +161,7 @@ impl ClassCounts {
     /// Number of infinite and NaN values.
     ///
     /// ```
-    /// assert_eq!(gradguard::health::ClassCounts::ZERO.non_finite(), 0);
+    /// assert_eq!(gradguard::health::ClassCounts::EMPTY.non_finite(), 0);
     /// ```
     #[must_use]
     pub fn non_finite(&self) -> u64 {
@@ -209,7 +210,7 @@ impl Default for TensorStats {
 impl TensorStats {
     /// No values yet.
     pub const EMPTY: Self = TensorStats {
-        counts: ClassCounts::ZERO,
+        counts: ClassCounts::EMPTY,
         max_abs: 0.0,
         min_nonzero_abs: f32::INFINITY,
         scale_exponent: -126,
@@ -263,9 +264,19 @@ impl TensorStats {
         crate::kernels::with_isa!(k => self.add_slice_on(k, values));
     }
 
-    /// [`TensorStats::add_slice`] on the instruction set `isa`.
+    /// [`TensorStats::add_slice`] with the kernels of `isa` (counts and extremes are the
+    /// same on every instruction set; the sums agree within the rounding of a sum).
+    ///
+    /// ```
+    /// use gradguard::{health::TensorStats, kernels::Backend};
+    /// for backend in Backend::available() {
+    ///     let mut s = TensorStats::EMPTY;
+    ///     s.add_slice_on(backend.isa().unwrap(), &[3.0, 4.0]);
+    ///     assert_eq!(s.l2_norm(), 5.0);
+    /// }
+    /// ```
     #[inline]
-    pub(crate) fn add_slice_on<K: Isa>(&mut self, isa: K, values: &[f32]) {
+    pub fn add_slice_on<K: Isa>(&mut self, isa: K, values: &[f32]) {
         let m = isa.moments(values, self.scale_exponent);
         if !self.add_moments(values.len(), &m) {
             self.add_exact(values);

@@ -108,7 +108,7 @@ pub trait Layer {
         with_isa!(k => self.forward_on(k, params, x, cache));
     }
 
-    /// [`Layer::forward`] with the kernels of `isa` (a token, or an [`AnyIsa`] chosen at
+    /// [`Layer::forward`] with the kernels of `isa` (a token, or an [`AnyIsa`](crate::kernels::AnyIsa) chosen at
     /// run time). Implement this.
     ///
     /// ```

@@ -15,6 +15,13 @@
 /// static PARAMS: <Net as Layer>::Params = <Net as Layer>::Params::ZEROED;
 /// assert!(PARAMS.weights.iter().flatten().all(|&w| w == 0.0));
 /// ```
+///
+/// Two spellings, for two different things: storage (parameters, gradients, caches,
+/// workspaces, optimiser state) is `ZEROED`, every bit zero, so a `static` of it lands in
+/// `.bss`; a record of what was observed (`health::TensorStats`, `health::LayerHealth`,
+/// `health::ClassCounts`) starts `EMPTY`, nothing observed yet, which is not all zero (the
+/// smallest magnitude seen starts at +∞). A health report starts as
+/// `health::HealthReport::new(config)`, a `const fn`.
 pub trait Zeroed: Sized {
     /// The value with every f32 equal to +0.0.
     const ZEROED: Self;

@@ -8,12 +8,11 @@
 //!   health statistics, and the health counts wherever the values agree): bit-identical,
 //!   NaN payloads aside.
 //!
-//! The backend is a process-wide setting, so the tests take a lock while they switch it.
-
-use std::sync::Mutex;
+//! Each test passes the backend explicitly (its token, [`Backend::isa`]); only the test of
+//! `set_backend` itself changes the process-wide choice.
 
 use gradguard::health::TensorStats;
-use gradguard::kernels::{self, backend, set_backend, Backend};
+use gradguard::kernels::{self, backend, set_backend, AnyIsa, Backend, Isa};
 use gradguard::{
     Activation, Elementwise, Elu, Error, Identity, LeakyRelu, Relu, Sigmoid, Softsign, Tanh,
 };
@@ -24,8 +23,6 @@ use proptest::prelude::*;
 mod differential;
 use differential::{canonical, check_dense, stats_agree};
 
-static LOCK: Mutex<()> = Mutex::new(());
-
 /// The backends this machine can run, other than the scalar reference.
 fn simd_backends() -> Vec<Backend> {
     Backend::available()
@@ -33,14 +30,9 @@ fn simd_backends() -> Vec<Backend> {
         .collect()
 }
 
-/// Runs `f` with `b` active (and the lock held), then restores the previous backend.
-fn on<T>(b: Backend, f: impl FnOnce() -> T) -> T {
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let before = backend();
-    set_backend(b).expect("available");
-    let r = f();
-    set_backend(before).expect("was available");
-    r
+/// Runs `f` with the token of `b` (which this machine can run).
+fn on<T>(b: Backend, f: impl FnOnce(AnyIsa) -> T) -> T {
+    f(b.isa().expect("available"))
 }
 
 /// Mostly ordinary values, some adversarial ones.
@@ -116,8 +108,7 @@ macro_rules! dense_shapes {
                     x in values($in * $b),
                     dz in values($out * $b),
                 ) {
-                    let on = |b: Backend, f: &mut dyn FnMut()| on(b, f);
-                    let r = check_dense::<$in, $out, $b>(&w, &b, &x, &dz, &simd_backends(), &on);
+                    let r = check_dense::<$in, $out, $b>(&w, &b, &x, &dz, &simd_backends());
                     prop_assert!(r.is_ok(), "{}", r.unwrap_err());
                 }
             }
@@ -138,24 +129,24 @@ dense_shapes! {
 }
 
 /// Forward, backward and derivative rows of one activation on one backend.
-fn run_activation<A: Elementwise>(a: &A, z: &[f32], dy: &[f32]) -> [Vec<u32>; 3] {
+fn run_activation<A: Elementwise>(isa: AnyIsa, a: &A, z: &[f32], dy: &[f32]) -> [Vec<u32>; 3] {
     let n = z.len();
     let (mut out, mut dz, mut d) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    a.forward(z, &mut out);
-    Activation::backward(a, z, &out, dy, &mut dz);
-    kernels::activation_derivative(a, z, &mut d);
+    a.forward_on(isa, z, &mut out, n);
+    Activation::backward_on(a, isa, z, &out, dy, &mut dz, n);
+    isa.activation_derivative(a, z, &mut d);
     [canonical(&out), canonical(&dz), canonical(&d)]
 }
 
 fn check_activation<A: Elementwise>(a: A, z: &[f32], dy: &[f32]) -> Result<(), TestCaseError> {
-    let reference = on(Backend::Scalar, || run_activation(&a, z, dy));
+    let reference = on(Backend::Scalar, |k| run_activation(k, &a, z, dy));
     // The scalar kernels are the scalar functions, element by element.
     let by_element: Vec<f32> = z.iter().map(|&v| a.value(v)).collect();
     prop_assert_eq!(&reference[0], &canonical(&by_element));
     let by_element: Vec<f32> = z.iter().map(|&v| a.derivative(v)).collect();
     prop_assert_eq!(&reference[2], &canonical(&by_element));
     for backend in simd_backends() {
-        let got = on(backend, || run_activation(&a, z, dy));
+        let got = on(backend, |k| run_activation(k, &a, z, dy));
         prop_assert_eq!(&got, &reference, "{} on {}", A::NAME, backend.name());
     }
     Ok(())
@@ -184,11 +175,11 @@ proptest! {
         (z, t) in (1usize..40).prop_flat_map(|n| (vec(any_f32(), n), vec(0.0f32..=1.0, n))),
         label in 0usize..45,
     ) {
-        let run = || {
+        let run = |k: AnyIsa| {
             let n = z.len();
             let (mut a, mut g, mut g2, mut g3) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-            kernels::softmax_row(&z, &mut a);
-            let ce = kernels::softmax_cross_entropy_row(&z, label, &mut g, 0.5);
+            kernels::softmax_row_on(k, &z, &mut a);
+            let ce = kernels::softmax_cross_entropy_row_on(k, &z, label, &mut g, 0.5);
             let bce = kernels::binary_cross_entropy_with_logits_row(&z, &t, &mut g2, 0.5);
             kernels::softmax_backward_row(&a, &t, &mut g3);
             (canonical(&a), canonical(&g), canonical(&g2), canonical(&g3), canonical(&[ce, bce]))
@@ -206,12 +197,12 @@ proptest! {
         lr in prop_oneof![Just(0.1f32), 1e-4f32..1.0, Just(f32::NAN)],
         decay in prop_oneof![Just(0.0f32), 0.0f32..0.1],
     ) {
-        let run = || {
+        let run = |k: AnyIsa| {
             let (mut w1, mut w2, mut w3) = (w.clone(), w.clone(), w.clone());
             let (mut velocity, mut m1, mut v1) = (m.clone(), m.clone(), v.clone());
-            kernels::sgd_update(&mut w1, &g, lr, decay);
-            kernels::sgd_momentum_update(&mut w2, &g, &mut velocity, lr, 0.9, decay);
-            kernels::adam_update(&mut w3, &g, &mut m1, &mut v1, lr, 0.9, 0.999, 1e-8, decay, 0.1, 0.001);
+            k.sgd_update(&mut w1, &g, lr, decay);
+            k.sgd_momentum_update(&mut w2, &g, &mut velocity, lr, 0.9, decay);
+            k.adam_update(&mut w3, &g, &mut m1, &mut v1, lr, 0.9, 0.999, 1e-8, decay, 0.1, 0.001);
             [w1, w2, velocity, w3, m1, v1].map(|x| canonical(&x))
         };
         let reference = on(Backend::Scalar, run);
@@ -224,10 +215,10 @@ proptest! {
     fn health_statistics_agree_on_every_backend(
         values in (0usize..200).prop_flat_map(|n| vec(value(), n)),
     ) {
-        let run = || {
+        let run = |k: AnyIsa| {
             let mut s = TensorStats::EMPTY;
-            s.add_slice(&values);
-            s.add_slice(&values[values.len() / 2..]);
+            s.add_slice_on(k, &values);
+            s.add_slice_on(k, &values[values.len() / 2..]);
             s
         };
         let reference = on(Backend::Scalar, run);
@@ -240,7 +231,7 @@ proptest! {
 
 #[test]
 fn only_runnable_backends_can_be_selected() {
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // The one test here that changes the process-wide backend; the others pass theirs.
     for &b in Backend::ALL {
         let before = backend();
         match set_backend(b) {

@@ -5,31 +5,18 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the formulas
 
-use std::sync::Mutex;
-
 use gradguard::health::{HealthConfig, HealthReport, LayerKind, NoHealth};
-use gradguard::kernels::{backend, set_backend, Backend};
+use gradguard::kernels::{AnyIsa, Backend};
 use gradguard::{
-    train_step, train_step_guarded, Activation, BatchNorm, Dense, GradMode, Identity, Layer,
-    MeanSquaredError, Parameters, Seq, Sgd, Sigmoid, StepGuard, Tanh, Workspace, Zeroed,
+    train_step, train_step_guarded, Activation, BackwardContext, BatchNorm, Dense, GradMode,
+    Identity, Layer, MeanSquaredError, Parameters, Seq, Sgd, Sigmoid, StepGuard, Tanh, Workspace,
+    Zeroed,
 };
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 mod torch {
     include!("data/pytorch_batch_norm.rs");
-}
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-/// Runs `f` with `b` active (the backend is process-wide: serialised by a lock).
-fn on<T>(b: Backend, f: impl FnOnce() -> T) -> T {
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let before = backend();
-    set_backend(b).expect("available");
-    let r = f();
-    set_backend(before).expect("was available");
-    r
 }
 
 fn uniform(rng: &mut Xoshiro256PlusPlus, lo: f32, hi: f32) -> f32 {
@@ -634,7 +621,7 @@ fn underflowing_products_are_counted() {
 /// subnormals, huge values and NaN in the batch.
 #[test]
 fn every_backend_gives_the_scalar_bits() {
-    fn case<const N: usize, const B: usize>(seed: u64) -> Vec<u32> {
+    fn case<const N: usize, const B: usize>(isa: AnyIsa, seed: u64) -> Vec<u32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let specials = [0.0, -0.0, 1e-40, -3e-39, 1e30, f32::NAN, 1e4];
         let mut x: [[f32; N]; B] =
@@ -659,12 +646,26 @@ fn every_backend_gives_the_scalar_bits() {
         let mut dx = [[0.0f32; N]; B];
         for training in [true, false] {
             if training {
-                bn.forward_train(&p, &x, &mut cache);
+                bn.forward_train_on(isa, &p, &x, &mut cache);
             } else {
-                bn.forward(&p, &x, &mut cache);
+                bn.forward_on(isa, &p, &x, &mut cache);
             }
             for mode in [GradMode::Overwrite, GradMode::Accumulate] {
-                bn.backward(&p, &x, &mut cache, &dy, &mut grads, Some(&mut dx), mode);
+                let mut context = BackwardContext {
+                    isa,
+                    mode,
+                    observer: &mut NoHealth,
+                    layer: 0,
+                };
+                bn.backward_at(
+                    &p,
+                    &x,
+                    &mut cache,
+                    &dy,
+                    &mut grads,
+                    Some(&mut dx),
+                    &mut context,
+                );
                 for v in cache.output.iter().flatten().chain(dx.iter().flatten()) {
                     bits.push(v.to_bits());
                 }
@@ -689,18 +690,20 @@ fn every_backend_gives_the_scalar_bits() {
             })
             .collect()
     }
-    let all = || {
-        let mut v = case::<1, 3>(1);
-        v.extend(case::<7, 2>(2));
-        v.extend(case::<16, 8>(3));
-        v.extend(case::<19, 5>(4));
-        v.extend(case::<37, 9>(5));
+    // Each backend passed explicitly, as its token: nothing process-wide changes.
+    let all = |b: Backend| {
+        let isa = b.isa().expect("available");
+        let mut v = case::<1, 3>(isa, 1);
+        v.extend(case::<7, 2>(isa, 2));
+        v.extend(case::<16, 8>(isa, 3));
+        v.extend(case::<19, 5>(isa, 4));
+        v.extend(case::<37, 9>(isa, 5));
         v
     };
-    let reference = on(Backend::Scalar, all);
+    let reference = all(Backend::Scalar);
     let mut checked = 0;
     for b in Backend::available().filter(|&b| b != Backend::Scalar) {
-        assert_eq!(on(b, all), reference, "{b:?}");
+        assert_eq!(all(b), reference, "{b:?}");
         checked += 1;
     }
     // On x86_64 and aarch64 at least one vector backend is always there.

@@ -7,16 +7,8 @@
 #[path = "../../tests/support/differential.rs"]
 mod differential;
 
-use gradguard::kernels::{self, Backend};
+use gradguard::kernels::Backend;
 use libfuzzer_sys::fuzz_target;
-
-/// Runs `f` with `backend` active (the fuzzer is single-threaded).
-fn on(backend: Backend, f: &mut dyn FnMut()) {
-    let before = kernels::backend();
-    kernels::set_backend(backend).expect("only available backends are passed");
-    f();
-    kernels::set_backend(before).expect("was available");
-}
 
 /// `n` f32 values from the input's bytes, as arbitrary bit patterns (cycled if short).
 fn values(data: &[u8], n: usize, offset: usize) -> Vec<f32> {
@@ -37,7 +29,7 @@ fn check<const IN: usize, const OUT: usize, const B: usize>(data: &[u8]) {
     let b = values(data, OUT, 4 * IN * OUT);
     let x = values(data, IN * B, 4 * (IN * OUT + OUT));
     let dz = values(data, OUT * B, 4 * (IN * OUT + OUT + IN * B));
-    if let Err(e) = differential::check_dense::<IN, OUT, B>(&w, &b, &x, &dz, &backends, &on) {
+    if let Err(e) = differential::check_dense::<IN, OUT, B>(&w, &b, &x, &dz, &backends) {
         panic!("{e}");
     }
 }

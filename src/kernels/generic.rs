@@ -1,7 +1,7 @@
 //! One body per kernel family, generic over a [`Vector`] type.
 //!
 //! Every backend instantiates these functions with its own vector type inside a thin
-//! `#[target_feature]` wrapper (see `backend_kernels!`), so each body exists once and is
+//! `#[target_feature]` wrapper (generated from the kernel table in `kernels::isa`), so each body exists once and is
 //! compiled once per instruction set. `f32` is a one-lane [`Vector`] too: the scalar
 //! backend's elementwise kernels and backward matrix kernels are these same bodies.
 //!

@@ -73,7 +73,7 @@ pub use rows::{
     binary_cross_entropy_with_logits_row, softmax_backward_row, softmax_cross_entropy_row,
     softmax_row, squared_error_row,
 };
-pub(crate) use rows::{softmax_cross_entropy_row_on, softmax_row_on};
+pub use rows::{softmax_cross_entropy_row_on, softmax_row_on};
 
 use crate::elementwise::Elementwise;
 

@@ -45,9 +45,16 @@ pub fn softmax_row(z: &[f32], a: &mut [f32]) {
     super::with_isa!(k => softmax_row_on(k, z, a));
 }
 
-/// [`softmax_row`] with the kernels of `isa`.
+/// [`softmax_row`] with the kernels of `isa` (the same bits on every instruction set).
+///
+/// ```
+/// use gradguard::kernels::{softmax_row_on, Scalar};
+/// let mut a = [0.0; 2];
+/// softmax_row_on(Scalar::new(), &[1.0, 1.0], &mut a);
+/// assert_eq!(a, [0.5, 0.5]);
+/// ```
 #[inline]
-pub(crate) fn softmax_row_on<K: Isa>(isa: K, z: &[f32], a: &mut [f32]) {
+pub fn softmax_row_on<K: Isa>(isa: K, z: &[f32], a: &mut [f32]) {
     let (_, sum) = exp_shifted_row(isa, z, a);
     for o in a.iter_mut() {
         *o /= sum;
@@ -70,9 +77,18 @@ pub fn softmax_cross_entropy_row(z: &[f32], label: usize, g: &mut [f32], scale: 
     super::with_isa!(k => softmax_cross_entropy_row_on(k, z, label, g, scale))
 }
 
-/// [`softmax_cross_entropy_row`] with the kernels of `isa`.
+/// [`softmax_cross_entropy_row`] with the kernels of `isa` (the same bits on every
+/// instruction set).
+///
+/// ```
+/// use gradguard::kernels::{softmax_cross_entropy_row_on, Scalar};
+/// let mut g = [0.0; 2];
+/// let loss = softmax_cross_entropy_row_on(Scalar::new(), &[0.0, 0.0], 0, &mut g, 1.0);
+/// assert_eq!(g, [-0.5, 0.5]);
+/// assert!((loss - 2.0_f32.ln()).abs() < 1e-7);
+/// ```
 #[inline]
-pub(crate) fn softmax_cross_entropy_row_on<K: Isa>(
+pub fn softmax_cross_entropy_row_on<K: Isa>(
     isa: K,
     z: &[f32],
     label: usize,

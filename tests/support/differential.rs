@@ -5,9 +5,10 @@
 //! exactly; health norms within the error of a lane-wise sum.
 #![allow(dead_code)] // each includer uses a part
 
+use gradguard::health::NoHealth;
 use gradguard::health::{HealthConfig, HealthReport, LayerHealth, TensorStats};
-use gradguard::kernels::{self, Backend};
-use gradguard::{Dense, DenseCache, DenseParams, GradMode, Layer, Zeroed};
+use gradguard::kernels::{self, AnyIsa, Backend, Isa};
+use gradguard::{BackwardContext, Dense, DenseCache, DenseParams, GradMode, Layer, Zeroed};
 
 /// Fails the check with a message (a `prop_assert!` that also works outside proptest).
 macro_rules! ensure {
@@ -47,19 +48,20 @@ pub struct DenseResults {
 }
 
 pub fn run_dense<const IN: usize, const OUT: usize, const B: usize>(
+    isa: AnyIsa,
     w: &[[f32; IN]; OUT],
     b: &[f32; OUT],
     x: &[[f32; IN]; B],
     dz: &[[f32; OUT]; B],
 ) -> DenseResults {
     let mut z = [[0.0; OUT]; B];
-    kernels::dense_forward(w, b, x, &mut z);
+    isa.dense_forward(w, b, x, &mut z);
     let mut dx = [[7.0; IN]; B];
-    kernels::dense_backward_input(w, dz, &mut dx);
+    isa.dense_backward_input(w, dz, &mut dx);
     let (mut dw, mut db) = ([[7.0; IN]; OUT], [7.0; OUT]);
-    kernels::dense_backward_params(dz, x, &mut dw, &mut db, GradMode::Overwrite);
+    isa.dense_backward_params(dz, x, &mut dw, &mut db, GradMode::Overwrite);
     let (mut dw2, mut db2) = (dw, db);
-    kernels::dense_backward_params(dz, x, &mut dw2, &mut db2, GradMode::Accumulate);
+    isa.dense_backward_params(dz, x, &mut dw2, &mut db2, GradMode::Accumulate);
     // The observed backward of an identity layer (dz = dy·1 = dy): the same values and the
     // health of the layer.
     let layer = Dense::<IN, OUT>::default();
@@ -68,33 +70,44 @@ pub fn run_dense<const IN: usize, const OUT: usize, const B: usize>(
         bias: *b,
     };
     let mut cache = DenseCache::<OUT, B>::ZEROED;
-    layer.forward(&params, x, &mut cache);
+    layer.forward_on(isa, &params, x, &mut cache);
     let mut grads = DenseParams::<IN, OUT>::ZEROED;
     let mut dx3 = [[0.0; IN]; B];
     let mut report = HealthReport::<1>::new(HealthConfig::DEFAULT);
-    layer.backward_observed(
+    let mut context = BackwardContext {
+        isa,
+        mode: GradMode::Overwrite,
+        observer: &mut report,
+        layer: 0,
+    };
+    layer.backward_at(
         &params,
         x,
         &mut cache,
         dz,
         &mut grads,
         Some(&mut dx3),
-        GradMode::Overwrite,
-        &mut report,
+        &mut context,
     );
     let health = report.layers_from_output()[0];
     // The untracked backward on the same cache: observing changes no bit. (Its dz is
     // dy·f'(z) = dy except where z is NaN.)
     let (mut plain_cache, mut plain) = (cache, DenseParams::<IN, OUT>::ZEROED);
     let mut plain_dx = [[0.0; IN]; B];
-    layer.backward(
+    let mut context = BackwardContext {
+        isa,
+        mode: GradMode::Overwrite,
+        observer: &mut NoHealth,
+        layer: 0,
+    };
+    layer.backward_at(
         &params,
         x,
         &mut plain_cache,
         dz,
         &mut plain,
         Some(&mut plain_dx),
-        GradMode::Overwrite,
+        &mut context,
     );
     assert_eq!(
         canonical(plain.weights.as_flattened()),
@@ -210,14 +223,13 @@ pub fn check_dense<const IN: usize, const OUT: usize, const B: usize>(
     xv: &[f32],
     dzv: &[f32],
     backends: &[Backend],
-    on: &dyn Fn(Backend, &mut dyn FnMut()),
 ) -> Result<(), String> {
     let (w, b) = (matrix::<IN, OUT>(wv), array::<OUT>(bv));
     let (x, dz) = (matrix::<IN, B>(xv), matrix::<OUT, B>(dzv));
+    // Each backend is passed explicitly: nothing process-wide changes.
     let run = |backend: Backend| {
-        let mut result = None;
-        on(backend, &mut || result = Some(run_dense(&w, &b, &x, &dz)));
-        result.ok_or("the backend did not run")
+        let isa = backend.isa().ok_or("the backend is not available")?;
+        Ok::<_, &str>(run_dense(isa, &w, &b, &x, &dz))
     };
     let reference = run(Backend::Scalar).map_err(String::from)?;
     let product = |a: f32, b: f32| f64::from(a) * f64::from(b);
