@@ -97,28 +97,35 @@ fn scalar_matrix_kernels_match_naive_sums() {
     }
 }
 
-/// Every generic body at `V` against the same body at f32, on lengths around the lane
-/// count (so both the vector loop and the tail run).
-fn generic_bodies_agree<V: Vector>() {
+/// Every generic body at `V` against a per-element reference written here (the scalar
+/// functions and formulas, one element at a time, and f64 sums), on lengths around the lane
+/// count (so both the vector loop and the tail run). At `V = f32` this checks the loop
+/// machinery (tails, indexing, the common length) against plain iteration.
+/// `fuses`: the vector type's `mul_add` is fused (dX and dW then within
+/// `matrix_error_bound` instead of bit-identical).
+fn generic_bodies_agree<V: Vector>(fuses: bool) {
+    let collect = |n: usize, f: &dyn Fn(usize) -> f32| (0..n).map(f).collect::<std::vec::Vec<_>>();
     for n in [0, 1, 3, 4, 5, 7, 9, 17] {
         let (z, dy) = (values(n, 2), values(n, 3));
-        let mut a = (std::vec![0.0; n], std::vec![0.0; n]);
-        generic::map::<V, _>(&Value(&Sigmoid), &z, &[], &[], &mut a.0);
-        generic::map::<f32, _>(&Value(&Sigmoid), &z, &[], &[], &mut a.1);
-        assert!(same_bits(&a.0, &a.1), "sigmoid, n = {n}");
-        generic::map::<V, _>(&Backward(&Tanh), &z, &dy, &[], &mut a.0);
-        generic::map::<f32, _>(&Backward(&Tanh), &z, &dy, &[], &mut a.1);
-        assert!(same_bits(&a.0, &a.1), "tanh backward, n = {n}");
-        generic::map::<V, _>(&ExpShifted(1.5), &z, &[], &[], &mut a.0);
-        generic::map::<f32, _>(&ExpShifted(1.5), &z, &[], &[], &mut a.1);
-        assert!(same_bits(&a.0, &a.1), "exp, n = {n}");
-        for (k, &x) in z.iter().enumerate() {
-            assert_eq!(
-                Relu.value_lanes(x).to_bits(),
-                Relu.value(x).to_bits(),
-                "{k}"
-            );
-        }
+        let mut a = std::vec![0.0; n];
+        generic::map::<V, _>(&Value(&Sigmoid), &z, &[], &[], &mut a);
+        assert!(
+            same_bits(&a, &collect(n, &|k| Sigmoid.value(z[k]))),
+            "sigmoid, n = {n}"
+        );
+        generic::map::<V, _>(&Backward(&Tanh), &z, &dy, &[], &mut a);
+        let expected = collect(n, &|k| dy[k] * Tanh.derivative(z[k]));
+        assert!(same_bits(&a, &expected), "tanh backward, n = {n}");
+        generic::map::<V, _>(&ExpShifted(1.5), &z, &[], &[], &mut a);
+        let expected = collect(n, &|k| crate::math::exp(z[k] - 1.5));
+        assert!(same_bits(&a, &expected), "exp, n = {n}");
+        // A shorter output: only the common length is written.
+        let mut short = std::vec![7.0; n / 2];
+        generic::map::<V, _>(&Value(&Relu), &z, &[], &[], &mut short);
+        assert!(
+            same_bits(&short, &collect(n / 2, &|k| Relu.value(z[k]))),
+            "relu, n = {n}"
+        );
         let step = AdamStep {
             beta1: 0.9,
             beta2: 0.999,
@@ -127,31 +134,44 @@ fn generic_bodies_agree<V: Vector>() {
             eps_t: 1e-8,
         };
         let (mut w0, mut m0, mut v0) = (z.clone(), dy.clone(), std::vec![0.5; n]);
-        let (mut w1, mut m1, mut v1) = (w0.clone(), m0.clone(), v0.clone());
+        let (w1, m1, v1) = (w0.clone(), m0.clone(), v0.clone());
         generic::adam_update::<V>(&mut w0, &dy, &mut m0, &mut v0, &step);
-        generic::adam_update::<f32>(&mut w1, &dy, &mut m1, &mut v1, &step);
-        assert!(same_bits(&w0, &w1) && same_bits(&m0, &m1) && same_bits(&v0, &v1));
-        // Statistics: counts and extremes identical, sums within the rounding of a sum.
+        for k in 0..n {
+            let (w, m, v) = generic::adam_step::<f32>(w1[k], dy[k], m1[k], v1[k], &step);
+            assert!(
+                same_bits(&[w0[k], m0[k], v0[k]], &[w, m, v]),
+                "adam {k}, n = {n}"
+            );
+        }
+        // Statistics: counts and extremes exact, sums (at the scale 2^e the kernel chose)
+        // within the rounding of a sum of n terms.
         let finite: std::vec::Vec<f32> = z.iter().copied().filter(|v| v.is_finite()).collect();
-        let (m0, m1) = (
-            generic::moments::<V>(&finite, -126),
-            generic::moments::<f32>(&finite, -126),
-        );
-        assert_eq!(m0.magnitudes, m1.magnitudes);
-        assert_eq!(m0.scale_exponent, m1.scale_exponent);
-        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs();
-        assert!(close(m0.sum_squares, m1.sum_squares) && close(m0.sum_abs, m1.sum_abs));
-        let (e0, e1) = (
-            generic::extremes::<V>(&finite),
-            generic::extremes::<f32>(&finite),
+        let m = generic::moments::<V>(&finite, -126);
+        let abs = || finite.iter().map(|v| v.abs());
+        let max = abs().fold(0.0f32, f32::max);
+        let min = abs().filter(|&a| a > 0.0).fold(f32::INFINITY, f32::min);
+        assert_eq!(
+            (m.magnitudes.max_abs, m.magnitudes.min_nonzero_abs),
+            (max, min)
         );
         assert_eq!(
-            (e0.0.to_bits(), e0.1.to_bits()),
-            (e1.0.to_bits(), e1.1.to_bits())
+            m.magnitudes.zero,
+            abs().filter(|&a| a == 0.0).count() as u64
         );
+        let tiny = abs().filter(|&a| a < f32::MIN_POSITIVE).count() as u64;
+        assert_eq!(m.magnitudes.tiny, tiny);
+        let scale = 2f64.powi(-m.scale_exponent);
+        let sum_abs: f64 = abs().map(|a| f64::from(a) * scale).sum();
+        let sum_squares: f64 = abs().map(|a| (f64::from(a) * scale).powi(2)).sum();
+        let close = |got: f32, exact: f64| (f64::from(got) - exact).abs() <= 1e-5 * exact;
+        assert!(
+            close(m.sum_abs, sum_abs) && close(m.sum_squares, sum_squares),
+            "n = {n}"
+        );
+        let e = generic::extremes::<V>(&finite);
         assert_eq!(
-            (e1.0, e1.1),
-            (m1.magnitudes.max_abs, m1.magnitudes.min_nonzero_abs)
+            (e.0.to_bits(), e.1.to_bits()),
+            (max.to_bits(), min.to_bits())
         );
     }
     // The matrix bodies on a shape with vector and tail parts: dX/dW bit-identical when
@@ -177,9 +197,35 @@ fn generic_bodies_agree<V: Vector>() {
         GradMode::Accumulate,
     );
     scalar::dense_backward_params(&dz, &x, &mut dw1, &mut db1, GradMode::Accumulate);
-    assert!(same_bits(dx0.as_flattened(), dx1.as_flattened()));
-    assert!(same_bits(dw0.as_flattened(), dw1.as_flattened()));
     assert!(same_bits(&db0, &db1));
+    if fuses {
+        // Fused multiply-adds in the reference order: within the documented bound of the
+        // sum of the same terms (NaN exactly where the reference has it).
+        let within = |got: f32, reference: f32, terms: &mut dyn Iterator<Item = f64>| {
+            let sum_abs: f64 = terms.map(f64::abs).sum();
+            if got.is_nan() || reference.is_nan() || !(sum_abs < f64::from(f32::MAX)) {
+                return got.is_nan() == reference.is_nan() || !(sum_abs < f64::from(f32::MAX));
+            }
+            let bound = super::matrix_error_bound(OUT.max(B) + 1, sum_abs);
+            (f64::from(got) - f64::from(reference)).abs() <= bound
+        };
+        let p = |a: f32, b: f32| f64::from(a) * f64::from(b);
+        for s in 0..B {
+            for i in 0..IN {
+                let mut terms = (0..OUT).map(|o| p(dz[s][o], w[o][i]));
+                assert!(within(dx0[s][i], dx1[s][i], &mut terms), "dx[{s}][{i}]");
+            }
+        }
+        for o in 0..OUT {
+            for i in 0..IN {
+                let mut terms = (0..B).map(|s| p(dz[s][o], x[s][i])).chain([1.0]);
+                assert!(within(dw0[o][i], dw1[o][i], &mut terms), "dw[{o}][{i}]");
+            }
+        }
+    } else {
+        assert!(same_bits(dx0.as_flattened(), dx1.as_flattened()));
+        assert!(same_bits(dw0.as_flattened(), dw1.as_flattened()));
+    }
     let b = [0.25; OUT];
     let (mut z0, mut z1) = ([[0.0; OUT]; B], [[0.0; OUT]; B]);
     generic::dense_forward::<V, IN, OUT, B>(&w, &b, &x, &mut z0);
@@ -191,7 +237,7 @@ fn generic_bodies_agree<V: Vector>() {
 
 #[test]
 fn generic_bodies_at_f32_are_the_scalar_functions() {
-    generic_bodies_agree::<f32>();
+    generic_bodies_agree::<f32>(false);
     let z = values(33, 5);
     let mut d = std::vec![0.0; 33];
     super::activation_derivative(&Sigmoid, &z, &mut d);
@@ -205,7 +251,7 @@ fn generic_bodies_at_f32_are_the_scalar_functions() {
 #[cfg(gradguard_sse2)]
 #[test]
 fn sse2_bodies_agree_with_scalar() {
-    generic_bodies_agree::<super::x86::Sse2>();
+    generic_bodies_agree::<super::x86::Sse2>(false);
 }
 
 /// `load_partial` reads exactly the first n elements (zeros after) and `store_partial`
@@ -249,12 +295,28 @@ fn partial_vectors_read_and_write_exactly_their_lanes() {
 #[target_feature(enable = "avx2,fma")]
 fn avx2_partial() {
     partial_loads_and_stores::<super::x86::Avx2>();
+    generic_bodies_agree::<super::x86::Avx2>(true);
 }
 
 #[cfg(gradguard_sse2)]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn avx512_partial() {
     partial_loads_and_stores::<super::x86::Avx512>();
+    generic_bodies_agree::<super::x86::Avx512>(true);
+}
+
+#[cfg(gradguard_neon)]
+#[test]
+fn neon_bodies_and_partial_vectors() {
+    generic_bodies_agree::<super::neon::Neon>(true);
+    partial_loads_and_stores::<super::neon::Neon>();
+}
+
+#[cfg(gradguard_simd128)]
+#[test]
+fn simd128_bodies_and_partial_vectors() {
+    generic_bodies_agree::<super::wasm::Simd128>(false);
+    partial_loads_and_stores::<super::wasm::Simd128>();
 }
 
 /// The norm statistics the health tracking takes every step: `norm_lanes` (scaled and
