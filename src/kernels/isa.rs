@@ -388,15 +388,11 @@ macro_rules! declare_kernels {
     };
 }
 
-/// `impl_kernels!((how Trait for Token …) table)`: a token's implementation of a table.
-/// * `features Trait for Token, Vector, "target features"`: each kernel a
-///   `#[target_feature]` function over the vector body (AVX-512, AVX2+FMA, SSE2);
-/// * `baseline Trait for Token, Vector`: an instruction set the build enables anyway (NEON,
-///   simd128): the vector body, no `unsafe`;
-/// * `scalar Trait for Token`: the scalar body where the entry has one, else the vector body
-///   at `V = f32`.
+/// `impl_kernels!((how Trait for Token [how's arguments]; other items) table)`: a token's
+/// implementation of a table, each method's body made by [`kernel_body!`] according to
+/// `how`.
 macro_rules! impl_kernels {
-    ((features $trait:ident for $token:ty, $vector:ty, $features:literal $(; $($items:item)*)?) $(
+    (($how:ident $trait:ident for $token:ident $arguments:tt $(; $($items:item)*)?) $(
         $(#[$meta:meta])*
         fn $name:ident [$($generics:tt)*] ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
             = $body:expr $(, scalar = $scalar:expr)?;
@@ -407,72 +403,54 @@ macro_rules! impl_kernels {
                 #[inline]
                 #[allow(clippy::too_many_arguments)]
                 fn $name<$($generics)*>(self, $($arg: $ty),*) $(-> $ret)? {
-                    #[target_feature(enable = $features)]
-                    #[inline]
-                    #[allow(clippy::too_many_arguments)]
-                    unsafe fn kernel<$($generics)*>($($arg: $ty),*) $(-> $ret)? {
-                        type V = $vector;
-                        $body
-                    }
-                    // SAFETY: a token of this type exists only if `Backend::is_available`
-                    // saw the instruction set in CPUID and its register state enabled in
-                    // XCR0 (see the tokens' `new`, `Backend::isa` and `active_isa`).
-                    unsafe { kernel($($arg),*) }
+                    kernel_body!($how $arguments self $trait $name [$($generics)*]
+                        ($($arg: $ty),*) [$($ret)?] $body; [$($scalar)?])
                 }
             )*
         }
     };
-    ((baseline $trait:ident for $token:ty, $vector:ty $(; $($items:item)*)?) $(
-        $(#[$meta:meta])*
-        fn $name:ident [$($generics:tt)*] ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
-            = $body:expr $(, scalar = $scalar:expr)?;
-    )*) => {
-        impl $trait for $token {
-            $($($items)*)?
-            $(
-                #[inline]
-                #[allow(clippy::too_many_arguments)]
-                fn $name<$($generics)*>(self, $($arg: $ty),*) $(-> $ret)? {
-                    type V = $vector;
-                    $body
-                }
-            )*
+}
+
+/// One kernel method's body:
+/// * `features [Vector, "target features"]`: a `#[target_feature]` function over the vector
+///   body (AVX-512, AVX2+FMA, SSE2), called under the token's proof;
+/// * `baseline [Vector]`: an instruction set the build enables anyway (NEON, simd128): the
+///   vector body, no `unsafe`;
+/// * `scalar []`: the scalar body where the entry has one, else the vector body at `V = f32`;
+/// * `any []`: [`AnyIsa`]'s, one `match` per call.
+macro_rules! kernel_body {
+    (features [$vector:ty, $features:literal] $self:tt $trait:ident $name:ident
+        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?]
+    ) => {{
+        #[target_feature(enable = $features)]
+        #[inline]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn kernel<$($generics)*>($($arg: $ty),*) $(-> $ret)? {
+            type V = $vector;
+            $body
         }
-    };
-    ((scalar $trait:ident for $token:ty $(; $($items:item)*)?) $(
-        $(#[$meta:meta])*
-        fn $name:ident [$($generics:tt)*] ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
-            = $body:expr $(, scalar = $scalar:expr)?;
-    )*) => {
-        impl $trait for $token {
-            $($($items)*)?
-            $(
-                #[inline]
-                #[allow(clippy::too_many_arguments)]
-                fn $name<$($generics)*>(self, $($arg: $ty),*) $(-> $ret)? {
-                    #[allow(dead_code)]
-                    type V = f32;
-                    pick_body!([$($scalar)?] $body)
-                }
-            )*
-        }
-    };
-    // [`AnyIsa`]: one `match` per call.
-    ((any $trait:ident $(; $($items:item)*)?) $(
-        $(#[$meta:meta])*
-        fn $name:ident [$($generics:tt)*] ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
-            = $body:expr $(, scalar = $scalar:expr)?;
-    )*) => {
-        impl $trait for AnyIsa {
-            $($($items)*)?
-            $(
-                #[inline]
-                #[allow(clippy::too_many_arguments)]
-                fn $name<$($generics)*>(self, $($arg: $ty),*) $(-> $ret)? {
-                    with_isa!(self, k => $trait::$name(k, $($arg),*))
-                }
-            )*
-        }
+        // SAFETY: a token of this type exists only if `Backend::is_available` saw the
+        // instruction set in CPUID and its register state enabled in XCR0 (see the tokens'
+        // `new`, `Backend::isa` and `active_isa`).
+        unsafe { kernel($($arg),*) }
+    }};
+    (baseline [$vector:ty] $self:tt $trait:ident $name:ident
+        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?]
+    ) => {{
+        type V = $vector;
+        $body
+    }};
+    (scalar [] $self:tt $trait:ident $name:ident
+        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?]
+    ) => {{
+        #[allow(dead_code)]
+        type V = f32;
+        pick_body!([$($scalar)?] $body)
+    }};
+    (any [] $self:tt $trait:ident $name:ident
+        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?]
+    ) => {
+        with_isa!($self, k => $trait::$name(k, $($arg),*))
     };
 }
 
@@ -593,12 +571,12 @@ impl Scalar {
     }
 }
 
-public_kernels!(impl_kernels!(scalar Isa for Scalar;
+public_kernels!(impl_kernels!(scalar Isa for Scalar [];
     fn backend(self) -> Backend {
         Backend::Scalar
     }
 ));
-internal_kernels!(impl_kernels!(scalar Internal for Scalar));
+internal_kernels!(impl_kernels!(scalar Internal for Scalar []));
 
 /// Defines a vector token type and its implementations of both tables.
 macro_rules! token {
@@ -624,13 +602,13 @@ macro_rules! token {
         }
 
         #[cfg($cfg)]
-        public_kernels!(impl_kernels!($how Isa for $token, $vector $(, $features)?;
+        public_kernels!(impl_kernels!($how Isa for $token [$vector $(, $features)?];
             fn backend(self) -> Backend {
                 Backend::$token
             }
         ));
         #[cfg($cfg)]
-        internal_kernels!(impl_kernels!($how Internal for $token, $vector $(, $features)?));
+        internal_kernels!(impl_kernels!($how Internal for $token [$vector $(, $features)?]));
     };
 }
 
@@ -719,12 +697,12 @@ impl Backend {
     }
 }
 
-public_kernels!(impl_kernels!(any Isa;
+public_kernels!(impl_kernels!(any Isa for AnyIsa [];
     fn backend(self) -> Backend {
         with_isa!(self, k => k.backend())
     }
 ));
-internal_kernels!(impl_kernels!(any Internal));
+internal_kernels!(impl_kernels!(any Internal for AnyIsa []));
 
 public_kernels!(free_functions!(pub Isa));
 
