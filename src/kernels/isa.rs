@@ -31,7 +31,7 @@
 
 use super::generic::{self, AdamStep, Backward, BatchNormBackward, Derivative, ExpShifted, Value};
 use super::generic::{BackwardTally, Moments};
-use super::{out_of_line, scalar, Backend, GradMode};
+use super::{scalar, Backend, GradMode};
 use crate::elementwise::Elementwise;
 
 /// The kernels users call: the three matrix products of a dense layer, the elementwise
@@ -231,20 +231,21 @@ macro_rules! internal_kernels {
             /// backend).
             fn extremes[](values: &[f32]) -> (f32, f32)
                 = generic::extremes::<V>(values),
-                scalar = out_of_line::extremes(values);
+                scalar out_of_line = generic::extremes::<f32>(values);
 
             /// The statistics of a tensor in one pass over memory (see `generic::moments`):
             /// counts and extremes identical on every backend, sums per lane.
             fn moments[](values: &[f32], scale_exponent: i32) -> Moments
                 = generic::moments::<V>(values, scale_exponent),
-                scalar = out_of_line::moments(values, scale_exponent);
+                scalar out_of_line = generic::moments::<f32>(values, scale_exponent);
 
             /// `moments` in one pass at a fixed scale 2^`scale_exponent` taken from an
             /// a-priori bound (see `generic::moments_at_scale`: the caller checks the maximum
             /// against the window).
             fn moments_at_scale[](values: &[f32], scale_exponent: i32) -> Moments
                 = generic::moments_at_scale::<V, true>(values, scale_exponent),
-                scalar = out_of_line::moments(values, scale_exponent);
+                // The one-lane pass adapts its scale anyway: the same code as `moments`.
+                scalar = Internal::moments(Scalar::new(), values, scale_exponent);
 
             /// `moments_at_scale` with the sums of |v| itself (scale 2^0): one multiply less
             /// per vector, for values whose sums the caller then checks (see
@@ -267,7 +268,7 @@ macro_rules! internal_kernels {
                 } else {
                     generic::norm_lanes::<V, true, false>(values, scale_exponent)
                 },
-                scalar = out_of_line::norm(values, scale_exponent, smallest);
+                scalar out_of_line = generic::norm_one_lane(values, scale_exponent, smallest);
 
             /// `norm_at_scale` unscaled (scale 2^0, no multiply); `None` on the one-lane path.
             fn norm_unscaled[](values: &[f32], smallest: bool) -> Option<Moments>
@@ -286,7 +287,7 @@ macro_rules! internal_kernels {
             /// is.
             fn scaled_sums_finite[](values: &[f32], inverse_scale: f32) -> (f32, f32)
                 = generic::scaled_sums_finite::<V>(values, inverse_scale),
-                scalar = out_of_line::scaled_sums_finite(values, inverse_scale);
+                scalar out_of_line = generic::scaled_sums_finite::<f32>(values, inverse_scale);
 
             /// `dz = dy ⊙ f'(z)` over a flattened `[rows][units]` block, bit-identical to
             /// `activation_backward`, with the tallies health needs (one pass, no arrays).
@@ -301,7 +302,7 @@ macro_rules! internal_kernels {
                 = generic::activation_backward_observed::<V, A>(
                     activation, z, dy, dz, units, threshold,
                 ),
-                scalar = out_of_line::activation_backward_observed(
+                scalar out_of_line = generic::activation_backward_observed::<f32, A>(
                     activation, z, dy, dz, units, threshold,
                 );
 
@@ -315,7 +316,7 @@ macro_rules! internal_kernels {
                 lost_derivatives: bool,
             ) -> [u64; 3]
                 = generic::attribute_underflow::<V, A>(activation, z, dy, dz, lost_derivatives),
-                scalar = out_of_line::attribute_underflow(
+                scalar out_of_line = generic::attribute_underflow::<f32, A>(
                     activation, z, dy, dz, lost_derivatives,
                 );
 
@@ -366,7 +367,8 @@ macro_rules! internal_kernels {
 /// One table entry's grammar, shared by the macros below (documented here once):
 /// `#[doc] fn name[generics](arg: Type, …) -> Ret = vector body, scalar = scalar body;`
 /// where the vector body names the vector type `V` and `scalar = …` is optional (the
-/// default is the vector body at `V = f32`).
+/// default is the vector body at `V = f32`); `scalar out_of_line = …` keeps one copy of the
+/// scalar body in the binary (`#[inline(never)]`).
 ///
 /// `declare_kernels!((pub trait Name [bounds] { other items }) table)`: the trait with one
 /// method per kernel.
@@ -374,7 +376,7 @@ macro_rules! declare_kernels {
     (($(#[$trait_meta:meta])* $vis:vis trait $trait:ident [$($bounds:tt)*] { $($items:tt)* }) $(
         $(#[$meta:meta])*
         fn $name:ident [$($generics:tt)*] ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
-            = $body:expr $(, scalar = $scalar:expr)?;
+            = $body:expr $(, scalar $($outline:ident)? = $scalar:expr)?;
     )*) => {
         $(#[$trait_meta])*
         $vis trait $trait: $($bounds)* {
@@ -395,7 +397,7 @@ macro_rules! impl_kernels {
     (($how:ident $trait:ident for $token:ident $arguments:tt $(; $($items:item)*)?) $(
         $(#[$meta:meta])*
         fn $name:ident [$($generics:tt)*] ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
-            = $body:expr $(, scalar = $scalar:expr)?;
+            = $body:expr $(, scalar $($outline:ident)? = $scalar:expr)?;
     )*) => {
         impl $trait for $token {
             $($($items)*)?
@@ -404,7 +406,7 @@ macro_rules! impl_kernels {
                 #[allow(clippy::too_many_arguments)]
                 fn $name<$($generics)*>(self, $($arg: $ty),*) $(-> $ret)? {
                     kernel_body!($how $arguments self $trait $name [$($generics)*]
-                        ($($arg: $ty),*) [$($ret)?] $body; [$($scalar)?])
+                        ($($arg: $ty),*) [$($ret)?] $body; [$($scalar)?] [$($($outline)?)?])
                 }
             )*
         }
@@ -416,11 +418,12 @@ macro_rules! impl_kernels {
 ///   body (AVX-512, AVX2+FMA, SSE2), called under the token's proof;
 /// * `baseline [Vector]`: an instruction set the build enables anyway (NEON, simd128): the
 ///   vector body, no `unsafe`;
-/// * `scalar []`: the scalar body where the entry has one, else the vector body at `V = f32`;
+/// * `scalar []`: the scalar body where the entry has one (out of line if it says so), else
+///   the vector body at `V = f32`;
 /// * `any []`: [`AnyIsa`]'s, one `match` per call.
 macro_rules! kernel_body {
     (features [$vector:ty, $features:literal] $self:tt $trait:ident $name:ident
-        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?]
+        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?] [$($outline:ident)?]
     ) => {{
         #[target_feature(enable = $features)]
         #[inline]
@@ -435,32 +438,39 @@ macro_rules! kernel_body {
         unsafe { kernel($($arg),*) }
     }};
     (baseline [$vector:ty] $self:tt $trait:ident $name:ident
-        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?]
+        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?] [$($outline:ident)?]
     ) => {{
         type V = $vector;
         $body
     }};
     (scalar [] $self:tt $trait:ident $name:ident
-        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?]
+        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [] []
     ) => {{
-        #[allow(dead_code)]
         type V = f32;
-        pick_body!([$($scalar)?] $body)
+        $body
+    }};
+    (scalar [] $self:tt $trait:ident $name:ident
+        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$scalar:expr] []
+    ) => {
+        $scalar
+    };
+    // One copy of the body in the binary however many call sites it has (the generic
+    // bodies are `#[inline(always)]`, so that the SIMD wrappers compile them with their
+    // target features): the statistics kernels of a firmware's health tracking.
+    (scalar [] $self:tt $trait:ident $name:ident [$($generics:tt)*] ($($arg:ident : $ty:ty),*)
+        [$($ret:ty)?] $body:expr; [$scalar:expr] [out_of_line]
+    ) => {{
+        #[inline(never)]
+        #[allow(clippy::too_many_arguments)]
+        fn kernel<$($generics)*>($($arg: $ty),*) $(-> $ret)? {
+            $scalar
+        }
+        kernel($($arg),*)
     }};
     (any [] $self:tt $trait:ident $name:ident
-        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?]
+        [$($generics:tt)*] ($($arg:ident : $ty:ty),*) [$($ret:ty)?] $body:expr; [$($scalar:expr)?] [$($outline:ident)?]
     ) => {
         with_isa!($self, k => $trait::$name(k, $($arg),*))
-    };
-}
-
-/// The scalar body if the entry has one, else the vector body.
-macro_rules! pick_body {
-    ([] $body:expr) => {
-        $body
-    };
-    ([$scalar:expr] $body:expr) => {
-        $scalar
     };
 }
 
@@ -470,7 +480,7 @@ macro_rules! free_functions {
     (($vis:vis $trait:ident) $(
         $(#[$meta:meta])*
         fn $name:ident [$($generics:tt)*] ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
-            = $body:expr $(, scalar = $scalar:expr)?;
+            = $body:expr $(, scalar $($outline:ident)? = $scalar:expr)?;
     )*) => {
         $(
             $(#[$meta])*
@@ -722,20 +732,7 @@ pub fn active_isa() -> AnyIsa {
     }
     #[cfg(gradguard_simd)]
     {
-        // `backend()` returns only backends that `is_available` confirmed (its own choice
-        // or `set_backend`'s, which checks), so the token is a true proof.
-        match super::backend() {
-            #[cfg(gradguard_sse2)]
-            Backend::Sse2 => AnyIsa::Sse2(Sse2(())),
-            #[cfg(gradguard_sse2)]
-            Backend::Avx2 => AnyIsa::Avx2(Avx2(())),
-            #[cfg(gradguard_sse2)]
-            Backend::Avx512 => AnyIsa::Avx512(Avx512(())),
-            #[cfg(gradguard_neon)]
-            Backend::Neon => AnyIsa::Neon(Neon(())),
-            #[cfg(gradguard_simd128)]
-            Backend::Simd128 => AnyIsa::Simd128(Simd128(())),
-            _ => AnyIsa::Scalar(Scalar(())),
-        }
+        // `backend()` returns only available backends, so this is never the fallback.
+        super::backend().isa().unwrap_or(AnyIsa::Scalar(Scalar(())))
     }
 }

@@ -53,7 +53,7 @@ mod wasm;
 mod x86;
 
 pub(crate) use dispatch::VECTOR_BACKENDS;
-pub(crate) use generic::{BackwardTally, Magnitudes, Moments};
+pub(crate) use generic::{Magnitudes, Moments};
 pub(crate) use isa::with_isa;
 
 pub use dispatch::{backend, set_backend, Backend};
@@ -74,8 +74,6 @@ pub use rows::{
     softmax_row, squared_error_row,
 };
 pub use rows::{softmax_cross_entropy_row_on, softmax_row_on};
-
-use crate::elementwise::Elementwise;
 
 /// Whether a backward pass overwrites the gradient buffers or adds to them.
 ///
@@ -127,58 +125,6 @@ pub fn matrix_error_bound(terms: usize, sum_abs: f64) -> f64 {
     }
     let gamma = n * u / (1.0 - n * u);
     2.0 * gamma * sum_abs + n * f64::from(f32::from_bits(1)) / 2.0
-}
-
-/// The one-lane (scalar backend, microcontroller) instances of the statistics kernels, out
-/// of line: one copy of each in the binary however many call sites it has (the generic
-/// bodies are `#[inline(always)]` so that the SIMD wrappers compile them with their target
-/// features).
-mod out_of_line {
-    use super::{generic, BackwardTally, Elementwise, Moments};
-
-    #[inline(never)]
-    pub(super) fn moments(values: &[f32], scale_exponent: i32) -> Moments {
-        generic::moments::<f32>(values, scale_exponent)
-    }
-
-    /// ‖W‖ every step, at a fixed scale (see `generic::norm_one_lane`).
-    #[inline(never)]
-    pub(super) fn norm(values: &[f32], scale_exponent: i32, smallest: bool) -> Moments {
-        generic::norm_one_lane(values, scale_exponent, smallest)
-    }
-
-    #[inline(never)]
-    pub(super) fn extremes(values: &[f32]) -> (f32, f32) {
-        generic::extremes::<f32>(values)
-    }
-
-    #[inline(never)]
-    pub(super) fn scaled_sums_finite(values: &[f32], inverse_scale: f32) -> (f32, f32) {
-        generic::scaled_sums_finite::<f32>(values, inverse_scale)
-    }
-
-    #[inline(never)]
-    pub(super) fn activation_backward_observed<A: Elementwise>(
-        activation: &A,
-        z: &[f32],
-        dy: &[f32],
-        dz: &mut [f32],
-        units: usize,
-        threshold: f32,
-    ) -> BackwardTally {
-        generic::activation_backward_observed::<f32, A>(activation, z, dy, dz, units, threshold)
-    }
-
-    #[inline(never)]
-    pub(super) fn attribute_underflow<A: Elementwise>(
-        activation: &A,
-        z: &[f32],
-        dy: &[f32],
-        dz: &[f32],
-        lost_derivatives: bool,
-    ) -> [u64; 3] {
-        generic::attribute_underflow::<f32, A>(activation, z, dy, dz, lost_derivatives)
-    }
 }
 
 pub(crate) use generic::BatchNormBackward;
