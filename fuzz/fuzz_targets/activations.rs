@@ -4,9 +4,13 @@
 //! `cargo +nightly fuzz run activations`.
 #![no_main]
 
-use gradguard::kernels::{self, Backend};
+#[macro_use]
+#[path = "../../tests/support/activations.rs"]
+mod registry;
+
+use gradguard::kernels::{Backend, Isa};
 use gradguard::math;
-use gradguard::{Elementwise, Elu, Identity, LeakyRelu, Relu, Sigmoid, Softsign, Tanh};
+use gradguard::{Elementwise, Elu, LeakyRelu, Relu, Softsign};
 use libfuzzer_sys::fuzz_target;
 
 fn canonical(v: f32) -> u32 {
@@ -21,13 +25,13 @@ fn canonical(v: f32) -> u32 {
 fn slices_agree<A: Elementwise>(a: A, z: &[f32]) {
     let n = z.len();
     let dy: Vec<f32> = z.iter().rev().copied().collect();
-    let before = kernels::backend();
     for backend in Backend::available() {
-        kernels::set_backend(backend).expect("available");
+        // Each backend passed explicitly, as its token.
+        let isa = backend.isa().expect("available");
         let (mut f, mut d, mut g) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        kernels::activation_forward(&a, z, &mut f);
-        kernels::activation_derivative(&a, z, &mut d);
-        kernels::activation_backward(&a, z, &dy, &mut g);
+        isa.activation_forward(&a, z, &mut f);
+        isa.activation_derivative(&a, z, &mut d);
+        isa.activation_backward(&a, z, &dy, &mut g);
         for k in 0..n {
             let x = z[k];
             assert_eq!(
@@ -50,7 +54,6 @@ fn slices_agree<A: Elementwise>(a: A, z: &[f32]) {
             );
         }
     }
-    kernels::set_backend(before).expect("was available");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -58,13 +61,7 @@ fuzz_target!(|data: &[u8]| {
         .chunks_exact(4)
         .map(|c| f32::from_bits(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
         .collect();
-    slices_agree(Identity, &z);
-    slices_agree(Sigmoid, &z);
-    slices_agree(Tanh, &z);
-    slices_agree(Relu, &z);
-    slices_agree(LeakyRelu::new(0.2), &z);
-    slices_agree(Elu::new(1.0), &z);
-    slices_agree(Softsign, &z);
+    each_elementwise!(a => slices_agree(a, &z));
     for chunk in data.chunks_exact(4) {
         let x = f32::from_bits(u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
         let (s, t) = (math::sigmoid_derivative(x), math::tanh_derivative(x));
