@@ -803,9 +803,33 @@ pub(crate) fn scaled_sums_finite<V: Vector>(values: &[f32], inverse_scale: f32) 
         }
         return (sum_abs, sum_squares);
     }
-    let k = V::splat(inverse_scale);
     let mut abs = [V::splat(0.0); 4];
     let mut squares = [V::splat(0.0); 4];
+    let rest = add_scaled_vectors(values, V::splat(inverse_scale), &mut abs, &mut squares);
+    let [a0, a1, a2, a3] = abs;
+    let [q0, q1, q2, q3] = squares;
+    let (mut sum_abs, mut sum_squares) = (
+        ((a0 + a1) + (a2 + a3)).reduce_sum(),
+        ((q0 + q1) + (q2 + q3)).reduce_sum(),
+    );
+    for &v in rest {
+        let s = v.abs() * inverse_scale;
+        sum_abs += s;
+        sum_squares += s * s;
+    }
+    (sum_abs, sum_squares)
+}
+
+/// Adds s = |v|·`k` and s² (fused where the instruction set has FMA) over the whole vectors
+/// of `values` to four independent partial sums per lane (blocks of four vectors, then
+/// single vectors into the first); returns the values past the last whole vector.
+#[inline(always)]
+fn add_scaled_vectors<'a, V: Vector>(
+    values: &'a [f32],
+    k: V,
+    abs: &mut [V; 4],
+    squares: &mut [V; 4],
+) -> &'a [f32] {
     let mut quads = values.chunks_exact(4 * V::LANES);
     for c in &mut quads {
         for (j, (a, q)) in abs.iter_mut().zip(squares.iter_mut()).enumerate() {
@@ -820,18 +844,7 @@ pub(crate) fn scaled_sums_finite<V: Vector>(values: &[f32], inverse_scale: f32) 
         abs[0] = abs[0] + s;
         squares[0] = s.mul_add(s, squares[0]);
     }
-    let [a0, a1, a2, a3] = abs;
-    let [q0, q1, q2, q3] = squares;
-    let (mut sum_abs, mut sum_squares) = (
-        ((a0 + a1) + (a2 + a3)).reduce_sum(),
-        ((q0 + q1) + (q2 + q3)).reduce_sum(),
-    );
-    for &v in chunks.remainder() {
-        let s = v.abs() * inverse_scale;
-        sum_abs += s;
-        sum_squares += s * s;
-    }
-    (sum_abs, sum_squares)
+    chunks.remainder()
 }
 
 /// Calls `f` on every value in order, two per iteration: one loop counter per pair (in
@@ -1536,23 +1549,8 @@ pub(crate) fn moments<V: Vector>(values: &[f32], scale_exponent: i32) -> Moments
             }
         }
         let inverse = crate::lanes::pow2_wide(-e);
-        let k = V::splat(inverse);
-        let mut quads = block.chunks_exact(4 * V::LANES);
-        for c in &mut quads {
-            let sums = abs.iter_mut().zip(squares.iter_mut());
-            for (j, (a, q)) in sums.enumerate() {
-                let s = V::load(lane(c, j * V::LANES)).abs() * k;
-                *a = *a + s;
-                *q = s.mul_add(s, *q);
-            }
-        }
-        let mut chunks = quads.remainder().chunks_exact(V::LANES);
-        for c in &mut chunks {
-            let s = V::load(c).abs() * k;
-            abs[0] = abs[0] + s;
-            squares[0] = s.mul_add(s, squares[0]);
-        }
-        for &v in chunks.remainder() {
+        let rest = add_scaled_vectors(block, V::splat(inverse), &mut abs, &mut squares);
+        for &v in rest {
             let s = v.abs() * inverse;
             tail_abs += s;
             tail_squares += s * s;
