@@ -494,7 +494,7 @@ macro_rules! free_functions {
 }
 
 /// Runs `$body` with `$k` bound to the token inside an [`AnyIsa`]: one `match`, whose arms
-/// each compile `$body` for one instruction set. This is how an operation (a layer's
+/// each compile `$body` for one instruction set (one arm per line of `vector_tokens!`). This is how an operation (a layer's
 /// forward, a training step) is chosen once and then monomorphised whole. Without an
 /// `$isa` it uses [`active_isa`].
 macro_rules! with_isa {
@@ -588,124 +588,115 @@ public_kernels!(impl_kernels!(scalar Isa for Scalar [];
 ));
 internal_kernels!(impl_kernels!(scalar Internal for Scalar []));
 
-/// Defines a vector token type and its implementations of both tables.
-macro_rules! token {
-    ($(#[$meta:meta])* $cfg:meta, $token:ident, $how:ident, $vector:ty $(, $features:literal)?) => {
-        $(#[$meta])*
-        #[cfg($cfg)]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub struct $token(());
-
-        #[cfg($cfg)]
-        impl $token {
-            /// The token, if this machine can run the instruction set (checked once and
-            /// cached, see [`Backend::is_available`]).
-            ///
-            /// ```
-            #[doc = concat!("use gradguard::kernels::{Backend, ", stringify!($token), "};")]
-            #[doc = concat!("assert_eq!(", stringify!($token), "::new().is_some(), Backend::", stringify!($token), ".is_available());")]
-            /// ```
-            #[must_use]
-            pub fn new() -> Option<Self> {
-                Backend::$token.is_available().then_some($token(()))
-            }
+/// The vector instruction sets, listed once: each line is the token's documentation, the
+/// cfg under which the build has it (from `build.rs`), its name (also its [`Backend`]
+/// variant) and how its kernels are compiled (see `kernel_body!`). The token types, their
+/// kernels, [`AnyIsa`] and [`Backend::isa`] are generated from it; `with_isa!` has one arm
+/// per line too.
+macro_rules! vector_tokens {
+    ($callback:ident!($($head:tt)*)) => {
+        $callback! { ($($head)*)
+            /// SSE2 (the x86_64 baseline), four lanes.
+            [gradguard_sse2] Sse2, features [super::x86::Sse2, "sse2"];
+            /// AVX2 with FMA, eight lanes.
+            [gradguard_sse2] Avx2, features [super::x86::Avx2, "avx2,fma"];
+            /// AVX-512F, sixteen lanes.
+            [gradguard_sse2] Avx512, features [super::x86::Avx512, "avx512f,avx2,fma"];
+            /// NEON (the aarch64 baseline), four lanes.
+            [gradguard_neon] Neon, baseline [super::neon::Neon];
+            /// WebAssembly simd128 (when the build enables it), four lanes.
+            [gradguard_simd128] Simd128, baseline [super::wasm::Simd128];
         }
-
-        #[cfg($cfg)]
-        public_kernels!(impl_kernels!($how Isa for $token [$vector $(, $features)?];
-            fn backend(self) -> Backend {
-                Backend::$token
-            }
-        ));
-        #[cfg($cfg)]
-        internal_kernels!(impl_kernels!($how Internal for $token [$vector $(, $features)?]));
     };
 }
 
-token!(
-    /// SSE2 (the x86_64 baseline), four lanes.
-    gradguard_sse2, Sse2, features, super::x86::Sse2, "sse2"
-);
-token!(
-    /// AVX2 with FMA, eight lanes.
-    gradguard_sse2, Avx2, features, super::x86::Avx2, "avx2,fma"
-);
-token!(
-    /// AVX-512F, sixteen lanes.
-    gradguard_sse2, Avx512, features, super::x86::Avx512, "avx512f,avx2,fma"
-);
-token!(
-    /// NEON (the aarch64 baseline), four lanes.
-    gradguard_neon, Neon, baseline, super::neon::Neon
-);
-token!(
-    /// WebAssembly simd128 (when the build enables it), four lanes.
-    gradguard_simd128, Simd128, baseline, super::wasm::Simd128
-);
+/// The token types of the list, with their kernels, [`AnyIsa`] and [`Backend::isa`].
+macro_rules! define_tokens {
+    (() $($(#[$doc:meta])* [$cfg:meta] $token:ident, $how:ident $arguments:tt;)*) => {
+        $(
+            $(#[$doc])*
+            #[cfg($cfg)]
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            pub struct $token(());
 
-/// One of the tokens, chosen at run time: what [`Backend::isa`] and [`active_isa`] return.
-/// It implements [`Isa`] itself (each kernel call then matches on it); to compile a whole
-/// operation for the chosen instruction set instead, match on it once.
-///
-/// ```
-/// use gradguard::kernels::{active_isa, AnyIsa, Isa};
-/// let isa: AnyIsa = active_isa();
-/// assert_eq!(isa.backend(), gradguard::kernels::backend());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AnyIsa {
-    /// [`Scalar`].
-    Scalar(Scalar),
-    /// [`Sse2`].
-    #[cfg(gradguard_sse2)]
-    Sse2(Sse2),
-    /// [`Avx2`].
-    #[cfg(gradguard_sse2)]
-    Avx2(Avx2),
-    /// [`Avx512`].
-    #[cfg(gradguard_sse2)]
-    Avx512(Avx512),
-    /// `Neon`.
-    #[cfg(gradguard_neon)]
-    Neon(Neon),
-    /// `Simd128`.
-    #[cfg(gradguard_simd128)]
-    Simd128(Simd128),
+            #[cfg($cfg)]
+            impl $token {
+                /// The token, if this machine can run the instruction set (checked once and
+                /// cached, see [`Backend::is_available`]).
+                ///
+                /// ```
+                #[doc = concat!("use gradguard::kernels::{Backend, ", stringify!($token), "};")]
+                #[doc = concat!("assert_eq!(", stringify!($token), "::new().is_some(), Backend::", stringify!($token), ".is_available());")]
+                /// ```
+                #[must_use]
+                pub fn new() -> Option<Self> {
+                    Backend::$token.is_available().then_some($token(()))
+                }
+            }
+
+            #[cfg($cfg)]
+            public_kernels!(impl_kernels!($how Isa for $token $arguments;
+                fn backend(self) -> Backend {
+                    Backend::$token
+                }
+            ));
+            #[cfg($cfg)]
+            internal_kernels!(impl_kernels!($how Internal for $token $arguments));
+        )*
+
+        /// One of the tokens, chosen at run time: what [`Backend::isa`] and [`active_isa`]
+        /// return. It implements [`Isa`] itself (each kernel call then matches on it); to
+        /// compile a whole operation for the chosen instruction set instead, match on it
+        /// once.
+        ///
+        /// ```
+        /// use gradguard::kernels::{active_isa, AnyIsa, Isa};
+        /// let isa: AnyIsa = active_isa();
+        /// assert_eq!(isa.backend(), gradguard::kernels::backend());
+        /// ```
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum AnyIsa {
+            /// [`Scalar`].
+            Scalar(Scalar),
+            $(
+                #[doc = concat!("`", stringify!($token), "`.")]
+                #[cfg($cfg)]
+                $token($token),
+            )*
+        }
+
+        impl Backend {
+            /// This backend's token, if this machine can run it: pass it to code generic
+            /// over [`Isa`] to run that code on this backend, whatever
+            /// [`backend`](super::backend) is.
+            ///
+            /// ```
+            /// use gradguard::kernels::{Backend, Isa};
+            /// let isa = Backend::Scalar.isa().unwrap();
+            /// let mut a = [0.0];
+            /// isa.activation_forward(&gradguard::Sigmoid, &[0.0], &mut a);
+            /// assert_eq!(a, [0.5]);
+            /// ```
+            #[must_use]
+            pub fn isa(self) -> Option<AnyIsa> {
+                if !self.is_available() {
+                    return None;
+                }
+                // A token is made here only for a backend `is_available` just confirmed.
+                Some(match self {
+                    $(
+                        #[cfg($cfg)]
+                        Backend::$token => AnyIsa::$token($token(())),
+                    )*
+                    _ => AnyIsa::Scalar(Scalar(())),
+                })
+            }
+        }
+    };
 }
 
-impl Backend {
-    /// This backend's token, if this machine can run it: pass it to code generic over
-    /// [`Isa`] to run that code on this backend, whatever [`backend`](super::backend) is.
-    ///
-    /// ```
-    /// use gradguard::kernels::{Backend, Isa};
-    /// let isa = Backend::Scalar.isa().unwrap();
-    /// let mut a = [0.0];
-    /// isa.activation_forward(&gradguard::Sigmoid, &[0.0], &mut a);
-    /// assert_eq!(a, [0.5]);
-    /// ```
-    #[must_use]
-    pub fn isa(self) -> Option<AnyIsa> {
-        if !self.is_available() {
-            return None;
-        }
-        // A token is made here only for a backend `is_available` just confirmed.
-        match self {
-            #[cfg(gradguard_sse2)]
-            Backend::Sse2 => Some(AnyIsa::Sse2(Sse2(()))),
-            #[cfg(gradguard_sse2)]
-            Backend::Avx2 => Some(AnyIsa::Avx2(Avx2(()))),
-            #[cfg(gradguard_sse2)]
-            Backend::Avx512 => Some(AnyIsa::Avx512(Avx512(()))),
-            #[cfg(gradguard_neon)]
-            Backend::Neon => Some(AnyIsa::Neon(Neon(()))),
-            #[cfg(gradguard_simd128)]
-            Backend::Simd128 => Some(AnyIsa::Simd128(Simd128(()))),
-            _ => Some(AnyIsa::Scalar(Scalar(()))),
-        }
-    }
-}
+vector_tokens!(define_tokens!());
 
 public_kernels!(impl_kernels!(any Isa for AnyIsa [];
     fn backend(self) -> Backend {
