@@ -6,9 +6,9 @@
 //! `cargo +nightly fuzz run batch_norm`.
 #![no_main]
 
-use gradguard::health::{HealthConfig, HealthReport};
-use gradguard::kernels::{self, Backend};
-use gradguard::{BatchNorm, GradMode, Layer, Sigmoid, Zeroed};
+use gradguard::health::{HealthConfig, HealthReport, NoHealth};
+use gradguard::kernels::{AnyIsa, Backend};
+use gradguard::{BackwardContext, BatchNorm, GradMode, Layer, Sigmoid, Zeroed};
 use libfuzzer_sys::fuzz_target;
 
 /// `n` f32 values from the input's bytes, as arbitrary bit patterns (cycled if short).
@@ -30,7 +30,7 @@ fn canonical(v: &[f32]) -> Vec<u32> {
 }
 
 /// Everything one backend computes, as canonical bits.
-fn run<const N: usize, const B: usize>(data: &[u8], observe: bool) -> Vec<u32> {
+fn run<const N: usize, const B: usize>(isa: AnyIsa, data: &[u8], observe: bool) -> Vec<u32> {
     let bn = BatchNorm::<N, Sigmoid>::default();
     let mut p = <BatchNorm<N, Sigmoid> as Layer>::Params::ZEROED;
     let fill = |dst: &mut [f32], offset| dst.copy_from_slice(&values(data, dst.len(), offset));
@@ -48,19 +48,32 @@ fn run<const N: usize, const B: usize>(data: &[u8], observe: bool) -> Vec<u32> {
     let mut dx = [[0.0f32; N]; B];
     for training in [true, false] {
         if training {
-            bn.forward_train(&p, &x, &mut cache);
+            bn.forward_train_on(isa, &p, &x, &mut cache);
         } else {
-            bn.forward(&p, &x, &mut cache);
+            bn.forward_on(isa, &p, &x, &mut cache);
         }
         out.extend(canonical(cache.output.as_flattened()));
         for mode in [GradMode::Overwrite, GradMode::Accumulate] {
             if observe {
                 let mut report = HealthReport::<1>::new(HealthConfig::DEFAULT);
+                let mut context = BackwardContext {
+                    isa,
+                    mode,
+                    observer: &mut report,
+                    layer: 0,
+                };
                 let dx = Some(&mut dx);
-                bn.backward_observed(&p, &x, &mut cache, &dy, &mut grads, dx, mode, &mut report);
+                bn.backward_at(&p, &x, &mut cache, &dy, &mut grads, dx, &mut context);
                 assert_eq!(report.layers_from_output().len(), 1);
             } else {
-                bn.backward(&p, &x, &mut cache, &dy, &mut grads, Some(&mut dx), mode);
+                let mut context = BackwardContext {
+                    isa,
+                    mode,
+                    observer: &mut NoHealth,
+                    layer: 0,
+                };
+                let dx = Some(&mut dx);
+                bn.backward_at(&p, &x, &mut cache, &dy, &mut grads, dx, &mut context);
             }
             out.extend(canonical(dx.as_flattened()));
             out.extend(canonical(&grads.scale));
@@ -75,12 +88,9 @@ fn run<const N: usize, const B: usize>(data: &[u8], observe: bool) -> Vec<u32> {
 }
 
 fn check<const N: usize, const B: usize>(data: &[u8]) {
+    // Each backend passed explicitly, as its token.
     let on = |backend: Backend, observe: bool| {
-        let before = kernels::backend();
-        kernels::set_backend(backend).expect("only available backends are passed");
-        let r = run::<N, B>(data, observe);
-        kernels::set_backend(before).expect("was available");
-        r
+        run::<N, B>(backend.isa().expect("available"), data, observe)
     };
     let reference = on(Backend::Scalar, false);
     assert_eq!(

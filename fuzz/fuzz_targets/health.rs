@@ -5,7 +5,7 @@
 #![no_main]
 
 use gradguard::health::{classify, FloatClass, TensorStats};
-use gradguard::kernels::{self, Backend};
+use gradguard::kernels::Backend;
 use libfuzzer_sys::fuzz_target;
 
 /// The reference: classes from the exponent and mantissa bits, one value at a time.
@@ -48,15 +48,16 @@ fuzz_target!(|data: &[u8]| {
         .map(|c| f32::from_bits(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
         .collect();
     let (counts, max, min) = reference(&values);
-    let before = kernels::backend();
     for backend in Backend::available() {
-        kernels::set_backend(backend).expect("available");
+        // Each backend passed explicitly, as its token.
+        let isa = backend.isa().expect("available");
         // One slice, and the same values in two parts (the scale grows between them).
-        let whole = TensorStats::of(&values);
+        let mut whole = TensorStats::EMPTY;
+        whole.add_slice_on(isa, &values);
         let mut parts = TensorStats::EMPTY;
         let (a, b) = values.split_at(values.len() / 3);
-        parts.add_slice(a);
-        parts.add_slice(b);
+        parts.add_slice_on(isa, a);
+        parts.add_slice_on(isa, b);
         for s in [whole, parts] {
             let c = s.counts;
             assert_eq!(
@@ -72,5 +73,4 @@ fuzz_target!(|data: &[u8]| {
             assert!(mean <= max * (1.0 + 1e-5), "mean {mean} > max {max}");
         }
     }
-    kernels::set_backend(before).expect("was available");
 });
