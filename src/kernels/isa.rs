@@ -494,30 +494,34 @@ macro_rules! free_functions {
 }
 
 /// Runs `$body` with `$k` bound to the token inside an [`AnyIsa`]: one `match`, whose arms
-/// each compile `$body` for one instruction set (one arm per line of `vector_tokens!`). This is how an operation (a layer's
+/// each compile `$body` for one instruction set (an arm for `Scalar` and one per line of
+/// `vector_tokens!`, see `with_isa_match!`). This is how an operation (a layer's
 /// forward, a training step) is chosen once and then monomorphised whole. Without an
 /// `$isa` it uses [`active_isa`].
 macro_rules! with_isa {
     ($isa:expr, $k:ident => $body:expr) => {
-        match $isa {
-            $crate::kernels::AnyIsa::Scalar($k) => $body,
-            #[cfg(gradguard_sse2)]
-            $crate::kernels::AnyIsa::Sse2($k) => $body,
-            #[cfg(gradguard_sse2)]
-            $crate::kernels::AnyIsa::Avx2($k) => $body,
-            #[cfg(gradguard_sse2)]
-            $crate::kernels::AnyIsa::Avx512($k) => $body,
-            #[cfg(gradguard_neon)]
-            $crate::kernels::AnyIsa::Neon($k) => $body,
-            #[cfg(gradguard_simd128)]
-            $crate::kernels::AnyIsa::Simd128($k) => $body,
-        }
+        $crate::kernels::vector_tokens!($crate::kernels::with_isa_match!($isa, $k, $body))
     };
     ($k:ident => $body:expr) => {
         $crate::kernels::with_isa!($crate::kernels::active_isa(), $k => $body)
     };
 }
+
+/// `with_isa!`'s `match`: an arm for `Scalar` and one per line of `vector_tokens!`.
+macro_rules! with_isa_match {
+    (($isa:expr, $k:ident, $body:expr)
+        $($(#[$doc:meta])* [$cfg:meta] $token:ident, $how:ident $arguments:tt;)*) => {
+        match $isa {
+            $crate::kernels::AnyIsa::Scalar($k) => $body,
+            $(
+                #[cfg($cfg)]
+                $crate::kernels::AnyIsa::$token($k) => $body,
+            )*
+        }
+    };
+}
 pub(crate) use with_isa;
+pub(crate) use with_isa_match;
 
 internal_kernels!(declare_kernels!(
     /// The crate's own kernels (statistics, softmax's exponentials, batch normalization):
@@ -591,11 +595,10 @@ internal_kernels!(impl_kernels!(scalar Internal for Scalar []));
 /// The vector instruction sets, listed once: each line is the token's documentation, the
 /// cfg under which the build has it (from `build.rs`), its name (also its [`Backend`]
 /// variant) and how its kernels are compiled (see `kernel_body!`). The token types, their
-/// kernels, [`AnyIsa`] and [`Backend::isa`] are generated from it; `with_isa!` has one arm
-/// per line too.
+/// kernels, [`AnyIsa`], [`Backend::isa`] and `with_isa!`'s arms are generated from it.
 macro_rules! vector_tokens {
-    ($callback:ident!($($head:tt)*)) => {
-        $callback! { ($($head)*)
+    ($($callback:ident)::+!($($head:tt)*)) => {
+        $($callback)::+! { ($($head)*)
             /// SSE2 (the x86_64 baseline), four lanes.
             [gradguard_sse2] Sse2, features [super::x86::Sse2, "sse2"];
             /// AVX2 with FMA, eight lanes.
@@ -697,6 +700,7 @@ macro_rules! define_tokens {
 }
 
 vector_tokens!(define_tokens!());
+pub(crate) use vector_tokens;
 
 public_kernels!(impl_kernels!(any Isa for AnyIsa [];
     fn backend(self) -> Backend {
