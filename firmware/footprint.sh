@@ -10,6 +10,25 @@
 # Run from anywhere (tools/setup.sh cortex-m installs what it needs).
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# The numbers must not depend on where the repository lives: the crate hash of a path
+# dependency (gradguard, seen from this package) includes its path, and with it the symbol
+# names, their order and the alignment padding between functions (8 bytes of flash differed
+# between two clones of one commit). So the measurement runs in a copy at one fixed place,
+# whose firmware/target is kept between runs, and its FOOTPRINT.md is copied back.
+canonical=/tmp/gradguard-footprint
+if [ "$(cd .. && pwd)" != "$canonical" ]; then
+  mkdir -p "$canonical/firmware"
+  find "$canonical" -mindepth 1 -maxdepth 1 ! -name firmware -exec rm -rf {} +
+  find "$canonical/firmware" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
+  tar -C .. --exclude=./.git --exclude=./target --exclude=./firmware/target \
+    --exclude='./firmware/examples/*/target' --exclude='./checks/*/target' \
+    --exclude=./fuzz/target --exclude=./fuzz/corpus --exclude=./fuzz/artifacts -cf - . |
+    tar -C "$canonical" -xf -
+  "$canonical/firmware/footprint.sh" "$@"
+  cp "$canonical/firmware/FOOTPRINT.md" FOOTPRINT.md
+  exit 0
+fi
 tools=../tools
 target=thumbv7em-none-eabihf
 elf=target/$target/release/footprint
