@@ -24,38 +24,6 @@ pub use crate::backend::Backend;
 use crate::error::Error;
 
 impl Backend {
-    /// Whether this machine can run the backend (and this build contains it).
-    ///
-    /// ```
-    /// use gradguard::kernels::Backend;
-    /// assert!(Backend::Scalar.is_available());
-    /// assert_eq!(Backend::Neon.is_available(), cfg!(all(target_arch = "aarch64", target_feature = "neon")));
-    /// ```
-    #[must_use]
-    pub fn is_available(self) -> bool {
-        match self {
-            Backend::Scalar => true,
-            Backend::Sse2 => cfg!(gradguard_sse2),
-            Backend::Avx2 => cpu().avx2_fma,
-            Backend::Avx512 => cpu().avx512,
-            Backend::Neon => cfg!(gradguard_neon),
-            Backend::Simd128 => cfg!(gradguard_simd128),
-        }
-    }
-
-    /// Whether the backend's matrix kernels fuse multiply-adds (AVX2+FMA, AVX-512F, NEON),
-    /// so that dX and dW differ from the scalar reference within
-    /// [`matrix_error_bound`](super::matrix_error_bound) instead of matching it bit for bit.
-    ///
-    /// ```
-    /// use gradguard::kernels::Backend;
-    /// assert!(Backend::Avx512.fuses_multiply_add() && !Backend::Sse2.fuses_multiply_add());
-    /// ```
-    #[must_use]
-    pub const fn fuses_multiply_add(self) -> bool {
-        matches!(self, Backend::Avx2 | Backend::Avx512 | Backend::Neon)
-    }
-
     /// The fastest backend this machine can run.
     ///
     /// ```
@@ -75,19 +43,57 @@ impl Backend {
     pub fn available() -> impl Iterator<Item = Backend> {
         Backend::ALL.iter().copied().filter(|b| b.is_available())
     }
-
-    const fn from_u8(v: u8) -> Option<Backend> {
-        match v {
-            1 => Some(Backend::Scalar),
-            2 => Some(Backend::Sse2),
-            3 => Some(Backend::Avx2),
-            4 => Some(Backend::Avx512),
-            5 => Some(Backend::Neon),
-            6 => Some(Backend::Simd128),
-            _ => None,
-        }
-    }
 }
+
+/// `is_available`, `fuses_multiply_add` and `from_u8` from `vector_backends!`'s list.
+macro_rules! backend_queries {
+    (() $($(#[$doc:meta])* $name:ident = $value:literal, $text:literal, [$cfg:meta]
+        available($available:expr), fma($fma:expr), $how:ident $arguments:tt;)*) => {
+        impl Backend {
+            /// Whether this machine can run the backend (and this build contains it).
+            ///
+            /// ```
+            /// use gradguard::kernels::Backend;
+            /// assert!(Backend::Scalar.is_available());
+            /// assert_eq!(Backend::Neon.is_available(), cfg!(all(target_arch = "aarch64", target_feature = "neon")));
+            /// ```
+            #[must_use]
+            pub fn is_available(self) -> bool {
+                match self {
+                    Backend::Scalar => true,
+                    $(Backend::$name => $available,)*
+                }
+            }
+
+            /// Whether the backend's matrix kernels fuse multiply-adds (AVX2+FMA, AVX-512F,
+            /// NEON), so that dX and dW differ from the scalar reference within
+            /// [`matrix_error_bound`](super::matrix_error_bound) instead of matching it bit
+            /// for bit.
+            ///
+            /// ```
+            /// use gradguard::kernels::Backend;
+            /// assert!(Backend::Avx512.fuses_multiply_add() && !Backend::Sse2.fuses_multiply_add());
+            /// ```
+            #[must_use]
+            pub const fn fuses_multiply_add(self) -> bool {
+                match self {
+                    Backend::Scalar => false,
+                    $(Backend::$name => $fma,)*
+                }
+            }
+
+            const fn from_u8(v: u8) -> Option<Backend> {
+                match v {
+                    1 => Some(Backend::Scalar),
+                    $($value => Some(Backend::$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+crate::backend::vector_backends!(backend_queries!());
 
 /// The backend named by `GRADGUARD_BACKEND` at build time, if any (an unknown name is a
 /// build error, so a typo in CI cannot silently test the default).

@@ -495,22 +495,23 @@ macro_rules! free_functions {
 
 /// Runs `$body` with `$k` bound to the token inside an [`AnyIsa`]: one `match`, whose arms
 /// each compile `$body` for one instruction set (an arm for `Scalar` and one per line of
-/// `vector_tokens!`, see `with_isa_match!`). This is how an operation (a layer's
+/// `vector_backends!` (in `backend`), see `with_isa_match!`). This is how an operation (a layer's
 /// forward, a training step) is chosen once and then monomorphised whole. Without an
 /// `$isa` it uses [`active_isa`].
 macro_rules! with_isa {
     ($isa:expr, $k:ident => $body:expr) => {
-        $crate::kernels::vector_tokens!($crate::kernels::with_isa_match!($isa, $k, $body))
+        $crate::backend::vector_backends!($crate::kernels::with_isa_match!($isa, $k, $body))
     };
     ($k:ident => $body:expr) => {
         $crate::kernels::with_isa!($crate::kernels::active_isa(), $k => $body)
     };
 }
 
-/// `with_isa!`'s `match`: an arm for `Scalar` and one per line of `vector_tokens!`.
+/// `with_isa!`'s `match`: an arm for `Scalar` and one per line of `vector_backends!` (in `backend`).
 macro_rules! with_isa_match {
     (($isa:expr, $k:ident, $body:expr)
-        $($(#[$doc:meta])* [$cfg:meta] $token:ident, $how:ident $arguments:tt;)*) => {
+        $($(#[$doc:meta])* $token:ident = $value:literal, $text:literal, [$cfg:meta]
+        available($available:expr), fma($fma:expr), $how:ident $arguments:tt;)*) => {
         match $isa {
             $crate::kernels::AnyIsa::Scalar($k) => $body,
             $(
@@ -592,30 +593,10 @@ public_kernels!(impl_kernels!(scalar Isa for Scalar [];
 ));
 internal_kernels!(impl_kernels!(scalar Internal for Scalar []));
 
-/// The vector instruction sets, listed once: each line is the token's documentation, the
-/// cfg under which the build has it (from `build.rs`), its name (also its [`Backend`]
-/// variant) and how its kernels are compiled (see `kernel_body!`). The token types, their
-/// kernels, [`AnyIsa`], [`Backend::isa`] and `with_isa!`'s arms are generated from it.
-macro_rules! vector_tokens {
-    ($($callback:ident)::+!($($head:tt)*)) => {
-        $($callback)::+! { ($($head)*)
-            /// SSE2 (the x86_64 baseline), four lanes.
-            [gradguard_sse2] Sse2, features [super::x86::Sse2, "sse2"];
-            /// AVX2 with FMA, eight lanes.
-            [gradguard_sse2] Avx2, features [super::x86::Avx2, "avx2,fma"];
-            /// AVX-512F, sixteen lanes.
-            [gradguard_sse2] Avx512, features [super::x86::Avx512, "avx512f,avx2,fma"];
-            /// NEON (the aarch64 baseline), four lanes.
-            [gradguard_neon] Neon, baseline [super::neon::Neon];
-            /// WebAssembly simd128 (when the build enables it), four lanes.
-            [gradguard_simd128] Simd128, baseline [super::wasm::Simd128];
-        }
-    };
-}
-
 /// The token types of the list, with their kernels, [`AnyIsa`] and [`Backend::isa`].
 macro_rules! define_tokens {
-    (() $($(#[$doc:meta])* [$cfg:meta] $token:ident, $how:ident $arguments:tt;)*) => {
+    (() $($(#[$doc:meta])* $token:ident = $value:literal, $text:literal, [$cfg:meta]
+        available($available:expr), fma($fma:expr), $how:ident $arguments:tt;)*) => {
         $(
             $(#[$doc])*
             #[cfg($cfg)]
@@ -645,7 +626,20 @@ macro_rules! define_tokens {
             ));
             #[cfg($cfg)]
             internal_kernels!(impl_kernels!($how Internal for $token $arguments));
+
+            #[cfg($cfg)]
+            impl From<$token> for AnyIsa {
+                fn from(token: $token) -> AnyIsa {
+                    AnyIsa::$token(token)
+                }
+            }
         )*
+
+        impl From<Scalar> for AnyIsa {
+            fn from(token: Scalar) -> AnyIsa {
+                AnyIsa::Scalar(token)
+            }
+        }
 
         /// One of the tokens, chosen at run time: what [`Backend::isa`] and [`active_isa`]
         /// return. It implements [`Isa`] itself (each kernel call then matches on it); to
@@ -699,8 +693,7 @@ macro_rules! define_tokens {
     };
 }
 
-vector_tokens!(define_tokens!());
-pub(crate) use vector_tokens;
+crate::backend::vector_backends!(define_tokens!());
 
 public_kernels!(impl_kernels!(any Isa for AnyIsa [];
     fn backend(self) -> Backend {

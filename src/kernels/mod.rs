@@ -54,7 +54,7 @@ mod x86;
 
 pub(crate) use dispatch::VECTOR_BACKENDS;
 pub(crate) use generic::{Magnitudes, Moments};
-pub(crate) use isa::{vector_tokens, with_isa, with_isa_match};
+pub(crate) use isa::{with_isa, with_isa_match};
 
 pub use dispatch::{backend, set_backend, Backend};
 pub use fpu::{subnormal_mode, SubnormalMode};
