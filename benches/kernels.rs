@@ -6,10 +6,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gradguard::datasets::digits;
 use gradguard::health::{HealthConfig, HealthReport};
 use gradguard::init::Init;
-use gradguard::kernels::{self, Backend};
+use gradguard::kernels::Backend;
 use gradguard::{
-    train_step, train_step_observed, Dense, GradMode, Layer, Loss, Relu, Seq, Sgd, Sigmoid,
-    SoftmaxCrossEntropy, Workspace, Zeroed,
+    train_step, train_step_observed, Dense, GradMode, Layer, Loss, Phase, Relu, Seq, Sgd, Sigmoid,
+    SoftmaxCrossEntropy, Trainer, Workspace, Zeroed,
 };
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -35,29 +35,36 @@ fn backends(c: &mut Criterion) {
     layer.init(&mut lp, Init::XavierUniform, &mut rng);
     let xs = Box::new([[0.5f32; 128]; 32]);
     let mut cache = Box::new(<Dense<128, 128> as Layer>::Cache::<32>::ZEROED);
-    let before = kernels::backend();
     for b in Backend::available() {
-        kernels::set_backend(b).expect("available");
+        // Each backend's token, passed explicitly: the process-wide choice is not touched.
+        let isa = b.isa().expect("available");
+        let mut trainer = Trainer::new(
+            &net,
+            &mut p,
+            &mut g,
+            &mut ws,
+            &mut sgd,
+            &SoftmaxCrossEntropy,
+        )
+        .with_isa(isa);
         group.bench_function(BenchmarkId::new("train_step_relu", b.name()), |bch| {
-            bch.iter(|| {
-                train_step(
-                    &net,
-                    &mut p,
-                    &mut g,
-                    &mut ws,
-                    &mut sgd,
-                    &SoftmaxCrossEntropy,
-                    black_box(&x),
-                    &y,
-                )
-            })
+            bch.iter(|| trainer.step(black_box(&x), &y))
         });
         group.bench_function(
             BenchmarkId::new("dense_forward_128x128_batch32", b.name()),
-            |bch| bch.iter(|| layer.forward(black_box(&lp), black_box(&xs), &mut cache)),
+            |bch| {
+                bch.iter(|| {
+                    layer.forward_on(
+                        isa,
+                        Phase::Inference,
+                        black_box(&lp),
+                        black_box(&xs),
+                        &mut cache,
+                    )
+                })
+            },
         );
     }
-    kernels::set_backend(before).expect("was available");
     group.finish();
 }
 

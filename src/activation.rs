@@ -115,21 +115,6 @@ pub trait Activation: Copy {
             .pre_activation_grad
             .add_slice_on(isa, dz.get(..rows * units).unwrap_or(&[]));
     }
-
-    /// True if f' is never zero mathematically (so a computed 0 is an underflow).
-    fn derivative_never_zero(&self) -> bool {
-        false
-    }
-
-    /// True if a unit can die: f' is exactly 0 on a whole half-line (ReLU).
-    fn can_die(&self) -> bool {
-        false
-    }
-
-    /// True if f' tends to 0 at both ends (sigmoid, tanh): units can saturate.
-    fn saturates(&self) -> bool {
-        false
-    }
 }
 
 impl<T: Elementwise> Activation for T {
@@ -165,18 +150,6 @@ impl<T: Elementwise> Activation for T {
         health: &mut LayerHealth,
     ) {
         crate::health::elementwise_backward(isa, self, z, dy, dz, units, health);
-    }
-
-    fn derivative_never_zero(&self) -> bool {
-        Elementwise::derivative_never_zero(self)
-    }
-
-    fn can_die(&self) -> bool {
-        Elementwise::can_die(self)
-    }
-
-    fn saturates(&self) -> bool {
-        Elementwise::saturates(self)
     }
 }
 

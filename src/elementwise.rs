@@ -43,17 +43,34 @@ pub trait Elementwise: Copy {
         x.map_lanes(|v| self.derivative(v))
     }
 
-    /// See [`crate::Activation::derivative_never_zero`].
+    /// True if f' is never zero mathematically, so a computed 0 is an underflow (sigmoid,
+    /// tanh, leaky ReLU with α ≠ 0).
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, LeakyRelu, Relu, Sigmoid};
+    /// assert!(Sigmoid.derivative_never_zero() && LeakyRelu::new(0.01).derivative_never_zero());
+    /// assert!(!Relu.derivative_never_zero());
+    /// ```
     fn derivative_never_zero(&self) -> bool {
         false
     }
 
-    /// See [`crate::Activation::can_die`].
+    /// True if a unit can die: f' is exactly 0 on a whole half-line (ReLU).
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, LeakyRelu, Relu};
+    /// assert!(Relu.can_die() && !LeakyRelu::new(0.01).can_die());
+    /// ```
     fn can_die(&self) -> bool {
         false
     }
 
-    /// See [`crate::Activation::saturates`].
+    /// True if f' tends to 0 at both ends, so units can saturate (sigmoid, tanh).
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, Relu, Tanh};
+    /// assert!(Tanh.saturates() && !Relu.saturates());
+    /// ```
     fn saturates(&self) -> bool {
         false
     }

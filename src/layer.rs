@@ -29,6 +29,30 @@ use rand_core::Rng;
 mod batch_norm;
 pub use batch_norm::{BatchNorm, BatchNormCache, BatchNormParams};
 
+/// Which forward pass runs: inference ([`Layer::forward`]) or training
+/// ([`Layer::forward_train`]). Only layers that behave differently while training
+/// ([`BatchNorm`]: the statistics of this batch instead of the running ones) look at it.
+///
+/// ```
+/// use gradguard::{kernels::Scalar, BatchNorm, Layer, Phase, Zeroed};
+/// let bn = BatchNorm::<1>::default();
+/// let mut p = <BatchNorm<1> as Layer>::Params::ZEROED;
+/// (p.scale, p.running_variance) = ([1.0], [1.0]);
+/// let mut cache = <BatchNorm<1> as Layer>::Cache::<2>::ZEROED;
+/// let x = [[1.0], [3.0]];
+/// bn.forward_on(Scalar::new(), Phase::Inference, &p, &x, &mut cache);
+/// assert_eq!(<BatchNorm<1> as Layer>::output(&cache)[1][0], 3.0 / (1.0f32 + 1e-5).sqrt());
+/// bn.forward_on(Scalar::new(), Phase::Training, &p, &x, &mut cache);
+/// assert!((<BatchNorm<1> as Layer>::output(&cache)[1][0] - 1.0).abs() < 1e-4);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Inference: running statistics.
+    Inference,
+    /// Training: the batch's own statistics.
+    Training,
+}
+
 /// What [`Layer::backward_at`] needs besides the data: whether the parameter gradients are
 /// overwritten or accumulated, who records the gradient health, and where the layer sits.
 ///
@@ -105,26 +129,30 @@ pub trait Layer {
         x: &[Self::Input; B],
         cache: &mut Self::Cache<B>,
     ) {
-        with_isa!(k => self.forward_on(k, params, x, cache));
+        with_isa!(k => self.forward_on(k, Phase::Inference, params, x, cache));
     }
 
-    /// [`Layer::forward`] with the kernels of `isa` (a token, or an [`AnyIsa`](crate::kernels::AnyIsa) chosen at
-    /// run time). Implement this.
+    /// [`Layer::forward`] (`phase` [`Phase::Inference`]) or [`Layer::forward_train`]
+    /// ([`Phase::Training`]) with the kernels of `isa` (a token, or an
+    /// [`AnyIsa`](crate::kernels::AnyIsa) chosen at run time). Implement this; layers that
+    /// behave the same in both phases (all but [`BatchNorm`]) ignore `phase`, and a layer
+    /// made of layers passes it on.
     ///
     /// ```
-    /// use gradguard::{kernels::Backend, Dense, Layer, Zeroed};
+    /// use gradguard::{kernels::Backend, Dense, Layer, Phase, Zeroed};
     /// let layer = Dense::<2, 1>::default();
     /// let mut p = <Dense<2, 1> as Layer>::Params::ZEROED;
     /// p.weights = [[1.0, 2.0]];
     /// let mut cache = <Dense<2, 1> as Layer>::Cache::<1>::ZEROED;
     /// for backend in Backend::available() {
-    ///     layer.forward_on(backend.isa().unwrap(), &p, &[[3.0, 4.0]], &mut cache);
+    ///     layer.forward_on(backend.isa().unwrap(), Phase::Inference, &p, &[[3.0, 4.0]], &mut cache);
     ///     assert_eq!(cache.output, [[11.0]]);
     /// }
     /// ```
     fn forward_on<K: Isa, const B: usize>(
         &self,
         isa: K,
+        phase: Phase,
         params: &Self::Params,
         x: &[Self::Input; B],
         cache: &mut Self::Cache<B>,
@@ -158,20 +186,7 @@ pub trait Layer {
         x: &[Self::Input; B],
         cache: &mut Self::Cache<B>,
     ) {
-        with_isa!(k => self.forward_train_on(k, params, x, cache));
-    }
-
-    /// [`Layer::forward_train`] with the kernels of `isa`. Layers that behave the same in
-    /// training keep the default, [`Layer::forward_on`].
-    #[inline]
-    fn forward_train_on<K: Isa, const B: usize>(
-        &self,
-        isa: K,
-        params: &Self::Params,
-        x: &[Self::Input; B],
-        cache: &mut Self::Cache<B>,
-    ) {
-        self.forward_on(isa, params, x, cache);
+        with_isa!(k => self.forward_on(k, Phase::Training, params, x, cache));
     }
 
     /// Folds the batch statistics of the last [`Layer::forward_train`] on `cache` into the
@@ -409,6 +424,7 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
     fn forward_on<K: Isa, const B: usize>(
         &self,
         isa: K,
+        _phase: Phase,
         params: &Self::Params,
         x: &[[f32; IN]; B],
         cache: &mut Self::Cache<B>,
@@ -543,6 +559,7 @@ impl<A: Activation, const N: usize> Layer for ActivationLayer<A, N> {
     fn forward_on<K: Isa, const B: usize>(
         &self,
         isa: K,
+        _phase: Phase,
         _params: &NoParameters,
         x: &[[f32; N]; B],
         cache: &mut Self::Cache<B>,
@@ -647,33 +664,20 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
     fn forward_on<K: Isa, const N: usize>(
         &self,
         isa: K,
+        phase: Phase,
         params: &Self::Params,
         x: &[Self::Input; N],
         cache: &mut Self::Cache<N>,
     ) {
         self.first
-            .forward_on(isa, &params.first, x, &mut cache.first);
+            .forward_on(isa, phase, &params.first, x, &mut cache.first);
         let hidden = First::output(&cache.first);
         self.second
-            .forward_on(isa, &params.second, hidden, &mut cache.second);
+            .forward_on(isa, phase, &params.second, hidden, &mut cache.second);
     }
 
     fn output<const N: usize>(cache: &Self::Cache<N>) -> &[Self::Output; N] {
         Second::output(&cache.second)
-    }
-
-    fn forward_train_on<K: Isa, const N: usize>(
-        &self,
-        isa: K,
-        params: &Self::Params,
-        x: &[Self::Input; N],
-        cache: &mut Self::Cache<N>,
-    ) {
-        self.first
-            .forward_train_on(isa, &params.first, x, &mut cache.first);
-        let hidden = First::output(&cache.first);
-        self.second
-            .forward_train_on(isa, &params.second, hidden, &mut cache.second);
     }
 
     fn update_running_statistics<const N: usize>(

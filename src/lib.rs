@@ -128,16 +128,16 @@ pub use error::Error;
 pub use kernels::GradMode;
 pub use layer::{
     ActivationCache, ActivationLayer, BackwardContext, BatchNorm, BatchNormCache, BatchNormParams,
-    Chain, ChainCache, Dense, DenseCache, DenseParams, Layer,
+    Chain, ChainCache, Dense, DenseCache, DenseParams, Layer, Phase,
 };
 pub use loss::{BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy};
 pub use optim::{Adam, LearningRate, Momentum, Optimizer, Sgd};
 pub use storage::{NoParameters, Pair, Parameters, TensorInfo, TensorKind, Zeroed};
 pub use train::{
-    accumulate_gradients, argmax, compute_gradients, train_step, train_step_guarded,
-    train_step_observed, training_bytes, MicroBatch, StepGuard, StepOutcome, Workspace,
+    accumulate_gradients, argmax, compute_gradients, training_bytes, MicroBatch, StepGuard,
+    StepOutcome, Workspace,
 };
-pub use trainer::Trainer;
+pub use trainer::{train_step, train_step_guarded, train_step_observed, Trainer};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

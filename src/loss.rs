@@ -9,7 +9,7 @@
 //! ```
 
 use crate::error::Error;
-use crate::kernels;
+use crate::kernels::{self, Isa};
 
 /// A loss over rows of `N` outputs.
 ///
@@ -38,6 +38,35 @@ pub trait Loss<const N: usize> {
         targets: &[Self::Target; B],
         grad: &mut [[f32; N]; B],
     ) -> Result<f32, Error>;
+
+    /// [`Loss::loss_and_gradient`] with the kernels of `isa`: what the training steps call,
+    /// inside the pass they compiled for one instruction set. The default ignores `isa`
+    /// (losses whose row kernels are scalar); a loss that uses dispatched kernels (softmax
+    /// cross-entropy's exponentials) overrides it and makes `loss_and_gradient` choose the
+    /// backend once.
+    ///
+    /// ```
+    /// use gradguard::{kernels::Scalar, Loss, SoftmaxCrossEntropy};
+    /// let mut g = [[0.0; 2]; 1];
+    /// let l = SoftmaxCrossEntropy.loss_and_gradient_on(Scalar::new(), &[[0.0, 0.0]], &[1], &mut g)?;
+    /// assert_eq!(g, [[0.5, -0.5]]);
+    /// assert!((l - 2f32.ln()).abs() < 1e-7);
+    /// # Ok::<(), gradguard::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`Loss::loss_and_gradient`].
+    #[inline]
+    fn loss_and_gradient_on<K: Isa, const B: usize>(
+        &self,
+        isa: K,
+        output: &[[f32; N]; B],
+        targets: &[Self::Target; B],
+        grad: &mut [[f32; N]; B],
+    ) -> Result<f32, Error> {
+        let _ = isa;
+        self.loss_and_gradient(output, targets, grad)
+    }
 }
 
 /// Applies an elementwise row loss kernel `(output, target, grad, scale) -> Σ loss` to every
@@ -108,17 +137,25 @@ impl<const N: usize> Loss<N> for SoftmaxCrossEntropy {
         targets: &[usize; B],
         grad: &mut [[f32; N]; B],
     ) -> Result<f32, Error> {
+        // The backend is chosen once for the batch, not per row.
+        kernels::with_isa!(k => self.loss_and_gradient_on(k, output, targets, grad))
+    }
+
+    fn loss_and_gradient_on<K: Isa, const B: usize>(
+        &self,
+        isa: K,
+        output: &[[f32; N]; B],
+        targets: &[usize; B],
+        grad: &mut [[f32; N]; B],
+    ) -> Result<f32, Error> {
         if let Some(&label) = targets.iter().find(|&&t| t >= N) {
             return Err(Error::LabelOutOfRange { label, classes: N });
         }
         let scale = 1.0 / B.max(1) as f32;
         let mut total = 0.0_f32;
-        // The backend is chosen once for the batch, not per row.
-        kernels::with_isa!(k => {
-            for ((z, &label), g) in output.iter().zip(targets.iter()).zip(grad.iter_mut()) {
-                total += kernels::softmax_cross_entropy_row_on(k, z, label, g, scale);
-            }
-        });
+        for ((z, &label), g) in output.iter().zip(targets.iter()).zip(grad.iter_mut()) {
+            total += kernels::softmax_cross_entropy_row_on(isa, z, label, g, scale);
+        }
         Ok(total * scale)
     }
 }

@@ -52,8 +52,26 @@ pub trait LearningRate {
 /// # Ok::<(), gradguard::Error>(())
 /// ```
 pub trait Optimizer<P: Parameters>: LearningRate {
-    /// Applies one update to `params` using `grads`.
-    fn step(&mut self, params: &mut P, grads: &P);
+    /// Applies one update to `params` using `grads`, on the active backend (chosen once
+    /// for all tensors of the step).
+    #[inline]
+    fn step(&mut self, params: &mut P, grads: &P) {
+        kernels::with_isa!(isa => self.step_on(isa, params, grads));
+    }
+
+    /// [`Optimizer::step`] with the kernels of `isa` (what the training steps call, inside
+    /// the pass they compiled for one instruction set). Implement this.
+    ///
+    /// ```
+    /// use gradguard::{kernels::Scalar, Dense, Layer, Optimizer, Sgd, Zeroed};
+    /// type P = <Dense<1, 1> as Layer>::Params;
+    /// let (mut p, mut g) = (P::ZEROED, P::ZEROED);
+    /// g.weights = [[2.0]];
+    /// Sgd::new(0.5)?.step_on(Scalar::new(), &mut p, &g);
+    /// assert_eq!(p.weights, [[-1.0]]);
+    /// # Ok::<(), gradguard::Error>(())
+    /// ```
+    fn step_on<K: Isa>(&mut self, isa: K, params: &mut P, grads: &P);
 }
 
 fn check_learning_rate(lr: f32) -> Result<f32, Error> {
@@ -135,14 +153,11 @@ impl Sgd {
 }
 
 impl<P: Parameters> Optimizer<P> for Sgd {
-    fn step(&mut self, params: &mut P, grads: &P) {
-        // One choice of backend for all tensors of the step.
-        kernels::with_isa!(isa => {
-            for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
-                let (w, g) = (params.tensor_mut(i), grads.tensor(i));
-                isa.sgd_update(w, g, self.learning_rate, self.weight_decay);
-            }
-        });
+    fn step_on<K: Isa>(&mut self, isa: K, params: &mut P, grads: &P) {
+        for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
+            let (w, g) = (params.tensor_mut(i), grads.tensor(i));
+            isa.sgd_update(w, g, self.learning_rate, self.weight_decay);
+        }
     }
 }
 
@@ -249,27 +264,25 @@ impl<P: Parameters> Momentum<P> {
 }
 
 impl<P: Parameters> Optimizer<P> for Momentum<P> {
-    fn step(&mut self, params: &mut P, grads: &P) {
+    fn step_on<K: Isa>(&mut self, isa: K, params: &mut P, grads: &P) {
         if self.sgd.learning_rate == 0.0 {
             return; // unconfigured (ZEROED)
         }
-        kernels::with_isa!(isa => {
-            for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
-                let (w, g, v) = (
-                    params.tensor_mut(i),
-                    grads.tensor(i),
-                    self.velocity.tensor_mut(i),
-                );
-                isa.sgd_momentum_update(
-                    w,
-                    g,
-                    v,
-                    self.sgd.learning_rate,
-                    self.momentum,
-                    self.sgd.weight_decay,
-                );
-            }
-        });
+        for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
+            let (w, g, v) = (
+                params.tensor_mut(i),
+                grads.tensor(i),
+                self.velocity.tensor_mut(i),
+            );
+            isa.sgd_momentum_update(
+                w,
+                g,
+                v,
+                self.sgd.learning_rate,
+                self.momentum,
+                self.sgd.weight_decay,
+            );
+        }
     }
 }
 
@@ -434,30 +447,28 @@ impl<P: Parameters> Zeroed for Adam<P> {
 }
 
 impl<P: Parameters> Optimizer<P> for Adam<P> {
-    fn step(&mut self, params: &mut P, grads: &P) {
+    fn step_on<K: Isa>(&mut self, isa: K, params: &mut P, grads: &P) {
         if self.learning_rate == 0.0 {
             return; // unconfigured (ZEROED)
         }
         self.beta1_power *= self.beta1;
         self.beta2_power *= self.beta2;
         let (bias1, bias2) = (1.0 - self.beta1_power, 1.0 - self.beta2_power);
-        kernels::with_isa!(isa => {
-            for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
-                isa.adam_update(
-                    params.tensor_mut(i),
-                    grads.tensor(i),
-                    self.m.tensor_mut(i),
-                    self.v.tensor_mut(i),
-                    self.learning_rate,
-                    self.beta1,
-                    self.beta2,
-                    self.epsilon,
-                    self.weight_decay,
-                    bias1,
-                    bias2,
-                );
-            }
-        });
+        for i in (0..P::TENSORS).filter(|&i| is_trainable::<P>(i)) {
+            isa.adam_update(
+                params.tensor_mut(i),
+                grads.tensor(i),
+                self.m.tensor_mut(i),
+                self.v.tensor_mut(i),
+                self.learning_rate,
+                self.beta1,
+                self.beta2,
+                self.epsilon,
+                self.weight_decay,
+                bias1,
+                bias2,
+            );
+        }
     }
 }
 

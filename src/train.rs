@@ -1,12 +1,13 @@
-//! One training step, evaluation helpers and the memory a network needs.
+//! The gradient pass (forward, loss, backward, compiled for one instruction set), the
+//! workspace it writes, the step guard's types and the memory a network needs. The
+//! training steps that also update the parameters are [`crate::Trainer`]'s.
 
 use crate::error::Error;
-use crate::health::{GradientObserver, NoHealth, TensorStats};
+use crate::health::GradientObserver;
 use crate::kernels::{with_isa, GradMode, Isa};
-use crate::layer::{BackwardContext, Layer};
+use crate::layer::{BackwardContext, Layer, Phase};
 use crate::loss::Loss;
-use crate::optim::Optimizer;
-use crate::storage::{is_trainable, Parameters, Zeroed};
+use crate::storage::Zeroed;
 
 /// Everything a training step writes besides parameters and gradients: the network's
 /// forward cache and the gradient of the loss with respect to the network output.
@@ -56,112 +57,6 @@ pub const fn training_bytes<L: Layer, const B: usize>() -> usize {
     2 * core::mem::size_of::<L::Params>() + core::mem::size_of::<Workspace<L, B>>()
 }
 
-/// Forward (training: [`Layer::forward_train`]), loss, backward and one optimiser update
-/// on a batch, then the running statistics of batch norms
-/// ([`Layer::update_running_statistics`]); returns the mean loss.
-///
-/// Gradients are overwritten. On `Err` (an invalid target) nothing has been changed
-/// except the forward cache. NaN/∞ in inputs or parameters are not errors: they propagate
-/// to the returned loss.
-///
-/// ```
-/// use gradguard::{init::Init, train_step, Dense, Layer, Sgd, SoftmaxCrossEntropy, Zeroed, Workspace};
-/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
-/// type Net = Dense<2, 2>;
-/// let net = Net::default();
-/// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
-/// net.init(&mut p, Init::XavierUniform, &mut Xoshiro256PlusPlus::seed_from_u64(1));
-/// let mut ws = Workspace::<Net, 2>::ZEROED;
-/// let mut sgd = Sgd::new(0.5).unwrap();
-/// let (x, y) = ([[1.0, 0.0], [0.0, 1.0]], [0, 1]);
-/// let first = train_step(&net, &mut p, &mut g, &mut ws, &mut sgd, &SoftmaxCrossEntropy, &x, &y).unwrap();
-/// for _ in 0..50 {
-///     train_step(&net, &mut p, &mut g, &mut ws, &mut sgd, &SoftmaxCrossEntropy, &x, &y).unwrap();
-/// }
-/// let last = train_step(&net, &mut p, &mut g, &mut ws, &mut sgd, &SoftmaxCrossEntropy, &x, &y).unwrap();
-/// assert!(last < first / 4.0);
-/// ```
-///
-/// # Errors
-/// The loss's: an out-of-range label or target (see above: nothing but the forward cache
-/// changed).
-#[allow(clippy::too_many_arguments)]
-pub fn train_step<L, O, F, const N: usize, const B: usize>(
-    net: &L,
-    params: &mut L::Params,
-    grads: &mut L::Params,
-    workspace: &mut Workspace<L, B>,
-    optimizer: &mut O,
-    loss: &F,
-    x: &[L::Input; B],
-    targets: &[F::Target; B],
-) -> Result<f32, Error>
-where
-    L: Layer<Output = [f32; N]>,
-    O: Optimizer<L::Params>,
-    F: Loss<N>,
-{
-    train_step_observed(
-        net,
-        params,
-        grads,
-        workspace,
-        optimizer,
-        loss,
-        x,
-        targets,
-        &mut NoHealth,
-    )
-}
-
-/// [`train_step`] that also records the gradient health of the backward pass in `observer`
-/// (a [`crate::health::HealthReport`], reset at the start of the step), before the
-/// optimiser updates the parameters.
-///
-/// ```
-/// use gradguard::health::{HealthConfig, HealthReport};
-/// use gradguard::{init::Init, train_step_observed, Dense, Layer, Relu, Seq, Sgd, SoftmaxCrossEntropy, Workspace, Zeroed};
-/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
-/// type Net = Seq![Dense<3, 4, Relu>, Dense<4, 2>];
-/// let net = Net::default();
-/// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
-/// net.init(&mut p, Init::HeNormal, &mut Xoshiro256PlusPlus::seed_from_u64(2));
-/// let mut ws = Workspace::<Net, 2>::ZEROED;
-/// let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
-/// train_step_observed(&net, &mut p, &mut g, &mut ws, &mut Sgd::new(0.1)?, &SoftmaxCrossEntropy,
-///                     &[[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]], &[0, 1], &mut report)?;
-/// assert_eq!(report.layers_from_output().len(), 2);
-/// assert_eq!(report.learning_rate, 0.1);
-/// # Ok::<(), gradguard::Error>(())
-/// ```
-///
-/// # Errors
-/// As for [`train_step`].
-#[allow(clippy::too_many_arguments)]
-pub fn train_step_observed<L, O, F, H, const N: usize, const B: usize>(
-    net: &L,
-    params: &mut L::Params,
-    grads: &mut L::Params,
-    workspace: &mut Workspace<L, B>,
-    optimizer: &mut O,
-    loss: &F,
-    x: &[L::Input; B],
-    targets: &[F::Target; B],
-    observer: &mut H,
-) -> Result<f32, Error>
-where
-    L: Layer<Output = [f32; N]>,
-    O: Optimizer<L::Params>,
-    F: Loss<N>,
-    H: GradientObserver,
-{
-    observer.begin_backward(optimizer.learning_rate());
-    let value = compute_gradients(net, params, grads, workspace, loss, x, targets, observer)?;
-    optimizer.step(params, grads);
-    net.update_running_statistics(params, &mut workspace.cache);
-    Ok(value)
-}
-
 /// Forward (training: [`Layer::forward_train`]), loss and backward on a batch without an
 /// optimiser step: overwrites `grads` with the gradient of the mean loss and returns the
 /// loss. Batch norms' running statistics are not updated (`params` is shared): call
@@ -201,26 +96,30 @@ where
     F: Loss<N>,
     H: GradientObserver,
 {
-    let pass = Pass {
-        mode: GradMode::Overwrite,
-        share: 1.0,
-    };
-    with_isa!(isa => forward_backward(isa, net, params, grads, workspace, loss, x, targets, pass, observer))
+    with_isa!(isa => forward_backward(isa, net, params, grads, workspace, loss, x, targets, Pass::WHOLE, observer))
 }
 
 /// How one forward-backward pass writes its gradients: overwritten or accumulated, and the
 /// share of the batch's loss it carries (micro-batches).
 #[derive(Clone, Copy)]
-struct Pass {
-    mode: GradMode,
-    share: f32,
+pub(crate) struct Pass {
+    pub(crate) mode: GradMode,
+    pub(crate) share: f32,
+}
+
+impl Pass {
+    /// The whole batch, gradients overwritten.
+    pub(crate) const WHOLE: Pass = Pass {
+        mode: GradMode::Overwrite,
+        share: 1.0,
+    };
 }
 
 /// Forward (training), loss, the output gradient scaled by `pass.share`, and the observed
 /// backward: the whole pass compiled for the instruction set `isa`, chosen once by the
 /// caller. Returns the loss times the share.
 #[allow(clippy::too_many_arguments)]
-fn forward_backward<K, L, F, H, const N: usize, const B: usize>(
+pub(crate) fn forward_backward<K, L, F, H, const N: usize, const B: usize>(
     isa: K,
     net: &L,
     params: &L::Params,
@@ -238,8 +137,9 @@ where
     F: Loss<N>,
     H: GradientObserver,
 {
-    net.forward_train_on(isa, params, x, &mut workspace.cache);
-    let value = loss.loss_and_gradient(
+    net.forward_on(isa, Phase::Training, params, x, &mut workspace.cache);
+    let value = loss.loss_and_gradient_on(
+        isa,
         L::output(&workspace.cache),
         targets,
         &mut workspace.output_grad,
@@ -287,7 +187,7 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
-/// What [`train_step_guarded`] does to a step's gradients before the optimiser sees them:
+/// What [`train_step_guarded`](crate::train_step_guarded) does to a step's gradients before the optimiser sees them:
 /// it always refuses a step whose loss or gradients are not finite, and optionally clips
 /// the gradients by value and by global norm.
 ///
@@ -376,7 +276,7 @@ fn positive(name: &'static str, v: f32) -> Result<f32, Error> {
     }
 }
 
-/// What [`train_step_guarded`] did.
+/// What [`train_step_guarded`](crate::train_step_guarded) did.
 ///
 /// ```
 /// use gradguard::StepOutcome;
@@ -415,114 +315,6 @@ impl StepOutcome {
     pub fn applied(&self) -> bool {
         matches!(self, StepOutcome::Applied { .. })
     }
-}
-
-/// [`train_step_observed`] that refuses a poisoned update and can clip gradients: the
-/// guard of mixed-precision loss scalers and of every training loop that must not lose a
-/// model to one bad batch.
-///
-/// After the backward pass (observed by `observer`), if the loss or any gradient is NaN or
-/// ±∞ it returns [`StepOutcome::Skipped`] and leaves `params` (batch norms' running
-/// statistics included) and the optimiser's state exactly as they were; count the skips to notice a data or divergence problem. Otherwise
-/// it applies `guard`'s clipping and the optimiser step. Costs the gradients' statistics
-/// ([`TensorStats`]: two reads of every gradient, for the norm and the finiteness) and, when
-/// clipping, one more pass that rescales them, on top of [`train_step`]; nothing when not
-/// used.
-///
-/// ```
-/// use gradguard::health::NoHealth;
-/// use gradguard::{train_step_guarded, Dense, Layer, MeanSquaredError, Sgd, StepGuard, StepOutcome, Workspace, Zeroed};
-/// type Net = Dense<1, 1>;
-/// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
-/// let mut ws = Workspace::<Net, 1>::ZEROED;
-/// let mut sgd = Sgd::new(0.1)?;
-/// let guard = StepGuard::SKIP_NON_FINITE.with_max_norm(1.0)?;
-/// let bad = train_step_guarded(&Net::default(), &mut p, &mut g, &mut ws, &mut sgd, &MeanSquaredError,
-///                              &[[f32::NAN]], &[[1.0]], &guard, &mut NoHealth)?;
-/// assert!(!bad.applied());
-/// assert_eq!(p.weights, [[0.0]]); // untouched
-/// let good = train_step_guarded(&Net::default(), &mut p, &mut g, &mut ws, &mut sgd, &MeanSquaredError,
-///                               &[[3.0]], &[[1.0]], &guard, &mut NoHealth)?;
-/// // ‖(dW, db)‖ = ‖(-6, -2)‖ > 1: clipped to norm 1 before the step.
-/// assert!(matches!(good, StepOutcome::Applied { clipped: true, .. }));
-/// assert!((p.weights[0][0] - 0.1 * 6.0 / 40f32.sqrt()).abs() < 1e-6);
-/// # Ok::<(), gradguard::Error>(())
-/// ```
-///
-/// # Errors
-/// As for [`train_step`]; a non-finite loss or gradient is not an error but
-/// [`StepOutcome::Skipped`].
-#[allow(clippy::too_many_arguments)]
-pub fn train_step_guarded<L, O, F, H, const N: usize, const B: usize>(
-    net: &L,
-    params: &mut L::Params,
-    grads: &mut L::Params,
-    workspace: &mut Workspace<L, B>,
-    optimizer: &mut O,
-    loss: &F,
-    x: &[L::Input; B],
-    targets: &[F::Target; B],
-    guard: &StepGuard,
-    observer: &mut H,
-) -> Result<StepOutcome, Error>
-where
-    L: Layer<Output = [f32; N]>,
-    O: Optimizer<L::Params>,
-    F: Loss<N>,
-    H: GradientObserver,
-{
-    observer.begin_backward(optimizer.learning_rate());
-    let value = compute_gradients(net, params, grads, workspace, loss, x, targets, observer)?;
-    let mut clipped = false;
-    if let Some(limit) = guard.max_value {
-        for i in (0..L::Params::TENSORS).filter(|&i| is_trainable::<L::Params>(i)) {
-            for g in grads.tensor_mut(i) {
-                // NaN compares false and stays, to be counted below.
-                let c = if *g > limit {
-                    limit
-                } else if *g < -limit {
-                    -limit
-                } else {
-                    *g
-                };
-                clipped |= c != *g;
-                *g = c;
-            }
-        }
-    }
-    let mut stats = TensorStats::EMPTY;
-    with_isa!(isa => {
-        for i in (0..L::Params::TENSORS).filter(|&i| is_trainable::<L::Params>(i)) {
-            stats.add_slice_on(isa, grads.tensor(i));
-        }
-    });
-    let non_finite_gradients = stats.counts.non_finite();
-    if !value.is_finite() || non_finite_gradients > 0 {
-        return Ok(StepOutcome::Skipped {
-            loss: value,
-            non_finite_gradients,
-        });
-    }
-    let gradient_norm = stats.l2_norm();
-    if let Some(limit) = guard.max_norm {
-        if gradient_norm > limit {
-            // g·(limit/‖g‖) as (g·2^-E)·(limit/(‖g‖·2^-E)): finite even where ‖g‖ is not.
-            let (unscale, factor) = stats.rescale_to_norm(limit);
-            for i in (0..L::Params::TENSORS).filter(|&i| is_trainable::<L::Params>(i)) {
-                for g in grads.tensor_mut(i) {
-                    *g = *g * unscale * factor;
-                }
-            }
-            clipped = true;
-        }
-    }
-    optimizer.step(params, grads);
-    net.update_running_statistics(params, &mut workspace.cache);
-    Ok(StepOutcome::Applied {
-        loss: value,
-        gradient_norm,
-        clipped,
-    })
 }
 
 /// Which micro-batch of a batch split into `count` equal parts a call of

@@ -9,8 +9,8 @@ use gradguard::health::{HealthConfig, HealthReport, LayerKind, NoHealth};
 use gradguard::kernels::{AnyIsa, Backend};
 use gradguard::{
     train_step, train_step_guarded, Activation, BackwardContext, BatchNorm, Dense, GradMode,
-    Identity, Layer, MeanSquaredError, Parameters, Seq, Sgd, Sigmoid, StepGuard, Tanh, Workspace,
-    Zeroed,
+    Identity, Layer, MeanSquaredError, Parameters, Phase, Seq, Sgd, Sigmoid, StepGuard, Tanh,
+    Workspace, Zeroed,
 };
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -645,11 +645,12 @@ fn every_backend_gives_the_scalar_bits() {
         let mut grads = <BatchNorm<N, Sigmoid> as Layer>::Params::ZEROED;
         let mut dx = [[0.0f32; N]; B];
         for training in [true, false] {
-            if training {
-                bn.forward_train_on(isa, &p, &x, &mut cache);
+            let phase = if training {
+                Phase::Training
             } else {
-                bn.forward_on(isa, &p, &x, &mut cache);
-            }
+                Phase::Inference
+            };
+            bn.forward_on(isa, phase, &p, &x, &mut cache);
             for mode in [GradMode::Overwrite, GradMode::Accumulate] {
                 let mut context = BackwardContext {
                     isa,

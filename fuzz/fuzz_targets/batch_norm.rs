@@ -8,7 +8,7 @@
 
 use gradguard::health::{HealthConfig, HealthReport, NoHealth};
 use gradguard::kernels::{AnyIsa, Backend};
-use gradguard::{BackwardContext, BatchNorm, GradMode, Layer, Sigmoid, Zeroed};
+use gradguard::{BackwardContext, BatchNorm, GradMode, Layer, Phase, Sigmoid, Zeroed};
 use libfuzzer_sys::fuzz_target;
 
 /// `n` f32 values from the input's bytes, as arbitrary bit patterns (cycled if short).
@@ -47,11 +47,8 @@ fn run<const N: usize, const B: usize>(isa: AnyIsa, data: &[u8], observe: bool) 
     let mut grads = <BatchNorm<N, Sigmoid> as Layer>::Params::ZEROED;
     let mut dx = [[0.0f32; N]; B];
     for training in [true, false] {
-        if training {
-            bn.forward_train_on(isa, &p, &x, &mut cache);
-        } else {
-            bn.forward_on(isa, &p, &x, &mut cache);
-        }
+        let phase = if training { Phase::Training } else { Phase::Inference };
+        bn.forward_on(isa, phase, &p, &x, &mut cache);
         out.extend(canonical(cache.output.as_flattened()));
         for mode in [GradMode::Overwrite, GradMode::Accumulate] {
             if observe {

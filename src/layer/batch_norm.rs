@@ -1,6 +1,6 @@
 //! Batch normalization (Ioffe & Szegedy, 2015) with PyTorch's `BatchNorm1d` semantics.
 
-use super::{BackwardContext, Layer};
+use super::{BackwardContext, Layer, Phase};
 use crate::activation::{Activation, Identity};
 use crate::error::Error;
 use crate::health::GradientObserver;
@@ -339,33 +339,30 @@ impl<const N: usize, A: Activation> Layer for BatchNorm<N, A> {
     fn forward_on<K: Isa, const B: usize>(
         &self,
         isa: K,
+        phase: Phase,
         params: &Self::Params,
         x: &[[f32; N]; B],
         cache: &mut Self::Cache<B>,
     ) {
-        cache.mean = params.running_mean;
-        cache.variance = params.running_variance;
-        cache.batch_statistics = false;
-        cache.pending = false;
-        self.normalize(isa, params, x, cache);
-    }
-
-    fn forward_train_on<K: Isa, const B: usize>(
-        &self,
-        isa: K,
-        params: &Self::Params,
-        x: &[[f32; N]; B],
-        cache: &mut Self::Cache<B>,
-    ) {
-        isa.batch_statistics(
-            x.as_flattened(),
-            N,
-            &mut cache.mean,
-            &mut cache.variance,
-            &mut cache.unbiased_variance,
-        );
-        cache.batch_statistics = true;
-        cache.pending = B > 1;
+        match phase {
+            Phase::Inference => {
+                cache.mean = params.running_mean;
+                cache.variance = params.running_variance;
+                cache.batch_statistics = false;
+                cache.pending = false;
+            }
+            Phase::Training => {
+                isa.batch_statistics(
+                    x.as_flattened(),
+                    N,
+                    &mut cache.mean,
+                    &mut cache.variance,
+                    &mut cache.unbiased_variance,
+                );
+                cache.batch_statistics = true;
+                cache.pending = B > 1;
+            }
+        }
         self.normalize(isa, params, x, cache);
     }
 

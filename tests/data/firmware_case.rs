@@ -1,12 +1,15 @@
 // The computation whose results the firmware must reproduce exactly. Included (with
 // `include!`) by `tests/firmware_vectors.rs` on the host and by `firmware/tests/on_target.rs`
 // on Cortex-M, so both run the same code: a seeded 8-6-5-3 net (tanh, sigmoid, identity),
-// forward and backward on a batch of 2, then three Adam steps (exercising libm's sqrt).
+// forward and backward on a batch of 2, then three Adam steps (exercising libm's sqrt). It
+// runs on the scalar kernels, passed explicitly (`Scalar`), which is what the firmware has.
 
+use gradguard::health::NoHealth;
 use gradguard::init::Init;
+use gradguard::kernels::Scalar;
 use gradguard::{
-    train_step, Adam, Dense, GradMode, Layer, Loss, Parameters, Seq, Sigmoid,
-    SoftmaxCrossEntropy, Tanh, Workspace, Zeroed,
+    Adam, BackwardContext, Dense, GradMode, Layer, Loss, Parameters, Phase, Seq, Sigmoid,
+    SoftmaxCrossEntropy, Tanh, Trainer, Workspace, Zeroed,
 };
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -50,7 +53,7 @@ fn run_case(
         *v = (k as f32 - 7.5) * 0.37;
     }
     let labels = [2usize, 0];
-    net.forward(params, &x, &mut workspace.cache);
+    net.forward_on(Scalar::new(), Phase::Inference, params, &x, &mut workspace.cache);
     let mut result = CaseResult {
         output: [0; 6],
         loss: 0,
@@ -62,18 +65,20 @@ fn run_case(
         *slot = v.to_bits();
     }
     let loss = SoftmaxCrossEntropy
-        .loss_and_gradient(CaseNet::output(&workspace.cache), &labels, &mut workspace.output_grad)
+        .loss_and_gradient_on(Scalar::new(), CaseNet::output(&workspace.cache), &labels, &mut workspace.output_grad)
         .unwrap_or(f32::NAN);
     result.loss = loss.to_bits();
     let mut dx = [[0.0f32; 8]; 2];
-    net.backward(params, &x, &mut workspace.cache, &workspace.output_grad, grads, Some(&mut dx), GradMode::Overwrite);
+    let mut context = BackwardContext { isa: Scalar::new(), mode: GradMode::Overwrite, observer: &mut NoHealth, layer: 0 };
+    net.backward_at(params, &x, &mut workspace.cache, &workspace.output_grad, grads, Some(&mut dx), &mut context);
     flatten(grads, &mut result.grads);
     for (slot, v) in result.input_grad.iter_mut().zip(dx.iter().flatten()) {
         *slot = v.to_bits();
     }
     if adam.configure(0.01, 0.9, 0.999, 1e-8, 0.0).is_ok() {
+        let mut trainer = Trainer::new(&net, params, grads, workspace, adam, &SoftmaxCrossEntropy).with_isa(Scalar::new());
         for _ in 0..3 {
-            let _ = train_step(&net, params, grads, workspace, adam, &SoftmaxCrossEntropy, &x, &labels);
+            let _ = trainer.step(&x, &labels);
         }
     }
     flatten(params, &mut result.params_after_adam);

@@ -8,7 +8,7 @@
 use gradguard::health::NoHealth;
 use gradguard::health::{HealthConfig, HealthReport, LayerHealth, TensorStats};
 use gradguard::kernels::{self, AnyIsa, Backend, Isa};
-use gradguard::{BackwardContext, Dense, DenseCache, DenseParams, GradMode, Layer, Zeroed};
+use gradguard::{BackwardContext, Dense, DenseCache, DenseParams, GradMode, Layer, Phase, Zeroed};
 
 /// Fails the check with a message (a `prop_assert!` that also works outside proptest).
 macro_rules! ensure {
@@ -70,7 +70,7 @@ pub fn run_dense<const IN: usize, const OUT: usize, const B: usize>(
         bias: *b,
     };
     let mut cache = DenseCache::<OUT, B>::ZEROED;
-    layer.forward_on(isa, &params, x, &mut cache);
+    layer.forward_on(isa, Phase::Inference, &params, x, &mut cache);
     let mut grads = DenseParams::<IN, OUT>::ZEROED;
     let mut dx3 = [[0.0; IN]; B];
     let mut report = HealthReport::<1>::new(HealthConfig::DEFAULT);
