@@ -605,20 +605,22 @@ impl<A: Activation, const N: usize> Layer for ActivationLayer<A, N> {
 /// assert_eq!(c.boundary_grad, [[0.0; 3]; 2]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ChainCache<CA, CB, M> {
+pub struct ChainCache<First, Second, Boundary> {
     /// Cache of the first layer (its output is the second layer's input).
-    pub first: CA,
+    pub first: First,
     /// Cache of the second layer.
-    pub second: CB,
+    pub second: Second,
     /// ∂L/∂(first layer's output), written by the second layer's backward.
-    pub boundary_grad: M,
+    pub boundary_grad: Boundary,
 }
 
-impl<CA: Zeroed, CB: Zeroed, M: Zeroed> Zeroed for ChainCache<CA, CB, M> {
+impl<First: Zeroed, Second: Zeroed, Boundary: Zeroed> Zeroed
+    for ChainCache<First, Second, Boundary>
+{
     const ZEROED: Self = ChainCache {
-        first: CA::ZEROED,
-        second: CB::ZEROED,
-        boundary_grad: M::ZEROED,
+        first: First::ZEROED,
+        second: Second::ZEROED,
+        boundary_grad: Boundary::ZEROED,
     };
 }
 
@@ -654,20 +656,20 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
     type Input = First::Input;
     type Output = Second::Output;
     type Params = Pair<First::Params, Second::Params>;
-    type Cache<const N: usize> = ChainCache<First::Cache<N>, Second::Cache<N>, [First::Output; N]>;
+    type Cache<const B: usize> = ChainCache<First::Cache<B>, Second::Cache<B>, [First::Output; B]>;
 
     fn init<R: Rng + ?Sized>(&self, params: &mut Self::Params, init: Init, rng: &mut R) {
         self.first.init(&mut params.first, init, rng);
         self.second.init(&mut params.second, init, rng);
     }
 
-    fn forward_on<K: Isa, const N: usize>(
+    fn forward_on<K: Isa, const B: usize>(
         &self,
         isa: K,
         phase: Phase,
         params: &Self::Params,
-        x: &[Self::Input; N],
-        cache: &mut Self::Cache<N>,
+        x: &[Self::Input; B],
+        cache: &mut Self::Cache<B>,
     ) {
         self.first
             .forward_on(isa, phase, &params.first, x, &mut cache.first);
@@ -676,14 +678,14 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
             .forward_on(isa, phase, &params.second, hidden, &mut cache.second);
     }
 
-    fn output<const N: usize>(cache: &Self::Cache<N>) -> &[Self::Output; N] {
+    fn output<const B: usize>(cache: &Self::Cache<B>) -> &[Self::Output; B] {
         Second::output(&cache.second)
     }
 
-    fn update_running_statistics<const N: usize>(
+    fn update_running_statistics<const B: usize>(
         &self,
         params: &mut Self::Params,
-        cache: &mut Self::Cache<N>,
+        cache: &mut Self::Cache<B>,
     ) {
         self.first
             .update_running_statistics(&mut params.first, &mut cache.first);
@@ -691,14 +693,14 @@ impl<First: Layer, Second: Layer<Input = First::Output>> Layer for Chain<First, 
             .update_running_statistics(&mut params.second, &mut cache.second);
     }
 
-    fn backward_at<K: Isa, O: GradientObserver, const N: usize>(
+    fn backward_at<K: Isa, O: GradientObserver, const B: usize>(
         &self,
         params: &Self::Params,
-        x: &[Self::Input; N],
-        cache: &mut Self::Cache<N>,
-        dy: &[Self::Output; N],
+        x: &[Self::Input; B],
+        cache: &mut Self::Cache<B>,
+        dy: &[Self::Output; B],
         grads: &mut Self::Params,
-        dx: Option<&mut [Self::Input; N]>,
+        dx: Option<&mut [Self::Input; B]>,
         context: &mut BackwardContext<'_, O, K>,
     ) {
         let (isa, mode, layer) = (context.isa, context.mode, context.layer);
