@@ -47,7 +47,11 @@ fn run<const N: usize, const B: usize>(isa: AnyIsa, data: &[u8], observe: bool) 
     let mut grads = <BatchNorm<N, Sigmoid> as Layer>::Params::ZEROED;
     let mut dx = [[0.0f32; N]; B];
     for training in [true, false] {
-        let phase = if training { Phase::Training } else { Phase::Inference };
+        let phase = if training {
+            Phase::Training
+        } else {
+            Phase::Inference
+        };
         bn.forward_on(isa, phase, &p, &x, &mut cache);
         out.extend(canonical(cache.output.as_flattened()));
         for mode in [GradMode::Overwrite, GradMode::Accumulate] {
