@@ -8,8 +8,8 @@ use gradguard::health::{HealthConfig, HealthReport};
 use gradguard::init::Init;
 use gradguard::kernels::Backend;
 use gradguard::{
-    train_step, train_step_observed, Dense, GradMode, Layer, Loss, Phase, Relu, Seq, Sgd, Sigmoid,
-    SoftmaxCrossEntropy, Trainer, Workspace, Zeroed,
+    train_step, Dense, GradMode, Layer, Loss, Phase, Relu, Seq, Sgd, Sigmoid, SoftmaxCrossEntropy,
+    Trainer, Workspace, Zeroed,
 };
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -69,7 +69,7 @@ fn backends(c: &mut Criterion) {
 }
 
 /// What health tracking costs on 64-128-128-10, batch 32, ReLU and sigmoid hidden layers,
-/// each pair in the same run: one SGD step with `train_step_observed` (the full report)
+/// each pair in the same run: one SGD step with `Trainer::step_observed` (the full report)
 /// against `train_step` (the gradient-health issue's goal: ≤ 1.10×), and the backward pass
 /// alone with and without a report.
 fn health_cost(c: &mut Criterion) {
@@ -105,17 +105,15 @@ fn health_cost(c: &mut Criterion) {
             });
             group.bench_function(concat!($name, "_train_step_observed"), |b| {
                 b.iter(|| {
-                    train_step_observed(
+                    Trainer::new(
                         &net,
                         &mut p,
                         &mut g,
                         &mut ws,
                         &mut sgd,
                         &SoftmaxCrossEntropy,
-                        black_box(&x),
-                        &y,
-                        &mut *report,
                     )
+                    .step_observed(black_box(&x), &y, &mut *report)
                 })
             });
             net.forward(&p, &x, &mut ws.cache);

@@ -1,5 +1,5 @@
 //! What health tracking costs a training step, measured robustly on a noisy machine:
-//! `train_step` and `train_step_observed` (the full report) on 64-128-128-10, batch 32, one
+//! `train_step` and `Trainer::step_observed` (the full report) on 64-128-128-10, batch 32, one
 //! SGD step, ReLU and sigmoid hidden layers, timed in alternation (blocks of 200 steps, the
 //! fastest block of each kind over 100 blocks), so that drift of the machine's speed hits
 //! both alike. Prints the two times and their ratio.
@@ -15,8 +15,8 @@ use gradguard::datasets::digits;
 use gradguard::health::{HealthConfig, HealthReport};
 use gradguard::init::Init;
 use gradguard::{
-    train_step, train_step_observed, Dense, Layer, Relu, Seq, Sgd, Sigmoid, SoftmaxCrossEntropy,
-    Workspace, Zeroed,
+    train_step, Dense, Layer, Relu, Seq, Sgd, Sigmoid, SoftmaxCrossEntropy, Trainer, Workspace,
+    Zeroed,
 };
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -66,17 +66,15 @@ macro_rules! measure {
                 black_box(r).expect("valid labels");
             }));
             observed = observed.min(block(|| {
-                let r = train_step_observed(
+                let r = Trainer::new(
                     &net,
                     &mut p,
                     &mut g,
                     &mut ws,
                     &mut sgd,
                     &SoftmaxCrossEntropy,
-                    black_box(&x),
-                    &y,
-                    &mut *report,
-                );
+                )
+                .step_observed(black_box(&x), &y, &mut *report);
                 black_box(r).expect("valid labels");
             }));
         }

@@ -7,7 +7,7 @@
 //!   L2 norm accumulated with a power-of-two scale, so neither underflows nor overflows
 //!   (1e-30 values give ≈ 1e-30·√n; 1e30 values do not give ∞).
 //! * [`HealthReport`] is the observer passed to [`crate::Layer::backward_observed`] (or
-//!   [`crate::train_step_observed`]). Each [`crate::Dense`] layer fills one
+//!   [`crate::Trainer::step_observed`]). Each [`crate::Dense`] layer fills one
 //!   [`LayerHealth`] inside its backward kernels. The counting is fused into loops that
 //!   already touch the values. With [`NoHealth`] (what [`crate::Layer::backward`] uses) all
 //!   of it is compiled out.
@@ -693,7 +693,7 @@ pub trait GradientObserver {
     /// nothing is recorded.
     fn next_layer(&mut self) -> Option<&mut LayerHealth>;
 
-    /// Called by [`crate::train_step_observed`] before each backward pass, with the
+    /// Called by [`crate::Trainer::step_observed`] before each backward pass, with the
     /// optimiser's learning rate.
     fn begin_backward(&mut self, _learning_rate: f32) {}
 }
@@ -737,7 +737,7 @@ pub struct Flags {
     /// A sigmoid/tanh unit had derivative below the threshold for every sample.
     pub saturated: Option<u16>,
     /// A layer's update-to-weight ratio ‖lr·dW‖/‖W‖ is below `stalled_update_ratio`
-    /// (only when the learning rate is known, as in [`crate::train_step_observed`]).
+    /// (only when the learning rate is known, as in [`crate::Trainer::step_observed`]).
     pub stalled: Option<u16>,
 }
 
@@ -762,7 +762,7 @@ impl Flags {
 
 /// Per-layer gradient health of one backward pass, for up to `L` dense layers.
 ///
-/// Pass it to [`crate::Layer::backward_observed`] or [`crate::train_step_observed`]; it is
+/// Pass it to [`crate::Layer::backward_observed`] or [`crate::Trainer::step_observed`]; it is
 /// reset at the start of each training step (call [`HealthReport::reset`] yourself when
 /// calling backward directly more than once). Plain `Copy` data: it can live in a `static`.
 ///

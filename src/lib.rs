@@ -83,7 +83,7 @@
 //!   kernel with arbitrary bit patterns on every backend (a panic is a crash there).
 //! * Optimisers never turn finite parameters and gradients into NaN; [`Adam`] never into ±∞
 //!   either (it saturates at `f32::MAX`), [`Sgd`] and [`Momentum`] only where the update
-//!   itself exceeds `f32::MAX`. [`train_step_guarded`] refuses a step whose loss or gradients
+//!   itself exceeds `f32::MAX`. [`Trainer::step_guarded`] refuses a step whose loss or gradients
 //!   are not finite (parameters and optimiser state untouched) and clips gradients by value
 //!   or global norm. Integer arguments (indices, sizes) never overflow.
 //! * `unsafe` exists only in the kernel modules (`kernels::{dispatch, x86, neon, wasm, fpu,
@@ -137,7 +137,7 @@ pub use train::{
     accumulate_gradients, argmax, compute_gradients, training_bytes, MicroBatch, StepGuard,
     StepOutcome, Workspace,
 };
-pub use trainer::{train_step, train_step_guarded, train_step_observed, Trainer};
+pub use trainer::{train_step, Trainer};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -97,7 +97,7 @@ fn check_range(name: &'static str, v: f32, low: f32, high_exclusive: f32) -> Res
 /// [`Momentum`]) never produces NaN; it produces ±∞ only where the exact update exceeds
 /// `f32::MAX`, as IEEE arithmetic overflows (the update costs one multiply-add per weight, so
 /// it does not saturate like [`Adam`]). Clip the gradient or use the guarded step
-/// ([`crate::train_step_guarded`]) when gradients can be that large.
+/// ([`crate::Trainer::step_guarded`]) when gradients can be that large.
 ///
 /// ```
 /// use gradguard::Sgd;

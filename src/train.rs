@@ -187,7 +187,7 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
-/// What [`train_step_guarded`](crate::train_step_guarded) does to a step's gradients before the optimiser sees them:
+/// What [`Trainer::step_guarded`](crate::Trainer::step_guarded) does to a step's gradients before the optimiser sees them:
 /// it always refuses a step whose loss or gradients are not finite, and optionally clips
 /// the gradients by value and by global norm.
 ///
@@ -276,7 +276,7 @@ fn positive(name: &'static str, v: f32) -> Result<f32, Error> {
     }
 }
 
-/// What [`train_step_guarded`](crate::train_step_guarded) did.
+/// What [`Trainer::step_guarded`](crate::Trainer::step_guarded) did.
 ///
 /// ```
 /// use gradguard::StepOutcome;

@@ -1,7 +1,6 @@
 //! [`Trainer`]: the network, its parameters, gradients, workspace, optimiser and loss held
 //! together, so a training loop calls `step(&x, &y)` instead of passing eight arguments;
-//! and the free functions [`train_step`], [`train_step_observed`] and
-//! [`train_step_guarded`], each a `Trainer` made for one call.
+//! and [`train_step`], a `Trainer` made for one call.
 
 use crate::error::Error;
 use crate::health::{GradientObserver, NoHealth, TensorStats};
@@ -58,108 +57,6 @@ where
     F: Loss<N>,
 {
     Trainer::new(net, params, grads, workspace, optimizer, loss).step(x, targets)
-}
-
-/// [`train_step`] that also records the gradient health of the backward pass in `observer`
-/// (a [`crate::health::HealthReport`], reset at the start of the step), before the
-/// optimiser updates the parameters.
-///
-/// ```
-/// use gradguard::health::{HealthConfig, HealthReport};
-/// use gradguard::{init::Init, train_step_observed, Dense, Layer, Relu, Seq, Sgd, SoftmaxCrossEntropy, Workspace, Zeroed};
-/// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
-/// type Net = Seq![Dense<3, 4, Relu>, Dense<4, 2>];
-/// let net = Net::default();
-/// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
-/// net.init(&mut p, Init::HeNormal, &mut Xoshiro256PlusPlus::seed_from_u64(2));
-/// let mut ws = Workspace::<Net, 2>::ZEROED;
-/// let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
-/// train_step_observed(&net, &mut p, &mut g, &mut ws, &mut Sgd::new(0.1)?, &SoftmaxCrossEntropy,
-///                     &[[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]], &[0, 1], &mut report)?;
-/// assert_eq!(report.layers_from_output().len(), 2);
-/// assert_eq!(report.learning_rate, 0.1);
-/// # Ok::<(), gradguard::Error>(())
-/// ```
-///
-/// # Errors
-/// As for [`train_step`].
-#[allow(clippy::too_many_arguments)]
-pub fn train_step_observed<L, O, F, H, const N: usize, const B: usize>(
-    net: &L,
-    params: &mut L::Params,
-    grads: &mut L::Params,
-    workspace: &mut Workspace<L, B>,
-    optimizer: &mut O,
-    loss: &F,
-    x: &[L::Input; B],
-    targets: &[F::Target; B],
-    observer: &mut H,
-) -> Result<f32, Error>
-where
-    L: Layer<Output = [f32; N]>,
-    O: Optimizer<L::Params>,
-    F: Loss<N>,
-    H: GradientObserver,
-{
-    Trainer::new(net, params, grads, workspace, optimizer, loss).step_observed(x, targets, observer)
-}
-
-/// [`train_step_observed`] that refuses a poisoned update and can clip gradients: the
-/// guard of mixed-precision loss scalers and of every training loop that must not lose a
-/// model to one bad batch.
-///
-/// After the backward pass (observed by `observer`), if the loss or any gradient is NaN or
-/// ±∞ it returns [`StepOutcome::Skipped`] and leaves `params` (batch norms' running
-/// statistics included) and the optimiser's state exactly as they were; count the skips to notice a data or divergence problem. Otherwise
-/// it applies `guard`'s clipping and the optimiser step. Costs the gradients' statistics
-/// ([`TensorStats`]: two reads of every gradient, for the norm and the finiteness) and, when
-/// clipping, one more pass that rescales them, on top of [`train_step`]; nothing when not
-/// used.
-///
-/// ```
-/// use gradguard::health::NoHealth;
-/// use gradguard::{train_step_guarded, Dense, Layer, MeanSquaredError, Sgd, StepGuard, StepOutcome, Workspace, Zeroed};
-/// type Net = Dense<1, 1>;
-/// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
-/// let mut ws = Workspace::<Net, 1>::ZEROED;
-/// let mut sgd = Sgd::new(0.1)?;
-/// let guard = StepGuard::SKIP_NON_FINITE.with_max_norm(1.0)?;
-/// let bad = train_step_guarded(&Net::default(), &mut p, &mut g, &mut ws, &mut sgd, &MeanSquaredError,
-///                              &[[f32::NAN]], &[[1.0]], &guard, &mut NoHealth)?;
-/// assert!(!bad.applied());
-/// assert_eq!(p.weights, [[0.0]]); // untouched
-/// let good = train_step_guarded(&Net::default(), &mut p, &mut g, &mut ws, &mut sgd, &MeanSquaredError,
-///                               &[[3.0]], &[[1.0]], &guard, &mut NoHealth)?;
-/// // ‖(dW, db)‖ = ‖(-6, -2)‖ > 1: clipped to norm 1 before the step.
-/// assert!(matches!(good, StepOutcome::Applied { clipped: true, .. }));
-/// assert!((p.weights[0][0] - 0.1 * 6.0 / 40f32.sqrt()).abs() < 1e-6);
-/// # Ok::<(), gradguard::Error>(())
-/// ```
-///
-/// # Errors
-/// As for [`train_step`]; a non-finite loss or gradient is not an error but
-/// [`StepOutcome::Skipped`].
-#[allow(clippy::too_many_arguments)]
-pub fn train_step_guarded<L, O, F, H, const N: usize, const B: usize>(
-    net: &L,
-    params: &mut L::Params,
-    grads: &mut L::Params,
-    workspace: &mut Workspace<L, B>,
-    optimizer: &mut O,
-    loss: &F,
-    x: &[L::Input; B],
-    targets: &[F::Target; B],
-    guard: &StepGuard,
-    observer: &mut H,
-) -> Result<StepOutcome, Error>
-where
-    L: Layer<Output = [f32; N]>,
-    O: Optimizer<L::Params>,
-    F: Loss<N>,
-    H: GradientObserver,
-{
-    Trainer::new(net, params, grads, workspace, optimizer, loss)
-        .step_guarded(x, targets, guard, observer)
 }
 
 /// A training loop's state, borrowed: the network, its parameters and gradients, the
@@ -271,8 +168,27 @@ impl<'a, L: Layer, O: Optimizer<L::Params>, F, const B: usize> Trainer<'a, L, O,
         self.step_observed(x, targets, &mut NoHealth)
     }
 
-    /// [`Trainer::step`] that records the gradient health in `observer`
-    /// ([`crate::train_step_observed`]).
+    /// [`Trainer::step`] that also records the gradient health of the backward pass in
+    /// `observer` (a [`crate::health::HealthReport`], reset at the start of the step), before
+    /// the optimiser updates the parameters.
+    ///
+    /// ```
+    /// use gradguard::health::{HealthConfig, HealthReport};
+    /// use gradguard::{init::Init, Dense, Layer, Relu, Seq, Sgd, SoftmaxCrossEntropy, Trainer, Workspace, Zeroed};
+    /// use rand_xoshiro::{rand_core::SeedableRng, Xoshiro256PlusPlus};
+    /// type Net = Seq![Dense<3, 4, Relu>, Dense<4, 2>];
+    /// let net = Net::default();
+    /// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
+    /// net.init(&mut p, Init::HeNormal, &mut Xoshiro256PlusPlus::seed_from_u64(2));
+    /// let mut ws = Workspace::<Net, 2>::ZEROED;
+    /// let mut sgd = Sgd::new(0.1)?;
+    /// let mut trainer = Trainer::new(&net, &mut p, &mut g, &mut ws, &mut sgd, &SoftmaxCrossEntropy);
+    /// let mut report = HealthReport::<2>::new(HealthConfig::DEFAULT);
+    /// trainer.step_observed(&[[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]], &[0, 1], &mut report)?;
+    /// assert_eq!(report.layers_from_output().len(), 2);
+    /// assert_eq!(report.learning_rate, 0.1);
+    /// # Ok::<(), gradguard::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As for [`Trainer::step`].
@@ -336,8 +252,37 @@ impl<'a, L: Layer, O: Optimizer<L::Params>, F, const B: usize> Trainer<'a, L, O,
         )
     }
 
-    /// [`Trainer::step`] that skips a poisoned update and can clip gradients
-    /// ([`crate::train_step_guarded`]).
+    /// [`Trainer::step_observed`] that refuses a poisoned update and can clip gradients: the
+    /// guard of mixed-precision loss scalers and of every training loop that must not lose a
+    /// model to one bad batch.
+    ///
+    /// After the backward pass (observed by `observer`), if the loss or any gradient is NaN
+    /// or ±∞ it returns [`StepOutcome::Skipped`] and leaves the parameters (batch norms'
+    /// running statistics included) and the optimiser's state exactly as they were; count
+    /// the skips to notice a data or divergence problem. Otherwise it applies `guard`'s
+    /// clipping and the optimiser step. Costs the gradients' statistics ([`TensorStats`]:
+    /// two reads of every gradient, for the norm and the finiteness) and, when clipping, one
+    /// more pass that rescales them, on top of [`Trainer::step`]; nothing when not used.
+    ///
+    /// ```
+    /// use gradguard::health::NoHealth;
+    /// use gradguard::{Dense, Layer, MeanSquaredError, Sgd, StepGuard, StepOutcome, Trainer, Workspace, Zeroed};
+    /// type Net = Dense<1, 1>;
+    /// let (mut p, mut g) = (<Net as Layer>::Params::ZEROED, <Net as Layer>::Params::ZEROED);
+    /// let mut ws = Workspace::<Net, 1>::ZEROED;
+    /// let mut sgd = Sgd::new(0.1)?;
+    /// let net = Net::default();
+    /// let mut trainer = Trainer::new(&net, &mut p, &mut g, &mut ws, &mut sgd, &MeanSquaredError);
+    /// let guard = StepGuard::SKIP_NON_FINITE.with_max_norm(1.0)?;
+    /// let bad = trainer.step_guarded(&[[f32::NAN]], &[[1.0]], &guard, &mut NoHealth)?;
+    /// assert!(!bad.applied());
+    /// assert_eq!(trainer.params().weights, [[0.0]]); // untouched
+    /// let good = trainer.step_guarded(&[[3.0]], &[[1.0]], &guard, &mut NoHealth)?;
+    /// // ‖(dW, db)‖ = ‖(-6, -2)‖ > 1: clipped to norm 1 before the step.
+    /// assert!(matches!(good, StepOutcome::Applied { clipped: true, .. }));
+    /// assert!((trainer.params().weights[0][0] - 0.1 * 6.0 / 40f32.sqrt()).abs() < 1e-6);
+    /// # Ok::<(), gradguard::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As for [`Trainer::step`]; a non-finite loss or gradient is not an error but

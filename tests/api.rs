@@ -689,7 +689,7 @@ mod properties {
     use super::*;
     use gradguard::health::{HealthConfig, HealthReport};
     use gradguard::init::shuffle;
-    use gradguard::{train_step, train_step_observed, Tanh};
+    use gradguard::{train_step, Tanh, Trainer};
 
     fn any_init() -> impl Strategy<Value = Init> {
         prop_oneof![
@@ -812,7 +812,7 @@ mod properties {
             let y: [usize; 4] = core::array::from_fn(|s| labels[s]);
             let mut sgd = Sgd::new(0.01).unwrap();
             let before = p;
-            train_step_observed(&net, &mut p, &mut g, &mut ws, &mut sgd, &SoftmaxCrossEntropy, &x, &y, &mut report).unwrap();
+            Trainer::new(&net, &mut p, &mut g, &mut ws, &mut sgd, &SoftmaxCrossEntropy).step_observed(&x, &y, &mut report).unwrap();
             let flags = report.flags();
             let c = report.config;
             let layers = report.layers_from_output();

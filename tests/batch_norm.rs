@@ -8,9 +8,9 @@
 use gradguard::health::{HealthConfig, HealthReport, LayerKind, NoHealth};
 use gradguard::kernels::{AnyIsa, Backend};
 use gradguard::{
-    train_step, train_step_guarded, Activation, BackwardContext, BatchNorm, Dense, GradMode,
-    Identity, Layer, MeanSquaredError, Parameters, Phase, Seq, Sgd, Sigmoid, StepGuard, Tanh,
-    Workspace, Zeroed,
+    train_step, Activation, BackwardContext, BatchNorm, Dense, GradMode, Identity, Layer,
+    MeanSquaredError, Parameters, Phase, Seq, Sgd, Sigmoid, StepGuard, Tanh, Trainer, Workspace,
+    Zeroed,
 };
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -495,19 +495,9 @@ fn training_steps_update_the_running_statistics_once() {
     let snapshot = p;
     let mut poisoned = x;
     poisoned[3][2] = f32::NAN;
-    let outcome = train_step_guarded(
-        &net,
-        &mut p,
-        &mut g,
-        &mut ws,
-        &mut sgd,
-        &MeanSquaredError,
-        &poisoned,
-        &y,
-        &StepGuard::SKIP_NON_FINITE,
-        &mut NoHealth,
-    )
-    .unwrap();
+    let outcome = Trainer::new(&net, &mut p, &mut g, &mut ws, &mut sgd, &MeanSquaredError)
+        .step_guarded(&poisoned, &y, &StepGuard::SKIP_NON_FINITE, &mut NoHealth)
+        .unwrap();
     assert!(!outcome.applied());
     assert_eq!(
         p, snapshot,

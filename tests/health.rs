@@ -552,13 +552,13 @@ fn counts_saturate_instead_of_wrapping() {
     assert_eq!(h.underflow_count(), 1 << 32, "2^32 is not 0");
 }
 
-/// `train_step_observed` changes nothing (the parameters are those of `train_step` bit for
+/// `Trainer::step_observed` changes nothing (the parameters are those of `train_step` bit for
 /// bit, with SGD and with momentum), its counts and extremes of dW are those of the
 /// gradients themselves, and ‖W‖ is that of the weights the step started from; on several
 /// steps, so the one-pass scales of the later steps (from the previous ‖W‖) are exercised.
 #[test]
-fn train_step_observed_reports_dw_and_w_and_changes_nothing() {
-    use gradguard::{train_step, train_step_observed, Momentum, Optimizer, SoftmaxCrossEntropy};
+fn step_observed_reports_dw_and_w_and_changes_nothing() {
+    use gradguard::{train_step, Momentum, Optimizer, SoftmaxCrossEntropy, Trainer};
     type N = Seq![Dense<16, 12, Tanh>, Dense<12, 12, Relu>, Dense<12, 3>];
     type P = <N as Layer>::Params;
     fn check<O: Optimizer<P>>(mut plain_opt: O, mut observed_opt: O) {
@@ -592,17 +592,15 @@ fn train_step_observed_reports_dw_and_w_and_changes_nothing() {
                 &x,
                 &y,
             );
-            let b = train_step_observed(
+            let b = Trainer::new(
                 &net,
                 &mut q,
                 &mut h,
                 &mut w2,
                 &mut observed_opt,
                 &SoftmaxCrossEntropy,
-                &x,
-                &y,
-                &mut report,
-            );
+            )
+            .step_observed(&x, &y, &mut report);
             assert_eq!(a.unwrap().to_bits(), b.unwrap().to_bits());
             for i in 0..P::TENSORS {
                 let same = p
@@ -645,7 +643,7 @@ fn train_step_observed_reports_dw_and_w_and_changes_nothing() {
 /// norm).
 #[test]
 fn the_weight_norm_is_right_when_the_weights_jump_in_scale() {
-    use gradguard::{train_step_observed, SoftmaxCrossEntropy};
+    use gradguard::{SoftmaxCrossEntropy, Trainer};
     type N = Seq![Dense<8, 6, Relu>, Dense<6, 3>];
     type P = <N as Layer>::Params;
     let net = N::default();
@@ -693,17 +691,15 @@ fn the_weight_norm_is_right_when_the_weights_jump_in_scale() {
                     .sqrt()
             })
             .collect();
-        let r = train_step_observed(
+        let r = Trainer::new(
             &net,
             &mut p,
             &mut g,
             &mut ws,
             &mut sgd,
             &SoftmaxCrossEntropy,
-            &x,
-            &y,
-            &mut report,
-        );
+        )
+        .step_observed(&x, &y, &mut report);
         assert!(r.is_ok(), "step {step}");
         for layer in 0..2u16 {
             let got = f64::from(report.layer(layer).unwrap().weight_norm);

@@ -138,9 +138,9 @@ mod guards {
     use gradguard::health::NoHealth;
     use gradguard::init::Init;
     use gradguard::{
-        accumulate_gradients, compute_gradients, train_step, train_step_guarded, Adam, Dense,
-        Layer, MicroBatch, Momentum, Optimizer, Parameters, Seq, Sgd, SoftmaxCrossEntropy,
-        StepGuard, StepOutcome, Tanh, Workspace, Zeroed,
+        accumulate_gradients, compute_gradients, train_step, Adam, Dense, Layer, MicroBatch,
+        Momentum, Optimizer, Parameters, Seq, Sgd, SoftmaxCrossEntropy, StepGuard, StepOutcome,
+        Tanh, Trainer, Workspace, Zeroed,
     };
     use rand_xoshiro::rand_core::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
@@ -164,7 +164,9 @@ mod guards {
     {
         let net = L::default();
         let loss = &SoftmaxCrossEntropy;
-        train_step_guarded(&net, p, g, ws, opt, loss, x, y, guard, &mut NoHealth).unwrap()
+        Trainer::new(&net, p, g, ws, opt, loss)
+            .step_guarded(x, y, guard, &mut NoHealth)
+            .unwrap()
     }
 
     fn batch<const B: usize>(seed: u64) -> ([[f32; 8]; B], [usize; B]) {

@@ -339,17 +339,8 @@ fn main() -> ! {
     x[3][10] = f32::NAN;
     x[7][0] = f32::INFINITY;
     let y = [1usize; 16];
-    let result = gradguard::train_step_observed(
-        &net,
-        p,
-        g,
-        ws,
-        &mut sgd,
-        &SoftmaxCrossEntropy,
-        &x,
-        &y,
-        report,
-    );
+    let result = gradguard::Trainer::new(&net, p, g, ws, &mut sgd, &SoftmaxCrossEntropy)
+        .step_observed(&x, &y, report);
     let loss_is_nan = matches!(result, Ok(l) if l.is_nan());
     let flags = report.flags();
     hprintln!(

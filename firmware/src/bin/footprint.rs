@@ -85,17 +85,15 @@ pub fn gradguard_training_step(
     let observer = unsafe { &mut REPORT };
     #[cfg(not(feature = "health"))]
     let observer = &mut gradguard::health::NoHealth; // what `train_step` passes
-    gradguard::train_step_observed(
+    gradguard::Trainer::new(
         &Net::default(),
         params,
         grads,
         workspace,
         sgd,
         &SoftmaxCrossEntropy,
-        x,
-        y,
-        observer,
     )
+    .step_observed(x, y, observer)
     .unwrap_or(f32::NAN)
 }
 

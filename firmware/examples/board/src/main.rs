@@ -133,17 +133,15 @@ fn train() -> Result<f32, Error> {
                 break;
             }
             // One SGD-with-momentum step; `report` receives this step's gradient health.
-            loss_sum += gradguard::train_step_observed(
+            loss_sum += gradguard::Trainer::new(
                 &net,
                 params,
                 grads,
                 workspace,
                 optimizer,
                 &SoftmaxCrossEntropy,
-                &x,
-                &y,
-                report,
-            )?;
+            )
+            .step_observed(&x, &y, report)?;
             steps += 1;
             flagged.add(report.flags());
             // The hidden layer's pre-activations for this batch, from the forward pass.
