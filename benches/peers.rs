@@ -10,8 +10,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use gradguard::init::Init;
 use gradguard::kernels;
 use gradguard::{
-    train_step, Dense, GradMode, Layer, Relu, Seq, Sgd, Sigmoid, SoftmaxCrossEntropy, Workspace,
-    Zeroed,
+    train_step, Dense, GradMode, Layer, Relu, Seq, Sgd, Sigmoid, SoftmaxCrossEntropy, Trainer,
+    Workspace, Zeroed,
 };
 use nalgebra::SMatrix;
 use ndarray::linalg::general_mat_mul;
@@ -342,7 +342,7 @@ fn training_step(c: &mut Criterion) {
     ours!("relu", Relu);
     ours!("sigmoid", Sigmoid);
     for (name, sigmoid) in [("relu", false), ("sigmoid", true)] {
-        let mut mlp = NdMlp::new(sigmoid);
+        let mut mlp = NdMlp::new(128, BATCH, sigmoid);
         let x = Array2::from_shape_vec((BATCH, 64), xv.clone()).unwrap();
         group.bench_function(BenchmarkId::new("ndarray", name), |bch| {
             bch.iter(|| mlp.step(black_box(&x), &labels, 1e-3))
@@ -356,12 +356,64 @@ fn training_step(c: &mut Criterion) {
     group.finish();
 }
 
+/// The training step of 64-W-W-10 (ReLU, softmax cross-entropy, SGD) for widths W = 32…512
+/// and batches 1, 8, 32, 128, gradguard against the ndarray MLP on the same shapes: whether
+/// wide layers or small batches lose.
+fn training_step_scaling(c: &mut Criterion) {
+    let mut group = c.benchmark_group("train_step_scaling_64_w_w_10");
+    macro_rules! case {
+        ($w:literal, $b:literal) => {{
+    type Net = Seq![Dense<64, $w, Relu>, Dense<$w, $w, Relu>, Dense<$w, 10>];
+            let id = concat!("w", $w, "_b", $b);
+            let net = Net::default();
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+            let mut p = Box::new(<Net as Layer>::Params::ZEROED);
+            let mut g = Box::new(<Net as Layer>::Params::ZEROED);
+            let mut ws = Box::new(Workspace::<Net, $b>::ZEROED);
+            net.init(&mut p, Init::HeNormal, &mut rng);
+            let xv = random(64 * $b, 10);
+            let x = boxed::<64, $b>(&xv);
+            let labels: [usize; $b] = core::array::from_fn(|k| (k * 7) % 10);
+            let mut sgd = Sgd::new(1e-3).expect("valid learning rate");
+            group.bench_function(BenchmarkId::new("gradguard", id), |bch| {
+                bch.iter(|| {
+                    let mut trainer = Trainer::new(
+                        &net,
+                        &mut p,
+                        &mut g,
+                        &mut ws,
+                        &mut sgd,
+                        &SoftmaxCrossEntropy,
+                    );
+                    trainer.step(black_box(&x), &labels)
+                })
+            });
+            let mut mlp = NdMlp::new($w, $b, false);
+            let x = Array2::from_shape_vec(($b, 64), xv).unwrap();
+            group.bench_function(BenchmarkId::new("ndarray", id), |bch| {
+                bch.iter(|| mlp.step(black_box(&x), &labels, 1e-3))
+            });
+        }};
+    }
+    macro_rules! widths {
+        ($($w:literal),*) => {$(
+            case!($w, 1);
+            case!($w, 8);
+            case!($w, 32);
+            case!($w, 128);
+        )*};
+    }
+    widths!(32, 64, 128, 256, 512);
+    group.finish();
+}
+
 fn sigmoid_std(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// The same MLP written the way an ndarray user would: row-major activations (B × units),
-/// `general_mat_mul` into preallocated buffers, elementwise closures.
+/// The same MLP (64-W-W-10, any width W and batch) written the way an ndarray user would:
+/// row-major activations (B × units), `general_mat_mul` into preallocated buffers,
+/// elementwise closures.
 struct NdMlp {
     w: [Array2<f32>; 3],
     b: [Array1<f32>; 3],
@@ -371,11 +423,12 @@ struct NdMlp {
     da: [Array2<f32>; 2],
     dw: [Array2<f32>; 3],
     sigmoid: bool,
+    batch: usize,
 }
 
 impl NdMlp {
-    fn new(sigmoid: bool) -> Self {
-        let sizes = [(64, 128), (128, 128), (128, 10)];
+    fn new(width: usize, batch: usize, sigmoid: bool) -> Self {
+        let sizes = [(64, width), (width, width), (width, 10)];
         let w = core::array::from_fn(|l| {
             let (i, o) = sizes[l];
             Array2::from_shape_vec((o, i), random(i * o, 20 + l as u64)).unwrap()
@@ -383,17 +436,18 @@ impl NdMlp {
         NdMlp {
             w,
             b: core::array::from_fn(|l| Array1::zeros(sizes[l].1)),
-            z: core::array::from_fn(|l| Array2::zeros((BATCH, sizes[l].1))),
-            a: core::array::from_fn(|l| Array2::zeros((BATCH, sizes[l].1))),
-            dz: core::array::from_fn(|l| Array2::zeros((BATCH, sizes[l].1))),
-            da: core::array::from_fn(|l| Array2::zeros((BATCH, sizes[l].1))),
+            z: core::array::from_fn(|l| Array2::zeros((batch, sizes[l].1))),
+            a: core::array::from_fn(|l| Array2::zeros((batch, sizes[l].1))),
+            dz: core::array::from_fn(|l| Array2::zeros((batch, sizes[l].1))),
+            da: core::array::from_fn(|l| Array2::zeros((batch, sizes[l].1))),
             dw: core::array::from_fn(|l| Array2::zeros((sizes[l].1, sizes[l].0))),
             sigmoid,
+            batch,
         }
     }
 
-    fn step(&mut self, x: &Array2<f32>, labels: &[usize; BATCH], lr: f32) -> f32 {
-        let sigmoid = self.sigmoid;
+    fn step(&mut self, x: &Array2<f32>, labels: &[usize], lr: f32) -> f32 {
+        let (sigmoid, batch) = (self.sigmoid, self.batch as f32);
         let act = |v: f32| if sigmoid { sigmoid_std(v) } else { v.max(0.0) };
         // Forward.
         for l in 0..3 {
@@ -418,8 +472,8 @@ impl NdMlp {
             g.zip_mut_with(&z, |g, &v| *g = (v - m).exp());
             let sum = g.sum();
             loss += sum.ln() - (z[labels[s]] - m);
-            g.mapv_inplace(|v| v / sum / BATCH as f32);
-            g[labels[s]] -= 1.0 / BATCH as f32;
+            g.mapv_inplace(|v| v / sum / batch);
+            g[labels[s]] -= 1.0 / batch;
         }
         // Backward and SGD.
         for l in (0..3).rev() {
@@ -451,7 +505,7 @@ impl NdMlp {
             self.w[l].scaled_add(-lr, &self.dw[l]);
             self.b[l].scaled_add(-lr, &db);
         }
-        loss / BATCH as f32
+        loss / batch
     }
 }
 
@@ -540,6 +594,7 @@ criterion_group!(
     dense_forward_single,
     dense_backward,
     sigmoid_and_derivative,
-    training_step
+    training_step,
+    training_step_scaling
 );
 criterion_main!(benches);
