@@ -58,17 +58,22 @@ pub(crate) use isa::{with_isa, with_isa_match};
 
 pub use dispatch::{backend, set_backend, Backend};
 pub use fpu::{subnormal_mode, SubnormalMode};
-#[cfg(gradguard_neon)]
-pub use isa::Neon;
-#[cfg(gradguard_simd128)]
-pub use isa::Simd128;
 pub use isa::{
     activation_backward, activation_derivative, activation_forward, active_isa, adam_update,
     dense_backward_input, dense_backward_params, dense_forward, sgd_momentum_update, sgd_update,
     AnyIsa, Isa, Scalar,
 };
-#[cfg(gradguard_sse2)]
-pub use isa::{Avx2, Avx512, Sse2};
+/// `pub use isa::Token;` for each token of `vector_backends!`, under its cfg.
+macro_rules! reexport_tokens {
+    (() $($(#[$doc:meta])* $token:ident = $value:literal, $text:literal, [$cfg:meta]
+        available($available:expr), fma($fma:expr), $how:ident $arguments:tt;)*) => {
+        $(
+            #[cfg($cfg)]
+            pub use isa::$token;
+        )*
+    };
+}
+crate::backend::vector_backends!(reexport_tokens!());
 pub use rows::{
     binary_cross_entropy_with_logits_row, softmax_backward_row, softmax_cross_entropy_row,
     softmax_row, squared_error_row,
