@@ -44,13 +44,18 @@ impl<L: Layer, const B: usize> Zeroed for Workspace<L, B> {
 /// and the [`Workspace`] (add `size_of` of the optimiser for its state; the input batch and
 /// targets are the caller's).
 ///
+/// On a microcontroller this is the sum of the arrays. Where gradguard has SIMD backends
+/// (x86_64, aarch64, wasm32 with simd128) each layer's parameters and cache start on a
+/// cache line (64 bytes), which pads a struct whose arrays do not fill its last line.
+///
 /// ```
 /// use gradguard::{training_bytes, Dense, Relu, Seq};
-/// type Net = Seq![Dense<64, 32, Relu>, Dense<32, 10>];
+/// type Net = Seq![Dense<64, 32, Relu>, Dense<32, 16>];
 /// const BYTES: usize = training_bytes::<Net, 32>();
-/// let params = (64 * 32 + 32) + (32 * 10 + 10);
-/// let cache = 3 * 32 * (32 + 10) + 32 * 32; // z, a, dz per layer + boundary gradient
-/// assert_eq!(BYTES, 4 * (2 * params + cache + 32 * 10));
+/// let params = (64 * 32 + 32) + (32 * 16 + 16);
+/// let cache = 3 * 32 * (32 + 16) + 32 * 32; // z, a, dz per layer + boundary gradient
+/// // Every array here fills whole cache lines, so no target pads.
+/// assert_eq!(BYTES, 4 * (2 * params + cache + 32 * 16));
 /// ```
 #[must_use]
 pub const fn training_bytes<L: Layer, const B: usize>() -> usize {

@@ -2,7 +2,7 @@
 
 use gradguard::init::{fill, Init};
 use gradguard::{
-    training_bytes, Adam, BinaryCrossEntropyWithLogits, Dense, Error, GradMode, Layer,
+    training_bytes, Adam, BinaryCrossEntropyWithLogits, Dense, DenseParams, Error, GradMode, Layer,
     LearningRate, Loss, MeanSquaredError, Momentum, Optimizer, Parameters, Relu, Seq, Sgd, Sigmoid,
     SoftmaxCrossEntropy, TensorKind, Workspace, Zeroed,
 };
@@ -48,10 +48,45 @@ fn training_bytes_is_the_sum_of_the_array_sizes() {
     // Per dense layer z, a and dz; per boundary one gradient; the loss gradient.
     let b = 8;
     let cache = 3 * b * (32 + 16 + 10) + b * (32 + 16) + b * 10;
-    assert_eq!(training_bytes::<Net, 8>(), 4 * (2 * params + cache));
+    let arrays = 4 * (2 * params + cache);
+    let bytes = training_bytes::<Net, 8>();
+    // Where the storage types are cache-line aligned (hosts with SIMD backends), each of
+    // the 3 + 3 parameter structs and 3 caches (and the workspace's boundary arrays around
+    // them) may be padded to a whole line, and nothing else is added.
+    let line = core::mem::align_of::<DenseParams<1, 1>>();
+    if line == 4 {
+        assert_eq!(bytes, arrays);
+    } else {
+        assert_eq!(line, 64);
+        assert!(
+            bytes >= arrays && bytes - arrays < 64 * 12,
+            "{bytes} vs {arrays}"
+        );
+        assert_eq!(bytes % 64, 0);
+    }
     assert_eq!(<Params as Parameters>::SCALARS, params);
     // The Adam state is two more copies of the parameters (plus a few scalars).
     assert!(core::mem::size_of::<Adam<Params>>() >= 4 * 2 * params);
+}
+
+/// On hosts with SIMD backends the storage types start on a cache line (unaligned rows of
+/// W made the batch-1 dX 1.5× slower on AVX-512: `alignment_dx_batch1_128x128` in
+/// `benches/peers.rs`), so a parameter row of a multiple of 16 inputs never straddles two.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[test]
+fn storage_types_are_cache_line_aligned_on_hosts() {
+    use core::mem::align_of;
+    use gradguard::{ActivationCache, BatchNormCache, BatchNormParams, DenseCache};
+    assert_eq!(align_of::<DenseParams<3, 2>>(), 64);
+    assert_eq!(align_of::<DenseCache<2, 5>>(), 64);
+    assert_eq!(align_of::<ActivationCache<2, 5>>(), 64);
+    assert_eq!(align_of::<BatchNormParams<3>>(), 64);
+    assert_eq!(align_of::<BatchNormCache<3, 5>>(), 64);
+    assert_eq!(align_of::<Params>(), 64);
+    assert_eq!(align_of::<Workspace<Net, 8>>(), 64);
+    assert_eq!(align_of::<Adam<Params>>(), 64);
+    let p = Box::new(Params::ZEROED);
+    assert_eq!(p.first.weights.as_ptr() as usize % 64, 0);
 }
 
 #[test]

@@ -195,6 +195,7 @@ impl<const N: usize, A: Activation> BatchNorm<N, A> {
 /// assert_eq!(BatchNormParams::<8>::tensor_info(2).map(|t| t.kind), Some(TensorKind::RunningMean));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(gradguard_simd, repr(align(64)))]
 pub struct BatchNormParams<const N: usize> {
     /// γ, one per feature (PyTorch's `weight`).
     pub scale: [f32; N],
@@ -262,6 +263,7 @@ impl<const N: usize> Parameters for BatchNormParams<N> {
 /// assert_eq!(C.output.len(), 32);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(gradguard_simd, repr(align(64)))]
 pub struct BatchNormCache<const N: usize, const B: usize> {
     /// z = γ·x̂ + β.
     pub pre_activation: [[f32; N]; B],
