@@ -29,10 +29,35 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn boxed<const C: usize, const R: usize>(v: &[f32]) -> Box<[[f32; C]; R]> {
-    let mut m = Box::new([[0.0; C]; R]);
+/// A value on a cache line's boundary (64 bytes), as gradguard's own storage types
+/// (`DenseParams`, the caches) are on hosts: every matrix of the kernel benchmarks, ours and
+/// the peers' alike, lives in one, as the weights and activations of a network would.
+#[repr(C, align(64))]
+struct Aligned<T>(T);
+
+impl<T> std::ops::Deref for Aligned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Aligned<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+/// `R` rows of `C` values from `v`, cache-line aligned.
+fn boxed<const C: usize, const R: usize>(v: &[f32]) -> Box<Aligned<[[f32; C]; R]>> {
+    let mut m = zeros::<C, R>();
     m.as_flattened_mut().copy_from_slice(&v[..C * R]);
     m
+}
+
+/// `R` rows of `C` zeros, cache-line aligned.
+fn zeros<const C: usize, const R: usize>() -> Box<Aligned<[[f32; C]; R]>> {
+    Box::new(Aligned([[0.0; C]; R]))
 }
 
 /// `dst (m×n) = lhs (m×k) · rhs (k×n)` with gemm, strides in elements, no threads.
@@ -87,7 +112,7 @@ fn dense_forward(c: &mut Criterion) {
             let (wv, bv, xv) = (random(IN * OUT, 1), random(OUT, 2), random(IN * BATCH, 3));
             let (w, x) = (boxed::<IN, OUT>(&wv), boxed::<IN, BATCH>(&xv));
             let b: [f32; OUT] = core::array::from_fn(|k| bv[k]);
-            let mut z = Box::new([[0.0f32; OUT]; BATCH]);
+            let mut z = zeros::<OUT, BATCH>();
             group.throughput(Throughput::Elements((IN * OUT * BATCH) as u64));
             group.bench_function(BenchmarkId::new("gradguard", id), |bch| {
                 bch.iter(|| kernels::dense_forward(&w, &b, black_box(&x), &mut z))
@@ -186,14 +211,14 @@ fn dense_forward_single(c: &mut Criterion) {
     let (wv, bv, xv) = (random(N * N, 4), random(N, 5), random(N, 6));
     let w = boxed::<N, N>(&wv);
     let b: [f32; N] = core::array::from_fn(|k| bv[k]);
-    let x = [core::array::from_fn::<f32, N, _>(|k| xv[k])];
-    let mut z = [[0.0f32; N]];
+    let x = boxed::<N, 1>(&xv);
+    let mut z = zeros::<N, 1>();
     group.throughput(Throughput::Elements((N * N) as u64));
     group.bench_function("gradguard", |bch| {
         bch.iter(|| kernels::dense_forward(&w, &b, black_box(&x), &mut z))
     });
     // Wᵀ, so that z = b + Σ_i x[i]·Wᵀ[i] is a vectorisable axpy per input.
-    let mut wt = Box::new([[0.0f32; N]; N]);
+    let mut wt = zeros::<N, N>();
     for (o, row) in w.iter().enumerate() {
         for (i, &v) in row.iter().enumerate() {
             wt[i][o] = v;
@@ -213,6 +238,28 @@ fn dense_forward_single(c: &mut Criterion) {
     group.finish();
 }
 
+/// What alignment costs: the batch-1 dX = dz·W of 128×128 with W on a cache line's boundary
+/// (as in `DenseParams` on hosts) and 16 bytes past it (as a `Box<[[f32; 128]; 128]>` from
+/// the allocator may be), same values.
+fn alignment(c: &mut Criterion) {
+    const N: usize = 128;
+    let mut group = c.benchmark_group("alignment_dx_batch1_128x128");
+    let (wv, dzv) = (random(N * N, 4), random(N, 5));
+    let mut storage = zeros::<N, { N + 1 }>();
+    let dz = boxed::<N, 1>(&dzv);
+    let mut dx = zeros::<N, 1>();
+    group.throughput(Throughput::Elements((N * N) as u64));
+    for (name, offset) in [("w_aligned", 0), ("w_16_bytes_off", 4)] {
+        let flat = &mut storage.as_flattened_mut()[offset..offset + N * N];
+        flat.copy_from_slice(&wv);
+        let w: &[[f32; N]; N] = flat.as_chunks::<N>().0.try_into().expect("N rows");
+        group.bench_function(name, |bch| {
+            bch.iter(|| kernels::dense_backward_input(black_box(w), &dz, &mut dx))
+        });
+    }
+    group.finish();
+}
+
 /// The backward matrix products at batch 32: dX = dZ·W and dW = dZᵀ·X (+ db).
 fn dense_backward(c: &mut Criterion) {
     let mut group = c.benchmark_group("dense_backward_batch32");
@@ -226,8 +273,8 @@ fn dense_backward(c: &mut Criterion) {
                 boxed::<N, BATCH>(&dzv),
                 boxed::<N, BATCH>(&xv),
             );
-            let mut dx = Box::new([[0.0f32; N]; BATCH]);
-            let (mut dw, mut db) = (Box::new([[0.0f32; N]; N]), [0.0f32; N]);
+            let mut dx = zeros::<N, BATCH>();
+            let (mut dw, mut db) = (zeros::<N, N>(), [0.0f32; N]);
             group.throughput(Throughput::Elements((N * N * BATCH) as u64));
             group.bench_function(BenchmarkId::new("gradguard_dx", id), |bch| {
                 bch.iter(|| kernels::dense_backward_input(&w, black_box(&dz), &mut dx))
@@ -588,8 +635,86 @@ impl NaMlp {
     }
 }
 
+/// Multiply-adds per chain per call of [`fma_chains`].
+const CHAIN_STEPS: usize = 1024;
+/// Independent chains: more than latency × issue width of any x86 core so far (4 × 2).
+const CHAINS: usize = 12;
+
+/// This core's FMA peak, the yardstick of the matrix kernels' "% of peak": `CHAINS`
+/// independent chains of `CHAIN_STEPS` fused multiply-adds on the widest vectors the CPU
+/// has (AVX-512, else AVX2+FMA), nothing else in the loop. Throughput is in FLOP (2 per
+/// lane and multiply-add), so criterion's Gelem/s is GFLOP/s.
+fn fma_peak(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fma_peak");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (m, d) = (0.999_9, 1e-4);
+        let flops = |lanes: usize| Throughput::Elements((2 * lanes * CHAINS * CHAIN_STEPS) as u64);
+        if is_x86_feature_detected!("avx512f") {
+            group.throughput(flops(16));
+            group.bench_function("fma_chains", |bch| {
+                // SAFETY: AVX-512F was detected above.
+                bch.iter(|| unsafe { fma_chains_512(black_box(m), black_box(d)) })
+            });
+        } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            group.throughput(flops(8));
+            group.bench_function("fma_chains", |bch| {
+                // SAFETY: AVX2 and FMA were detected above.
+                bch.iter(|| unsafe { fma_chains_256(black_box(m), black_box(d)) })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// `CHAINS` chains `a ← a·m + d` of `CHAIN_STEPS` fused multiply-adds on one vector type
+/// (`$set1`, `$fmadd`, `$add`, `$store` its intrinsics); returns a sum of the results so
+/// nothing is optimised away. One function per instruction set, so the AVX2 one has no
+/// EVEX encodings.
+macro_rules! fma_chains {
+    ($name:ident, $features:literal, $set1:ident, $fmadd:ident, $add:ident, $store:ident) => {
+        /// # Safety
+        #[doc = concat!("The CPU must have ", $features, ".")]
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(m: f32, d: f32) -> f32 {
+            use std::arch::x86_64::*;
+            let (m, d) = ($set1(m), $set1(d));
+            let mut a = [$set1(1.0); CHAINS];
+            for _ in 0..CHAIN_STEPS {
+                for v in &mut a {
+                    *v = $fmadd(*v, m, d);
+                }
+            }
+            let sum = a.iter().fold($set1(0.0), |s, &v| $add(s, v));
+            let mut out = [0.0f32; 16];
+            // SAFETY: `out` holds 16 f32, as many as the widest vector.
+            unsafe { $store(out.as_mut_ptr(), sum) };
+            out.iter().sum()
+        }
+    };
+}
+fma_chains!(
+    fma_chains_512,
+    "avx512f",
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps
+);
+fma_chains!(
+    fma_chains_256,
+    "avx2,fma",
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps
+);
+
 criterion_group!(
     benches,
+    fma_peak,
+    alignment,
     dense_forward,
     dense_forward_single,
     dense_backward,
