@@ -127,6 +127,9 @@ dense_shapes! {
     dense_65x33_batch_9: 65 x 33, batch 9, 64;
     dense_64x10_batch_32: 64 x 10, batch 32, 32;
     dense_128x16_batch_1: 128 x 16, batch 1, 64;
+    // ≥ 16 full vectors of inputs on every backend (AVX-512: 16 × 16 + 7): the forward's
+    // long-loop path, with its register barrier, and an input tail.
+    dense_263x17_batch_5: 263 x 17, batch 5, 16;
 }
 
 /// Forward, backward and derivative rows of one activation on one backend.
