@@ -330,13 +330,19 @@ fn dense_backward(c: &mut Criterion) {
     group.finish();
 }
 
-/// σ(x) and σ'(x) over 4096 values.
+/// σ(x) and σ'(x) over 4096 values: in one pass (one exponential per value), in two
+/// passes (`activation_forward` + `activation_derivative`), and the textbook loop.
 fn sigmoid_and_derivative(c: &mut Criterion) {
     let z: Vec<f32> = (0..4096).map(|k| (k as f32 - 2048.0) / 128.0).collect();
     let (mut a, mut d) = (vec![0.0f32; 4096], vec![0.0f32; 4096]);
     let mut group = c.benchmark_group("sigmoid_and_derivative_4096");
     group.throughput(Throughput::Elements(4096));
     group.bench_function("gradguard", |bch| {
+        bch.iter(|| {
+            kernels::activation_forward_and_derivative(&Sigmoid, black_box(&z), &mut a, &mut d)
+        })
+    });
+    group.bench_function("gradguard_two_passes", |bch| {
         bch.iter(|| {
             kernels::activation_forward(&Sigmoid, black_box(&z), &mut a);
             kernels::activation_derivative(&Sigmoid, black_box(&z), &mut d);

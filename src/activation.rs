@@ -222,6 +222,10 @@ impl Elementwise for Sigmoid {
     fn derivative_lanes<R: Lanes>(&self, x: R) -> R {
         math::sigmoid_derivative_lanes(x)
     }
+    #[inline(always)]
+    fn value_and_derivative_lanes<R: Lanes>(&self, x: R) -> (R, R) {
+        math::sigmoid_and_derivative_lanes(x)
+    }
     fn derivative_never_zero(&self) -> bool {
         true
     }

@@ -43,6 +43,22 @@ pub trait Elementwise: Copy {
         x.map_lanes(|v| self.derivative(v))
     }
 
+    /// (f, f') on any [`Lanes`] type in one pass: what
+    /// [`activation_forward_and_derivative`](crate::kernels::activation_forward_and_derivative)
+    /// calls. The default evaluates [`Elementwise::value_lanes`] and
+    /// [`Elementwise::derivative_lanes`]; an activation whose two formulas share work (the
+    /// sigmoid's exponential) overrides it, and must return the same bits as the two.
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, Sigmoid};
+    /// let (v, d) = Sigmoid.value_and_derivative_lanes(2.0_f32);
+    /// assert_eq!((v, d), (Sigmoid.value(2.0), Sigmoid.derivative(2.0)));
+    /// ```
+    #[inline(always)]
+    fn value_and_derivative_lanes<R: Lanes>(&self, x: R) -> (R, R) {
+        (self.value_lanes(x), self.derivative_lanes(x))
+    }
+
     /// True if f' is never zero mathematically, so a computed 0 is an underflow (sigmoid,
     /// tanh, leaky ReLU with α ≠ 0).
     ///

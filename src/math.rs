@@ -230,6 +230,20 @@ pub fn sigmoid_derivative_lanes<R: Lanes>(x: R) -> R {
     s * (one - s)
 }
 
+/// ([`sigmoid_lanes`]`(x)`, [`sigmoid_derivative_lanes`]`(x)`) bit for bit, with one
+/// exponential instead of two: both evaluate e = e^−|x| and 1 + e the same way, σ is
+/// 1/(1 + e) for x ≥ 0 and e/(1 + e) = s otherwise, and σ' is s·(1 − s).
+#[inline(always)]
+pub(crate) fn sigmoid_and_derivative_lanes<R: Lanes>(x: R) -> (R, R) {
+    let one = R::splat(1.0);
+    let e = exp_lanes(-x.abs());
+    let denominator = one + e;
+    let s = e / denominator;
+    // `x >= 0` is false for NaN, which then takes `s` = NaN, as `sigmoid_lanes` does.
+    let value = R::select(x.ge(R::splat(0.0)), one / denominator, s);
+    (value, s * (one - s))
+}
+
 /// tanh(x), odd-symmetric, without cancellation near 0 and accurately rounded near ±1.
 ///
 /// With e = e^(−2|x|) computed once:

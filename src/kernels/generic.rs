@@ -192,6 +192,31 @@ fn lane(s: &[f32], k: usize) -> &[f32] {
     s.get(k..).unwrap_or(&[])
 }
 
+/// `out[k] = f(z[k])` and `d[k] = f'(z[k])` in one pass over the common length, through
+/// [`Elementwise::value_and_derivative_lanes`].
+#[inline(always)]
+pub(crate) fn value_and_derivative<V: Vector, A: Elementwise>(
+    activation: &A,
+    z: &[f32],
+    out: &mut [f32],
+    d: &mut [f32],
+) {
+    let n = z.len().min(out.len()).min(d.len());
+    let (z, out, d) = (head(z, n), head_mut(out, n), head_mut(d, n));
+    let mut outs = out.chunks_exact_mut(V::LANES);
+    let mut ds = d.chunks_exact_mut(V::LANES);
+    let mut zs = z.chunks_exact(V::LANES);
+    for ((o, dk), zk) in (&mut outs).zip(&mut ds).zip(&mut zs) {
+        let (v, dv) = activation.value_and_derivative_lanes(V::load(zk));
+        v.store(o);
+        dv.store(dk);
+    }
+    let tail = outs.into_remainder().iter_mut().zip(ds.into_remainder());
+    for ((o, dk), &zk) in tail.zip(zs.remainder()) {
+        (*o, *dk) = activation.value_and_derivative_lanes(zk);
+    }
+}
+
 /// `out[k] = f(a[k], b[k], c[k])` over the common length; unused inputs may be empty.
 #[inline(always)]
 pub(crate) fn map<V: Vector, F: LaneMap>(f: &F, a: &[f32], b: &[f32], c: &[f32], out: &mut [f32]) {

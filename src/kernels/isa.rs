@@ -119,6 +119,25 @@ macro_rules! public_kernels {
             fn activation_forward[A: Elementwise](activation: &A, z: &[f32], out: &mut [f32])
                 = generic::map::<V, _>(&Value(activation), z, &[], &[], out);
 
+            /// `out[k] = f(z[k])` and `d[k] = f'(z[k])` in one pass, through
+            /// [`Elementwise::value_and_derivative_lanes`]: the same bits as
+            /// `activation_forward` and `activation_derivative` on every backend, with the
+            /// work the two formulas share done once (the sigmoid's exponential).
+            ///
+            /// ```
+            /// let (mut a, mut d) = ([0.0; 2], [0.0; 2]);
+            /// let z = [0.0, 100.0];
+            /// gradguard::kernels::activation_forward_and_derivative(&gradguard::Sigmoid, &z, &mut a, &mut d);
+            /// assert_eq!((a[0], d[0]), (0.5, 0.25));
+            /// assert!(a[1] == 1.0 && d[1] > 0.0); // σ'(100) = 3.7e-44: not a false zero
+            /// ```
+            fn activation_forward_and_derivative[A: Elementwise](
+                activation: &A,
+                z: &[f32],
+                out: &mut [f32],
+                d: &mut [f32],
+            ) = generic::value_and_derivative::<V, A>(activation, z, out, d);
+
             /// `dz[k] = dy[k] · f'(z[k])` for an elementwise activation (bit-identical on
             /// every backend).
             ///

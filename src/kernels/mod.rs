@@ -59,9 +59,9 @@ pub(crate) use isa::{with_isa, with_isa_match};
 pub use dispatch::{backend, set_backend, Backend};
 pub use fpu::{subnormal_mode, SubnormalMode};
 pub use isa::{
-    activation_backward, activation_derivative, activation_forward, active_isa, adam_update,
-    dense_backward_input, dense_backward_params, dense_forward, sgd_momentum_update, sgd_update,
-    AnyIsa, Isa, Scalar,
+    activation_backward, activation_derivative, activation_forward,
+    activation_forward_and_derivative, active_isa, adam_update, dense_backward_input,
+    dense_backward_params, dense_forward, sgd_momentum_update, sgd_update, AnyIsa, Isa, Scalar,
 };
 /// `pub use isa::Token;` for each token of `vector_backends!`, under its cfg.
 macro_rules! reexport_tokens {
