@@ -3,6 +3,8 @@
 
     python3 tools/bench-table.py --run    # runs the benchmarks below, then prints
     python3 tools/bench-table.py          # prints from criterion's last results
+    python3 tools/bench-table.py --scaling --run   # the same for the 64-W-W-10 scaling table
+                                                   # (--warm-up-time 1 --measurement-time 2)
 
 `--run` runs, pinned to core 1,
     taskset -c 1 cargo bench --features bench-peers --bench peers -- \\
@@ -93,8 +95,11 @@ ROWS = [
 
 
 FILTER = "fma_peak|alignment|dense_|sigmoid_and|train_step_64"
-COMMAND = ["taskset", "-c", "1", "cargo", "bench", "--features", "bench-peers", "--bench",
-           "peers", "--", "--warm-up-time", "2", "--measurement-time", "4", FILTER]
+BENCH = ["taskset", "-c", "1", "cargo", "bench", "--features", "bench-peers", "--bench",
+         "peers", "--"]
+COMMAND = BENCH + ["--warm-up-time", "2", "--measurement-time", "4", FILTER]
+SCALING_COMMAND = BENCH + ["--warm-up-time", "1", "--measurement-time", "2",
+                           "train_step_scaling"]
 
 
 def estimates(since):
@@ -118,12 +123,36 @@ def duration(seconds):
     return f"{seconds * 1e9:.0f} ns"
 
 
+def scaling(times):
+    """README's scaling table: 64-W-W-10 steps, gradguard / ndarray, for each W and batch."""
+    group = "train_step_scaling_64_w_w_10"
+    widths, batches = [32, 64, 128, 256, 512], [1, 8, 32, 128]
+    print("| W \\ batch | " + " | ".join(str(b) for b in batches) + " |")
+    print("|---|" + "---:|" * len(batches))
+    for w in widths:
+        cells = []
+        for b in batches:
+            ours = times.get(f"{group}/gradguard/w{w}_b{b}")
+            peer = times.get(f"{group}/ndarray/w{w}_b{b}")
+            if ours is None or peer is None:
+                cells.append("–")
+                print(f"bench-table.py: no result for W={w}, batch {b}", file=sys.stderr)
+                continue
+            cells.append(f"{ours / peer:.2f} ({duration(ours)} / {duration(peer)})")
+        print(f"| {w} | " + " | ".join(cells) + " |")
+
+
 def main():
     since = 0.0
-    if "--run" in sys.argv[1:]:
+    args = sys.argv[1:]
+    command = SCALING_COMMAND if "--scaling" in args else COMMAND
+    if "--run" in args:
         since = time.time()
-        subprocess.run(COMMAND, check=True, cwd=ROOT.parent.parent, stdout=sys.stderr)
+        subprocess.run(command, check=True, cwd=ROOT.parent.parent, stdout=sys.stderr)
     times = estimates(since)
+    if "--scaling" in args:
+        scaling(times)
+        return
     peak = times.get("fma_peak/fma_chains")
     flops = None
     if peak is not None:

@@ -94,6 +94,19 @@ pub(crate) trait Vector: Lanes {
             d.reduce_sum(),
         ]
     }
+    /// The lane sums of sixteen vectors, in order: four [`Vector::reduce_sum4`]s unless a
+    /// backend has a cheaper transposing tree (AVX-512).
+    #[inline(always)]
+    fn reduce_sum16(v: [Self; 16]) -> [f32; 16] {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15] = v;
+        let [s0, s1, s2, s3] = Self::reduce_sum4([a0, a1, a2, a3]);
+        let [s4, s5, s6, s7] = Self::reduce_sum4([a4, a5, a6, a7]);
+        let [s8, s9, s10, s11] = Self::reduce_sum4([a8, a9, a10, a11]);
+        let [s12, s13, s14, s15] = Self::reduce_sum4([a12, a13, a14, a15]);
+        [
+            s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15,
+        ]
+    }
 }
 
 impl Vector for f32 {
@@ -597,14 +610,28 @@ fn units8<V: Vector, const IN: usize, const OUT: usize, const S: usize>(
     } else {
         acc
     };
-    for ((a, xs), zs) in acc.iter().zip(x).zip(z) {
-        let [a0, a1, a2, a3, a4, a5, a6, a7] = *a;
-        let lo = V::reduce_sum4([a0, a1, a2, a3]);
-        let hi = V::reduce_sum4([a4, a5, a6, a7]);
-        let sums = lo.iter().chain(hi.iter());
+    // The 8·S lane sums, sample-major.
+    let mut sums = [[0.0f32; 8]; S];
+    if let [[a0, a1, a2, a3, a4, a5, a6, a7], [b0, b1, b2, b3, b4, b5, b6, b7]] = acc.as_slice() {
+        // Two samples: one sixteen-way reduction (a transposing tree on AVX-512).
+        let all = V::reduce_sum16([
+            *a0, *a1, *a2, *a3, *a4, *a5, *a6, *a7, *b0, *b1, *b2, *b3, *b4, *b5, *b6, *b7,
+        ]);
+        for (row, chunk) in sums.iter_mut().zip(all.as_chunks::<8>().0) {
+            *row = *chunk;
+        }
+    } else {
+        for (row, a) in sums.iter_mut().zip(acc.iter()) {
+            let [a0, a1, a2, a3, a4, a5, a6, a7] = *a;
+            let [s0, s1, s2, s3] = V::reduce_sum4([a0, a1, a2, a3]);
+            let [s4, s5, s6, s7] = V::reduce_sum4([a4, a5, a6, a7]);
+            *row = [s0, s1, s2, s3, s4, s5, s6, s7];
+        }
+    }
+    for ((row, xs), zs) in sums.iter().zip(x).zip(z) {
         let out = zs.iter_mut().skip(o);
-        for (((&sum, row), &bias), out) in sums.zip(ws.iter()).zip(bs.iter()).zip(out) {
-            *out = sum + tail_dot(row, xs, full) + bias;
+        for (((&sum, w), &bias), out) in row.iter().zip(ws.iter()).zip(bs.iter()).zip(out) {
+            *out = sum + tail_dot(w, xs, full) + bias;
         }
     }
 }

@@ -105,6 +105,14 @@ fn scalar_matrix_kernels_match_naive_sums() {
 /// `matrix_error_bound` instead of bit-identical).
 fn generic_bodies_agree<V: Vector>(fuses: bool) {
     let collect = |n: usize, f: &dyn Fn(usize) -> f32| (0..n).map(f).collect::<std::vec::Vec<_>>();
+    // The sixteen-way reduction returns vector j's sum at index j. Lanes are small integers,
+    // so every order of addition is exact and a misplaced sum cannot pass.
+    let vectors: [V; 16] =
+        core::array::from_fn(|j| V::load(&collect(V::LANES, &|l| (j * 100 + l * 3) as f32)));
+    for (j, &sum) in V::reduce_sum16(vectors).iter().enumerate() {
+        let exact: f32 = (0..V::LANES).map(|l| (j * 100 + l * 3) as f32).sum();
+        assert_eq!(sum, exact, "reduce_sum16, vector {j}");
+    }
     for n in [0, 1, 3, 4, 5, 7, 9, 17] {
         let (z, dy) = (values(n, 2), values(n, 3));
         let mut a = std::vec![0.0; n];
