@@ -602,10 +602,11 @@ fn units8<V: Vector, const IN: usize, const OUT: usize, const S: usize>(
     // LLVM kept the accumulators' live ranges through the reduction code and spilled one or
     // two of them inside the hot loop on AVX-512 (a 64-byte store and reload per iteration,
     // seen in the disassembly): 784×128 at batch 32 took 113 µs instead of 60 µs. The
-    // barrier costs one store and reload of the accumulators per block, so it is used where
-    // the loop is long (≥ 16 iterations); at 64 inputs it made the kernel 10 % slower.
-    // `black_box` changes no value.
-    let acc = if full / V::LANES >= 16 {
+    // barrier costs one store and reload of the accumulators per block, so it is used only
+    // where two samples share a pass (16 accumulators) and the loop is long (≥ 16
+    // iterations): at 64 inputs it made the kernel 10 % slower, and on SSE2 and AVX2 (one
+    // sample, 8 accumulators, nothing spilled) 5–15 %. `black_box` changes no value.
+    let acc = if S == 2 && full / V::LANES >= 16 {
         core::hint::black_box(acc)
     } else {
         acc
