@@ -607,19 +607,19 @@ impl Vector for Avx512 {
         // into `out`, which holds 16.
         unsafe {
             // 256-bit halves: t = [a.lo + a.hi (8 lanes) | b.lo + b.hi (8 lanes)].
-            let t0 = avx512_pair_halves(v0, v1);
-            let t1 = avx512_pair_halves(v2, v3);
-            let t2 = avx512_pair_halves(v4, v5);
-            let t3 = avx512_pair_halves(v6, v7);
-            let t4 = avx512_pair_halves(v8, v9);
-            let t5 = avx512_pair_halves(v10, v11);
-            let t6 = avx512_pair_halves(v12, v13);
-            let t7 = avx512_pair_halves(v14, v15);
+            let t0 = avx512_add_lane_pairs::<0x44, 0xEE>(v0, v1);
+            let t1 = avx512_add_lane_pairs::<0x44, 0xEE>(v2, v3);
+            let t2 = avx512_add_lane_pairs::<0x44, 0xEE>(v4, v5);
+            let t3 = avx512_add_lane_pairs::<0x44, 0xEE>(v6, v7);
+            let t4 = avx512_add_lane_pairs::<0x44, 0xEE>(v8, v9);
+            let t5 = avx512_add_lane_pairs::<0x44, 0xEE>(v10, v11);
+            let t6 = avx512_add_lane_pairs::<0x44, 0xEE>(v12, v13);
+            let t7 = avx512_add_lane_pairs::<0x44, 0xEE>(v14, v15);
             // 128-bit quarters: u = four vectors' 4-lane partial sums, one per 128-bit lane.
-            let u0 = avx512_pair_quarters(t0, t1);
-            let u1 = avx512_pair_quarters(t2, t3);
-            let u2 = avx512_pair_quarters(t4, t5);
-            let u3 = avx512_pair_quarters(t6, t7);
+            let u0 = avx512_add_lane_pairs::<0x88, 0xDD>(t0, t1);
+            let u1 = avx512_add_lane_pairs::<0x88, 0xDD>(t2, t3);
+            let u2 = avx512_add_lane_pairs::<0x88, 0xDD>(t4, t5);
+            let u3 = avx512_add_lane_pairs::<0x88, 0xDD>(t6, t7);
             // Within 128-bit lanes: pairs, then single lanes.
             let w0 = _mm512_add_ps(
                 _mm512_shuffle_ps::<0x44>(u0, u1),
@@ -641,33 +641,23 @@ impl Vector for Avx512 {
     }
 }
 
-/// `[a.lo256 + a.hi256 | b.lo256 + b.hi256]`.
+/// `shuffle_f32x4::<FIRST>(a, b) + shuffle_f32x4::<SECOND>(a, b)`: one level over 128-bit
+/// lanes of the sixteen-way reduction's tree. With 0x44/0xEE it adds the 256-bit halves
+/// (`[a.lo + a.hi | b.lo + b.hi]`); with 0x88/0xDD, applied to two such results, it leaves
+/// four vectors' 4-lane partial sums, one per 128-bit lane.
 ///
 /// # Safety
 /// The CPU must have AVX-512F (only AVX-512 kernels call this).
 #[inline(always)]
-unsafe fn avx512_pair_halves(a: __m512, b: __m512) -> __m512 {
+unsafe fn avx512_add_lane_pairs<const FIRST: i32, const SECOND: i32>(
+    a: __m512,
+    b: __m512,
+) -> __m512 {
     // SAFETY: AVX-512F exists (the caller's contract); registers only.
     unsafe {
         _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0x44>(a, b),
-            _mm512_shuffle_f32x4::<0xEE>(a, b),
-        )
-    }
-}
-
-/// From `p`, `q` each holding two vectors' 8-lane partial sums (as `avx512_pair_halves`
-/// returns): the four vectors' 4-lane partial sums, one per 128-bit lane.
-///
-/// # Safety
-/// The CPU must have AVX-512F (only AVX-512 kernels call this).
-#[inline(always)]
-unsafe fn avx512_pair_quarters(p: __m512, q: __m512) -> __m512 {
-    // SAFETY: AVX-512F exists (the caller's contract); registers only.
-    unsafe {
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0x88>(p, q),
-            _mm512_shuffle_f32x4::<0xDD>(p, q),
+            _mm512_shuffle_f32x4::<FIRST>(a, b),
+            _mm512_shuffle_f32x4::<SECOND>(a, b),
         )
     }
 }
