@@ -525,10 +525,11 @@ pub(crate) fn dense_backward_params<
 /// Dense forward for a batch, `z[s][o] = Σ_i w[o][i]·x[s][i] + b[o]`.
 ///
 /// Eight units at a time (outer loop, so their 8 rows of W stay in L1 while every sample
-/// passes), one sample at a time (inner loop): eight independent vectors of partial sums
-/// along the inputs (fused multiply-add where available) hide the FMA latency, are reduced
-/// with [`Vector::reduce_sum4`], then the scalar tail of the inputs and the bias are added.
-/// The units left over (OUT mod 8) take one vector each.
+/// passes), one sample per pass, or two on backends with 32 registers (inner loop): eight
+/// independent vectors of partial sums along the inputs per sample (fused multiply-add
+/// where available) hide the FMA latency and are reduced together ([`Vector::reduce_sum16`]
+/// for two samples, [`Vector::reduce_sum4`] otherwise), then the scalar tail of the inputs
+/// and the bias are added. The units left over (OUT mod 8) take one vector each.
 #[inline(always)]
 pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const B: usize>(
     w: &[[f32; IN]; OUT],
