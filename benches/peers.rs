@@ -641,7 +641,7 @@ impl NaMlp {
     }
 }
 
-/// Multiply-adds per chain per call of [`fma_chains`].
+/// Multiply-adds per chain per call of `fma_chains_512` or `fma_chains_256`.
 const CHAIN_STEPS: usize = 1024;
 /// Independent chains: more than latency × issue width of any x86 core so far (4 × 2).
 const CHAINS: usize = 12;
