@@ -40,7 +40,10 @@ use crate::kernels::Isa;
 use crate::lanes::{exponent_bound, pow2_wide as pow2, scale_by_pow2};
 
 mod track;
-pub(crate) use track::{batch_norm_backward, dense_backward, elementwise_backward, BatchNormTerms};
+pub(crate) use track::{
+    batch_norm_backward, dense_input_products, dense_parameters, elementwise_backward,
+    BatchNormTerms,
+};
 
 /// The class of an f32, read from its bits.
 ///

@@ -466,47 +466,39 @@ impl<const IN: usize, const OUT: usize, A: Activation> Layer for Dense<IN, OUT, 
         } else {
             None
         };
-        let Some(h) = health else {
-            self.activation.backward_on(
-                isa,
-                cache.pre_activation.as_flattened(),
-                cache.output.as_flattened(),
-                dy.as_flattened(),
-                cache.pre_activation_grad.as_flattened_mut(),
-                OUT,
-            );
-            let dz = &cache.pre_activation_grad;
-            isa.dense_backward_params(dz, x, &mut grads.weights, &mut grads.bias, mode);
-            if let Some(dx) = dx {
-                isa.dense_backward_input(&params.weights, dz, dx);
-            }
-            return;
-        };
-        h.layer = layer;
-        h.activation = A::NAME;
-        h.units = u16::try_from(OUT).unwrap_or(u16::MAX);
-        h.inputs = u16::try_from(IN).unwrap_or(u16::MAX);
-        self.activation.backward_observed_on(
-            isa,
+        let (z, a) = (
             cache.pre_activation.as_flattened(),
             cache.output.as_flattened(),
-            dy.as_flattened(),
-            cache.pre_activation_grad.as_flattened_mut(),
-            OUT,
-            h,
         );
+        let dz_flat = cache.pre_activation_grad.as_flattened_mut();
+        let mut health = health;
+        match health.as_deref_mut() {
+            None => self
+                .activation
+                .backward_on(isa, z, a, dy.as_flattened(), dz_flat, OUT),
+            Some(h) => {
+                h.layer = layer;
+                h.activation = A::NAME;
+                h.units = u16::try_from(OUT).unwrap_or(u16::MAX);
+                h.inputs = u16::try_from(IN).unwrap_or(u16::MAX);
+                let dy = dy.as_flattened();
+                self.activation
+                    .backward_observed_on(isa, z, a, dy, dz_flat, OUT, h);
+            }
+        }
+        // One call site per kernel, tracked or not (a firmware links one copy of each).
         let (w, dz) = (&params.weights, &cache.pre_activation_grad);
-        crate::health::dense_backward(
-            isa,
-            w,
-            x,
-            dz,
-            &mut grads.weights,
-            &mut grads.bias,
-            dx,
-            mode,
-            h,
-        );
+        isa.dense_backward_params(dz, x, &mut grads.weights, &mut grads.bias, mode);
+        let min_w = health.as_deref_mut().map(|h| {
+            let (dw, db) = (&grads.weights, &grads.bias);
+            crate::health::dense_parameters(isa, w, x, dz, dw, db, mode, dx.is_some(), h)
+        });
+        if let Some(dx) = dx {
+            isa.dense_backward_input(w, dz, dx);
+            if let (Some(h), Some(min_w)) = (health, min_w) {
+                crate::health::dense_input_products(w, dz, min_w, h);
+            }
+        }
     }
 }
 

@@ -134,40 +134,46 @@ fn norm_and_min_exact(w: &[f32]) -> (f32, f32) {
     (if nan { f32::NAN } else { s.l2_norm() }, s.min_nonzero_abs)
 }
 
-/// The dense layer's backward after its activation (`dz` is written and its statistics are
-/// in `h`): dW and db with their statistics and the product screen, dX (if asked for) with
-/// the dz·w product screen, and ‖W‖. Values bit for bit those of the untracked path. Only
-/// the kernel calls depend on the shape; the health work is in shape-independent functions
-/// over flattened slices (one copy in a firmware, however many layers it has).
+/// The health of a dense layer's backward, after its activation (`dz` is written and its
+/// statistics are in `h`) and after the dW/db kernel (`dw`, `db` are its results): the
+/// statistics of dW and db with the product screen, and ‖W‖. Returns the smallest nonzero
+/// |w| for [`dense_input_products`] if `with_dx`. The caller runs the kernels (one call
+/// site for the tracked and the untracked backward); only the flattening depends on the
+/// shape, the health work is in shape-independent functions over slices (one copy in a
+/// firmware, however many layers it has).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn dense_backward<K: Isa, const IN: usize, const OUT: usize, const B: usize>(
+pub(crate) fn dense_parameters<K: Isa, const IN: usize, const OUT: usize, const B: usize>(
     isa: K,
     w: &[[f32; IN]; OUT],
     x: &[[f32; IN]; B],
     dz: &[[f32; OUT]; B],
-    dw: &mut [[f32; IN]; OUT],
-    db: &mut [f32; OUT],
-    dx: Option<&mut [[f32; IN]; B]>,
+    dw: &[[f32; IN]; OUT],
+    db: &[f32; OUT],
     mode: GradMode,
+    with_dx: bool,
     h: &mut LayerHealth,
-) {
-    isa.dense_backward_params(dz, x, dw, db, mode);
-    let flat_dz = dz.as_flattened();
+) -> f32 {
     parameter_gradients(
         isa,
         h,
         x.as_flattened(),
         IN,
-        flat_dz,
+        dz.as_flattened(),
         dw.as_flattened(),
         db,
         mode,
     );
-    let min_w = weights(isa, h, w.as_flattened(), dx.is_some());
-    if let Some(dx) = dx {
-        isa.dense_backward_input(w, dz, dx);
-        input_products(h, flat_dz, OUT, w.as_flattened(), IN, min_w);
-    }
+    weights(isa, h, w.as_flattened(), with_dx)
+}
+
+/// The dz·w product screen of dX (after [`dense_parameters`], whose result is `min_w`).
+pub(crate) fn dense_input_products<const IN: usize, const OUT: usize, const B: usize>(
+    w: &[[f32; IN]; OUT],
+    dz: &[[f32; OUT]; B],
+    min_w: f32,
+    h: &mut LayerHealth,
+) {
+    input_products(h, dz.as_flattened(), OUT, w.as_flattened(), IN, min_w);
 }
 
 /// Statistics of dW and db, and the screen of the products dz·x (`x` has rows of `inputs`).

@@ -1,12 +1,14 @@
-//! Cortex-M (ARMv7E-M/ARMv8-M with a single-precision FPU) kernels: the dense-forward inner
-//! loop and the SGD update as hand-scheduled VFP code, because LLVM loads every weight with
-//! its own `vldr`.
+//! Cortex-M (ARMv7E-M/ARMv8-M with a single-precision FPU) kernels: the dense forward, the
+//! weight and input gradients and the SGD update as hand-scheduled VFP code, because LLVM
+//! loads every f32 with its own `vldr` and keeps no sums in registers across loops.
 //!
-//! Two output rows and eight inputs per iteration: three `vldmia` and sixteen `vmla.f32`
-//! for 16 multiply-adds. `vmla.f32` is the *non-fused* multiply-accumulate (the product is
-//! rounded, then the sum), and each accumulator adds its products in input order, so the
-//! result equals `kernels::scalar`'s portable loop bit for bit (checked on the device by the
-//! firmware tests against host-computed values and against a naive loop).
+//! Forward: two output rows and eight inputs per block, three `vldmia` and sixteen
+//! `vmla.f32` for 16 multiply-adds. dW: a 2×8 block of the gradient stays in registers over
+//! the batch. dX: eight sums per sample, two weight rows per iteration. `vmla.f32` is the
+//! *non-fused* multiply-accumulate (the product is rounded, then the sum), and each sum adds
+//! its terms in the portable loop's order, so every result equals `kernels::scalar`'s
+//! portable loop bit for bit (checked on the device by the firmware tests against
+//! host-computed values and against naive loops).
 
 /// `asm!` with the VFP registers the kernels use (s0-s27) declared clobbered and no stack
 /// use. (Stable `asm!` takes no VFP register operands without the `vfp2` feature, so values
@@ -76,6 +78,9 @@ macro_rules! block_2x8 {
         )
     };
 }
+
+/// Eight +0.0: the start values of the accumulating kernels' sums when they overwrite.
+static ZEROS: [f32; 8] = [0.0; 8];
 
 /// `(Σ_{k<8·blocks} w0[k]·x[k], Σ_{k<8·blocks} w1[k]·x[k])`, each summed in order from +0.0.
 /// Returns `(0, 0)` if a slice is shorter than `8·blocks`.
@@ -228,4 +233,255 @@ pub(crate) fn sgd_blocks(w: &mut [f32], g: &[f32], lr: f32, weight_decay: f32) -
         );
     }
     blocks * 8
+}
+
+/// `dw0[k] (+)= Σ_s g[s·g_stride]·x[s·x_stride + k]` and `dw1[k] (+)= Σ_s g[s·g_stride +
+/// 1]·x[s·x_stride + k]` for k < 8 and s < `samples`: one block of eight columns of two rows of a
+/// weight gradient, the samples added in order with non-fused `vmla.f32` (so each element is
+/// the portable loop's `dw += g·x`, sample after sample, bit for bit). The block stays in
+/// registers across the samples: per sample one `vldmia` of x, one of the two gradients
+/// and sixteen multiply-accumulates. With `from_zero` the sums start at +0.0 instead of the
+/// values in `dw0` and `dw1` (which are then only written: no separate zeroing pass).
+/// Strides are in f32. Returns `false`, touching nothing, if a slice is too short or
+/// `samples` is 0.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn outer_block_2x8(
+    dw0: &mut [f32],
+    dw1: &mut [f32],
+    from_zero: bool,
+    g: &[f32],
+    g_stride: usize,
+    x: &[f32],
+    x_stride: usize,
+    samples: usize,
+) -> bool {
+    let last = samples.wrapping_sub(1);
+    let reaches = |len: usize, stride: usize, width: usize| {
+        (last.checked_mul(stride))
+            .and_then(|v| v.checked_add(width))
+            .is_some_and(|n| len >= n)
+    };
+    let fits = samples > 0
+        && dw0.len() >= 8
+        && dw1.len() >= 8
+        && reaches(g.len(), g_stride, 2)
+        && reaches(x.len(), x_stride, 8)
+        && x_stride.checked_mul(4).is_some()
+        && g_stride.checked_mul(4).is_some();
+    if !fits {
+        return false;
+    }
+    let (start0, start1) = if from_zero {
+        (ZEROS.as_ptr(), ZEROS.as_ptr())
+    } else {
+        (dw0.as_ptr(), dw1.as_ptr())
+    };
+    // SAFETY: `dw0` and `dw1` hold eight f32 each and are the only memory written (two
+    // distinct mutable borrows, so they overlap nothing read); the start values are read
+    // from them or from `ZEROS` (eight f32); for every s < `samples` the
+    // reads g[s·g_stride..+2] and x[s·x_stride..+8] lie inside the slices (checked above
+    // without overflow; the byte strides fit a usize). `samples` ≥ 1, so the
+    // count-down loop ends. Every VFP register written (s0-s25) is declared clobbered
+    // (`vfp_asm!` names s0-s27); the core registers changed are inout operands; `subs`
+    // changes the flags, which are not declared preserved.
+    unsafe {
+        vfp_asm!(
+            "vldmia {a0}, {{s0-s7}}",
+            "vldmia {a1}, {{s8-s15}}",
+            "2:",
+            "vldmia {px}, {{s16-s23}}",
+            "add {px}, {px}, {sx}",
+            "vldmia {pg}, {{s24-s25}}",
+            "add {pg}, {pg}, {sg}",
+            "vmla.f32 s0, s24, s16",
+            "vmla.f32 s8, s25, s16",
+            "vmla.f32 s1, s24, s17",
+            "vmla.f32 s9, s25, s17",
+            "vmla.f32 s2, s24, s18",
+            "vmla.f32 s10, s25, s18",
+            "vmla.f32 s3, s24, s19",
+            "vmla.f32 s11, s25, s19",
+            "vmla.f32 s4, s24, s20",
+            "vmla.f32 s12, s25, s20",
+            "vmla.f32 s5, s24, s21",
+            "vmla.f32 s13, s25, s21",
+            "vmla.f32 s6, s24, s22",
+            "vmla.f32 s14, s25, s22",
+            "vmla.f32 s7, s24, s23",
+            "vmla.f32 s15, s25, s23",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "vstmia {d0}, {{s0-s7}}",
+            "vstmia {d1}, {{s8-s15}}",
+            a0 = in(reg) start0,
+            a1 = in(reg) start1,
+            d0 = in(reg) dw0.as_mut_ptr(),
+            d1 = in(reg) dw1.as_mut_ptr(),
+            px = inout(reg) x.as_ptr() => _,
+            pg = inout(reg) g.as_ptr() => _,
+            sx = in(reg) x_stride * 4,
+            sg = in(reg) g_stride * 4,
+            n = inout(reg) samples => _,
+        );
+    }
+    true
+}
+
+/// `dx[k] += Σ_{r < 2·pairs} g[r]·w[r·stride + k]` for k < 8, the rows added in order with
+/// non-fused `vmla.f32`: one block of eight columns of an input gradient, the portable
+/// loop's `dx += g·w_row`, row after row, bit for bit. Per pair of rows one `vldmia` of the
+/// two gradients, two of the weights and sixteen multiply-accumulates into the eight
+/// sums. With `from_zero` the sums start at +0.0 instead of the values in `dx` (then only
+/// written). `stride` is in f32. Returns `false`, touching nothing, if a slice is too short
+/// or `pairs` is 0.
+#[inline(always)]
+pub(crate) fn axpy_rows_2x8(
+    dx: &mut [f32],
+    from_zero: bool,
+    g: &[f32],
+    w: &[f32],
+    stride: usize,
+    pairs: usize,
+) -> bool {
+    let rows = pairs.saturating_mul(2);
+    let fits = pairs > 0
+        && dx.len() >= 8
+        && g.len() >= rows
+        && stride.checked_mul(4).is_some()
+        && (rows - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(8))
+            .is_some_and(|n| w.len() >= n);
+    if !fits {
+        return false;
+    }
+    let start = if from_zero {
+        ZEROS.as_ptr()
+    } else {
+        dx.as_ptr()
+    };
+    // SAFETY: `dx` holds eight f32 and is the only memory written (borrowed mutably, so it
+    // overlaps nothing read); the start values are read from it or from `ZEROS` (eight
+    // f32); the reads g[0..2·pairs] and w[r·stride..+8] for r < 2·pairs
+    // lie inside the slices (checked above without overflow; the byte stride fits a usize).
+    // `pairs` ≥ 1, so the count-down loop ends. Every VFP register written
+    // (s0-s25) is declared clobbered (`vfp_asm!` names s0-s27); the core registers changed
+    // are inout operands; `subs` changes the flags, which are not declared preserved.
+    unsafe {
+        vfp_asm!(
+            "vldmia {start}, {{s0-s7}}",
+            "2:",
+            "vldmia {pg}!, {{s24-s25}}",
+            "vldmia {pw}, {{s8-s15}}",
+            "add {pw}, {pw}, {sw}",
+            "vldmia {pw}, {{s16-s23}}",
+            "add {pw}, {pw}, {sw}",
+            "vmla.f32 s0, s24, s8",
+            "vmla.f32 s1, s24, s9",
+            "vmla.f32 s2, s24, s10",
+            "vmla.f32 s3, s24, s11",
+            "vmla.f32 s4, s24, s12",
+            "vmla.f32 s5, s24, s13",
+            "vmla.f32 s6, s24, s14",
+            "vmla.f32 s7, s24, s15",
+            "vmla.f32 s0, s25, s16",
+            "vmla.f32 s1, s25, s17",
+            "vmla.f32 s2, s25, s18",
+            "vmla.f32 s3, s25, s19",
+            "vmla.f32 s4, s25, s20",
+            "vmla.f32 s5, s25, s21",
+            "vmla.f32 s6, s25, s22",
+            "vmla.f32 s7, s25, s23",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "vstmia {pd}, {{s0-s7}}",
+            start = in(reg) start,
+            pd = in(reg) dx.as_mut_ptr(),
+            pg = inout(reg) g.as_ptr() => _,
+            pw = inout(reg) w.as_ptr() => _,
+            sw = in(reg) stride * 4,
+            n = inout(reg) pairs => _,
+        );
+    }
+    true
+}
+
+/// The whole blocks of eight columns of one sample's input gradient, `dx[i] += Σ_o
+/// g[o]·w[o·inputs + i]` in row order (rows in pairs by [`axpy_rows_2x8`], an odd last row
+/// after them), `g` the sample's `outputs` gradients, `w` the `outputs × inputs` weights;
+/// with `from_zero` the sums start at +0.0 (`dx` is only written). Returns the columns done
+/// (0 if the slices are shorter than that).
+#[inline(always)]
+pub(crate) fn input_gradient_blocks(
+    w: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+    from_zero: bool,
+    inputs: usize,
+) -> usize {
+    let (outputs, pairs) = (g.len(), g.len() / 2);
+    let columns = dx.len().min(inputs) / 8 * 8;
+    let fits =
+        pairs > 0 && columns > 0 && inputs.checked_mul(outputs).is_some_and(|n| w.len() >= n);
+    if !fits {
+        return 0;
+    }
+    let last_row = w.get((outputs - 1) * inputs..).unwrap_or(&[]);
+    let g_last = g.last().copied().unwrap_or(0.0);
+    let (blocks, _) = dx.as_chunks_mut::<8>();
+    for (k, block) in blocks.iter_mut().take(columns / 8).enumerate() {
+        // Fits: the rows 0..2·pairs of w (checked above) cover columns 8k..8k + 8.
+        let w = w.get(8 * k..).unwrap_or(&[]);
+        let _fits = axpy_rows_2x8(block, from_zero, g, w, inputs, pairs);
+        if outputs % 2 == 1 {
+            let row = last_row.get(8 * k..).unwrap_or(&[]);
+            for (d, &v) in block.iter_mut().zip(row) {
+                *d += g_last * v;
+            }
+        }
+    }
+    columns
+}
+
+/// The whole blocks of eight columns of the pairs of rows of a weight gradient, `dw[o][i] +=
+/// Σ_s dz[s][o]·x[s][i]` in sample order, each block kept in registers over the samples by
+/// [`outer_block_2x8`]; `dz` holds the samples' `outputs` gradients, `x` their `inputs`
+/// values, `dw` is `outputs × inputs`; with `from_zero` the sums start at +0.0 (`dw` is
+/// only written). Returns `(rows, columns)` done: all rows but an odd last one, the whole
+/// blocks of columns ((0, 0) if the slices are shorter than that).
+#[inline(always)]
+pub(crate) fn weight_gradient_blocks(
+    dz: &[f32],
+    x: &[f32],
+    dw: &mut [f32],
+    from_zero: bool,
+    inputs: usize,
+    outputs: usize,
+) -> (usize, usize) {
+    let samples = dz.len().checked_div(outputs).unwrap_or(0);
+    let columns = inputs / 8 * 8;
+    let fits = samples > 0
+        && columns > 0
+        && outputs >= 2
+        && inputs.checked_mul(samples).is_some_and(|n| x.len() >= n)
+        && inputs.checked_mul(outputs).is_some_and(|n| dw.len() >= n);
+    if !fits {
+        return (0, 0);
+    }
+    let rows = outputs / 2 * 2;
+    for (p, pair) in dw.chunks_exact_mut(2 * inputs).take(rows / 2).enumerate() {
+        // (A chunk holds exactly 2·inputs values: the split always succeeds.)
+        let Some((r0, r1)) = pair.split_at_mut_checked(inputs) else {
+            break;
+        };
+        let g = dz.get(2 * p..).unwrap_or(&[]);
+        let blocks = r0.as_chunks_mut::<8>().0.iter_mut();
+        for (k, (b0, b1)) in blocks.zip(r1.as_chunks_mut::<8>().0).enumerate() {
+            // Fits: every sample's two gradients and eight values lie in dz and x (above).
+            let x = x.get(8 * k..).unwrap_or(&[]);
+            let _fits = outer_block_2x8(b0, b1, from_zero, g, outputs, x, inputs, samples);
+        }
+    }
+    (rows, columns)
 }

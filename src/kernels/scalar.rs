@@ -84,9 +84,13 @@ fn dot2<const IN: usize>(w0: &[f32; IN], w1: &[f32; IN], x: &[f32; IN]) -> (f32,
     (a0, a1)
 }
 
-/// `y[k] += a·x[k]` (one rounding for the product, one for the sum).
+/// `y[k] += a·x[k]` for `k ≥ from` (one rounding for the product, one for the sum).
 #[inline(always)]
-fn axpy<const N: usize>(y: &mut [f32; N], a: f32, x: &[f32; N]) {
+fn axpy_from<const N: usize>(y: &mut [f32; N], a: f32, x: &[f32; N], from: usize) {
+    let (y, x) = (
+        y.get_mut(from..).unwrap_or(&mut []),
+        x.get(from..).unwrap_or(&[]),
+    );
     for (d, xi) in y.iter_mut().zip(x.iter()) {
         *d += a * xi;
     }
@@ -102,9 +106,18 @@ pub fn dense_backward_input<const IN: usize, const OUT: usize, const B: usize>(
     dx: &mut [[f32; IN]; B],
 ) {
     for (dzs, dxs) in dz.iter().zip(dx.iter_mut()) {
-        *dxs = [0.0; IN];
-        for (wo, &g) in w.iter().zip(dzs.iter()) {
-            axpy(dxs, g, wo);
+        // Cortex-M with an FPU: the whole blocks of eight columns in VFP code, their sums
+        // started at +0.0 in registers, the same operations in the same order; the portable
+        // loop does the columns after them.
+        #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+        let done = super::cortex_m::input_gradient_blocks(w.as_flattened(), dzs, dxs, true, IN);
+        #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+        let done = 0;
+        if done < IN {
+            dxs.get_mut(done..).unwrap_or(&mut []).fill(0.0);
+            for (wo, &g) in w.iter().zip(dzs.iter()) {
+                axpy_from(dxs, g, wo, done);
+            }
         }
     }
 }
@@ -122,14 +135,34 @@ pub fn dense_backward_params<const IN: usize, const OUT: usize, const B: usize>(
     db: &mut [f32; OUT],
     mode: GradMode,
 ) {
-    if mode == GradMode::Overwrite {
-        *dw = [[0.0; IN]; OUT];
+    let overwrite = mode == GradMode::Overwrite;
+    if overwrite {
         *db = [0.0; OUT];
     }
+    // Cortex-M with an FPU: whole blocks of eight columns of pairs of rows in VFP code (sums
+    // started at +0.0 in registers when overwriting), the same operations in the same order
+    // for every element; the portable loop does the rest.
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    let (rows_done, done) = {
+        let (dz, x, dw) = (dz.as_flattened(), x.as_flattened(), dw.as_flattened_mut());
+        super::cortex_m::weight_gradient_blocks(dz, x, dw, overwrite, IN, OUT)
+    };
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    let (rows_done, done) = (0, 0);
+    if overwrite && (rows_done < OUT || done < IN) {
+        for (o, dwo) in dw.iter_mut().enumerate() {
+            let from = if o < rows_done { done } else { 0 };
+            dwo.get_mut(from..).unwrap_or(&mut []).fill(0.0);
+        }
+    }
     for (dzs, xs) in dz.iter().zip(x.iter()) {
-        for ((dwo, dbo), &g) in dw.iter_mut().zip(db.iter_mut()).zip(dzs.iter()) {
+        for (dbo, &g) in db.iter_mut().zip(dzs.iter()) {
             *dbo += g;
-            axpy(dwo, g, xs);
+        }
+        if rows_done < OUT || done < IN {
+            for (o, (dwo, &g)) in dw.iter_mut().zip(dzs.iter()).enumerate() {
+                axpy_from(dwo, g, xs, if o < rows_done { done } else { 0 });
+            }
         }
     }
 }
