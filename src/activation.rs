@@ -184,6 +184,7 @@ pub struct Identity;
 
 impl Elementwise for Identity {
     const NAME: &'static str = "identity";
+    const IS_IDENTITY: bool = true;
     scalar_from_lanes!();
     #[inline(always)]
     fn value_lanes<R: Lanes>(&self, x: R) -> R {

@@ -14,6 +14,15 @@ use crate::lanes::Lanes;
 pub trait Elementwise: Copy {
     /// Short name for reports.
     const NAME: &'static str;
+    /// True only for the identity, f(x) = x: the kernels then compute the forward pass as
+    /// a copy (on a Cortex-M a block copy, eight words per `vldmia`/`vstmia`, where a
+    /// compiled loop calls `memcpy`). Leave the default (`false`) for any other function.
+    ///
+    /// ```
+    /// use gradguard::{Elementwise, Identity, Relu};
+    /// assert!(Identity::IS_IDENTITY && !Relu::IS_IDENTITY);
+    /// ```
+    const IS_IDENTITY: bool = false;
     /// f(x).
     fn value(&self, x: f32) -> f32;
     /// f'(x), from the pre-activation x.

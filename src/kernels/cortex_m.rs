@@ -256,20 +256,7 @@ pub(crate) fn outer_block_2x8(
     x_stride: usize,
     samples: usize,
 ) -> bool {
-    let last = samples.wrapping_sub(1);
-    let reaches = |len: usize, stride: usize, width: usize| {
-        (last.checked_mul(stride))
-            .and_then(|v| v.checked_add(width))
-            .is_some_and(|n| len >= n)
-    };
-    let fits = samples > 0
-        && dw0.len() >= 8
-        && dw1.len() >= 8
-        && reaches(g.len(), g_stride, 2)
-        && reaches(x.len(), x_stride, 8)
-        && x_stride.checked_mul(4).is_some()
-        && g_stride.checked_mul(4).is_some();
-    if !fits {
+    if !outer_block_fits(dw0, dw1, g, g_stride, x, x_stride, samples) {
         return false;
     }
     let (start0, start1) = if from_zero {
@@ -328,6 +315,51 @@ pub(crate) fn outer_block_2x8(
     true
 }
 
+/// Whether [`outer_block_2x8`]'s slices hold what it reads and writes: eight values of
+/// `dw0` and `dw1`, and for every s < `samples` (≥ 1) g[s·g_stride..+2] and
+/// x[s·x_stride..+8], all without overflow (the byte strides included). Also the check of
+/// the Helium block.
+#[inline(always)]
+pub(crate) fn outer_block_fits(
+    dw0: &[f32],
+    dw1: &[f32],
+    g: &[f32],
+    g_stride: usize,
+    x: &[f32],
+    x_stride: usize,
+    samples: usize,
+) -> bool {
+    let last = samples.wrapping_sub(1);
+    let reaches = |len: usize, stride: usize, width: usize| {
+        (last.checked_mul(stride))
+            .and_then(|v| v.checked_add(width))
+            .is_some_and(|n| len >= n)
+    };
+    samples > 0
+        && dw0.len() >= 8
+        && dw1.len() >= 8
+        && reaches(g.len(), g_stride, 2)
+        && reaches(x.len(), x_stride, 8)
+        && x_stride.checked_mul(4).is_some()
+        && g_stride.checked_mul(4).is_some()
+}
+
+/// Whether [`axpy_rows_2x8`]'s slices hold what it reads and writes: eight values of `dx`,
+/// g[0..2·pairs] and w[r·stride..+8] for r < 2·pairs (`pairs` ≥ 1), without overflow (the
+/// byte stride included). Also the check of the Helium block.
+#[inline(always)]
+pub(crate) fn axpy_rows_fit(dx: &[f32], g: &[f32], w: &[f32], stride: usize, pairs: usize) -> bool {
+    let rows = pairs.saturating_mul(2);
+    pairs > 0
+        && dx.len() >= 8
+        && g.len() >= rows
+        && stride.checked_mul(4).is_some()
+        && (rows - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(8))
+            .is_some_and(|n| w.len() >= n)
+}
+
 /// `dx[k] += Σ_{r < 2·pairs} g[r]·w[r·stride + k]` for k < 8, the rows added in order with
 /// non-fused `vmla.f32`: one block of eight columns of an input gradient, the portable
 /// loop's `dx += g·w_row`, row after row, bit for bit. Per pair of rows one `vldmia` of the
@@ -344,16 +376,7 @@ pub(crate) fn axpy_rows_2x8(
     stride: usize,
     pairs: usize,
 ) -> bool {
-    let rows = pairs.saturating_mul(2);
-    let fits = pairs > 0
-        && dx.len() >= 8
-        && g.len() >= rows
-        && stride.checked_mul(4).is_some()
-        && (rows - 1)
-            .checked_mul(stride)
-            .and_then(|v| v.checked_add(8))
-            .is_some_and(|n| w.len() >= n);
-    if !fits {
+    if !axpy_rows_fit(dx, g, w, stride, pairs) {
         return false;
     }
     let start = if from_zero {
@@ -433,7 +456,15 @@ pub(crate) fn input_gradient_blocks(
     for (k, block) in blocks.iter_mut().take(columns / 8).enumerate() {
         // Fits: the rows 0..2·pairs of w (checked above) cover columns 8k..8k + 8.
         let w = w.get(8 * k..).unwrap_or(&[]);
-        let _fits = axpy_rows_2x8(block, from_zero, g, w, inputs, pairs);
+        // Helium first on builds for a CPU with MVE (it declines a block that would flush a
+        // subnormal), else the VFP code.
+        #[cfg(gradguard_mve)]
+        let done = super::helium::axpy_rows_2x8(block, from_zero, g, w, inputs, pairs);
+        #[cfg(not(gradguard_mve))]
+        let done = false;
+        if !done {
+            let _fits = axpy_rows_2x8(block, from_zero, g, w, inputs, pairs);
+        }
         if outputs % 2 == 1 {
             let row = last_row.get(8 * k..).unwrap_or(&[]);
             for (d, &v) in block.iter_mut().zip(row) {
@@ -480,8 +511,46 @@ pub(crate) fn weight_gradient_blocks(
         for (k, (b0, b1)) in blocks.zip(r1.as_chunks_mut::<8>().0).enumerate() {
             // Fits: every sample's two gradients and eight values lie in dz and x (above).
             let x = x.get(8 * k..).unwrap_or(&[]);
-            let _fits = outer_block_2x8(b0, b1, from_zero, g, outputs, x, inputs, samples);
+            // Helium first where the build has it (declining a block that would flush a
+            // subnormal), else the VFP code.
+            #[cfg(gradguard_mve)]
+            let done =
+                super::helium::outer_block_2x8(b0, b1, from_zero, g, outputs, x, inputs, samples);
+            #[cfg(not(gradguard_mve))]
+            let done = false;
+            if !done {
+                let _fits = outer_block_2x8(b0, b1, from_zero, g, outputs, x, inputs, samples);
+            }
         }
     }
     (rows, columns)
+}
+
+/// Copies the whole blocks of eight f32 of `src` into `dst` (over their common length) with
+/// `vldmia`/`vstmia`, which move the bits unchanged (NaN payloads included); returns how
+/// many values it copied (a multiple of 8).
+#[inline(always)]
+pub(crate) fn copy_blocks(src: &[f32], dst: &mut [f32]) -> usize {
+    let blocks = src.len().min(dst.len()) / 8;
+    if blocks == 0 {
+        return 0;
+    }
+    // SAFETY: `src` and `dst` hold at least `8·blocks` f32 each; `dst` is the only memory
+    // written and is borrowed mutably (so it overlaps nothing read). `blocks` ≥ 1, so the
+    // count-down loop ends. The VFP registers written (s0-s7) are declared clobbered
+    // (`vfp_asm!` names s0-s27); the core registers changed are inout operands; `subs`
+    // changes the flags, which are not declared preserved.
+    unsafe {
+        vfp_asm!(
+            "2:",
+            "vldmia {ps}!, {{s0-s7}}",
+            "vstmia {pd}!, {{s0-s7}}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            ps = inout(reg) src.as_ptr() => _,
+            pd = inout(reg) dst.as_mut_ptr() => _,
+            n = inout(reg) blocks => _,
+        );
+    }
+    blocks * 8
 }

@@ -68,7 +68,11 @@ macro_rules! backend_queries {
             /// Whether the backend's matrix kernels fuse multiply-adds (AVX2+FMA, AVX-512F,
             /// NEON), so that dX and dW differ from the scalar reference within
             /// [`matrix_error_bound`](super::matrix_error_bound) instead of matching it bit
-            /// for bit.
+            /// for bit. `Scalar` fuses only in a build for a Cortex-M with Helium (MVE
+            /// floating point, e.g. `-C target-cpu=cortex-m55`): there its matrix products
+            /// run as MVE code, whose whole blocks fuse each multiply-add in the reference
+            /// order (the forward's included), while the remainders (an odd last row,
+            /// columns past the last block of eight) take the portable loop.
             ///
             /// ```
             /// use gradguard::kernels::Backend;
@@ -77,7 +81,7 @@ macro_rules! backend_queries {
             #[must_use]
             pub const fn fuses_multiply_add(self) -> bool {
                 match self {
-                    Backend::Scalar => false,
+                    Backend::Scalar => cfg!(gradguard_mve),
                     $(Backend::$name => $fma,)*
                 }
             }

@@ -9,7 +9,7 @@
 //! products in a different order, and on backends with FMA ([`Backend::fuses_multiply_add`])
 //! [`dense_backward_input`] and [`dense_backward_params`] fuse their multiply-adds (in the
 //! reference order); all three stay within [`matrix_error_bound`] of the scalar
-//! reference (the [`Backend::Scalar`] kernels, in the order each function documents), and the backward ones are bit-identical to it on SSE2 and simd128. Every other
+//! reference (the [`Backend::Scalar`] kernels, in the order each function documents), and the backward ones are bit-identical to it on SSE2 and simd128. (In a build for a Cortex-M with Helium, such as `-C target-cpu=cortex-m55`, the `Scalar` kernels' matrix products themselves run as MVE code that fuses its multiply-adds in the reference order: [`Backend::fuses_multiply_add`].) Every other
 //! kernel — activations and derivatives, softmax and losses, optimiser updates, health
 //! statistics, the bias gradient, batch normalization's statistics, normalisation and
 //! backward — gives the same bits on every backend (NaN payloads
@@ -33,6 +33,9 @@ mod cortex_m;
 mod dispatch;
 #[allow(unsafe_code)]
 mod fpu;
+#[cfg(gradguard_mve)]
+#[allow(unsafe_code)]
+mod helium;
 #[allow(unsafe_code)]
 mod isa;
 // Without a SIMD backend only the elementwise bodies are instantiated (at f32).
@@ -133,6 +136,21 @@ pub fn matrix_error_bound(terms: usize, sum_abs: f64) -> f64 {
 }
 
 pub(crate) use generic::BatchNormBackward;
+
+/// `out[k] = z[k]` over the common length, bit for bit: the identity's forward pass. On a
+/// Cortex-M with an FPU the blocks of eight are a VFP block copy (`kernels::cortex_m`).
+#[inline]
+pub(crate) fn copy_values(z: &[f32], out: &mut [f32]) {
+    let n = z.len().min(out.len());
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    let done = cortex_m::copy_blocks(z, out);
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    let done = 0;
+    let (from, to) = (z.get(done..n), out.get_mut(done..n));
+    if let (Some(from), Some(to)) = (from, to) {
+        to.copy_from_slice(from);
+    }
+}
 
 /// Running averages `r = (1 − m)·r + m·v` (PyTorch's running statistics), elementwise.
 #[inline]

@@ -23,6 +23,12 @@ pub fn dense_forward<const IN: usize, const OUT: usize, const B: usize>(
     z: &mut [[f32; OUT]; B],
 ) {
     for (xs, zs) in x.iter().zip(z.iter_mut()) {
+        // Cortex-M with Helium (MVE): the whole sample in MVE code, eight rows at a time,
+        // each dot product in input order with fused multiply-adds.
+        #[cfg(gradguard_mve)]
+        if super::helium::dense_forward_sample(w.as_flattened(), b, xs, zs, IN) {
+            continue;
+        }
         // Cortex-M with an FPU: the whole sample in hand-scheduled VFP code, when the shape
         // allows (IN a multiple of 16, OUT even); same operations in the same order.
         #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]

@@ -96,13 +96,16 @@ fn canonical(bits: u32) -> u32 {
 
 /// Number of values that differ from the expected constants.
 fn case_mismatches(r: &CaseResult) -> usize {
-    let pairs = r
-        .output
+    case_pairs(r).filter(|(a, b)| canonical(**a) != canonical(**b)).count()
+}
+
+/// Every value of the case (as bits) beside the expected one.
+fn case_pairs(r: &CaseResult) -> impl Iterator<Item = (&u32, &u32)> {
+    r.output
         .iter()
         .zip(EXPECTED_OUTPUT.iter())
         .chain(core::iter::once((&r.loss, &EXPECTED_LOSS)))
         .chain(r.grads.iter().zip(EXPECTED_GRADS.iter()))
         .chain(r.input_grad.iter().zip(EXPECTED_INPUT_GRAD.iter()))
-        .chain(r.params_after_adam.iter().zip(EXPECTED_PARAMS_AFTER_ADAM.iter()));
-    pairs.filter(|(a, b)| canonical(**a) != canonical(**b)).count()
+        .chain(r.params_after_adam.iter().zip(EXPECTED_PARAMS_AFTER_ADAM.iter()))
 }
