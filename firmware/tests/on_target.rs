@@ -325,7 +325,7 @@ fn kernels_match_naive_loops_at<const IN: usize, const OUT: usize, const B: usiz
     // On a microcontroller the public kernels are the scalar reference (no SIMD backend),
     // whose matrix products fuse their whole blocks in a build for a CPU with Helium.
     use gradguard::kernels::{
-        dense_backward_input, dense_backward_params, dense_forward, sgd_update,
+        dense_backward_input, dense_backward_params, dense_forward, sgd_momentum_update, sgd_update,
     };
     // The whole blocks: rows in pairs, columns in eights (dW, dX); every output (forward).
     let paired_rows = OUT / 2 * 2;
@@ -398,6 +398,28 @@ fn kernels_match_naive_loops_at<const IN: usize, const OUT: usize, const B: usiz
         .zip(w.as_flattened().iter().zip(g.as_flattened()))
     {
         ok &= same(*u, w0 - 0.03 * (g0 + 1e-3 * w0));
+    }
+    let mut updated = w;
+    let mut velocity: [[f32; IN]; OUT] =
+        core::array::from_fn(|o| core::array::from_fn(|i| value(700 + o * IN + i)));
+    let v0 = velocity;
+    sgd_momentum_update(
+        updated.as_flattened_mut(),
+        g.as_flattened(),
+        velocity.as_flattened_mut(),
+        0.03,
+        0.9,
+        1e-3,
+    );
+    let before = w
+        .as_flattened()
+        .iter()
+        .zip(g.as_flattened())
+        .zip(v0.as_flattened());
+    let after = updated.as_flattened().iter().zip(velocity.as_flattened());
+    for (((&w0, &g0), &v), (&u, &v1)) in before.zip(after) {
+        let expected_v = 0.9 * v + (g0 + 1e-3 * w0);
+        ok &= same(v1, expected_v) && same(u, w0 - 0.03 * expected_v);
     }
     ok
 }

@@ -1,5 +1,5 @@
 //! Cortex-M (ARMv7E-M/ARMv8-M with a single-precision FPU) kernels: the dense forward, the
-//! weight and input gradients and the SGD update as hand-scheduled VFP code, because LLVM
+//! weight and input gradients and the SGD and momentum updates as hand-scheduled VFP code, because LLVM
 //! loads every f32 with its own `vldr` and keeps no sums in registers across loops.
 //!
 //! Forward: two output rows and eight inputs per block, three `vldmia` and sixteen
@@ -313,6 +313,77 @@ pub(crate) fn outer_block_2x8(
         );
     }
     true
+}
+
+/// SGD with momentum on the whole blocks of eight of `w`, `g` and `velocity` (over their
+/// common length): `v = μ·v + (g + λ·w)`, `w −= lr·v`, with the non-fused `vmla.f32` and
+/// `vmls.f32`, the roundings of the portable `momentum_step` in its order (`g + λ·w`, then
+/// that plus `μ·v`, then `w − lr·v`), so the results are the same bit for bit (NaN payloads
+/// aside). Per eight weights three `vldmia`, 24 multiply-accumulates and two `vstmia`.
+/// Returns how many weights it updated (a multiple of 8).
+#[inline(always)]
+pub(crate) fn momentum_blocks(
+    w: &mut [f32],
+    g: &[f32],
+    velocity: &mut [f32],
+    lr: f32,
+    mu: f32,
+    weight_decay: f32,
+) -> usize {
+    let blocks = w.len().min(g.len()).min(velocity.len()) / 8;
+    if blocks == 0 {
+        return 0;
+    }
+    let constants = [weight_decay, mu, lr];
+    // SAFETY: `w`, `g` and `velocity` hold at least `8·blocks` f32 each (blocks is their
+    // common length over 8), `constants` holds three; `w` and `velocity` are the only
+    // memory written, both borrowed mutably (so they overlap each other and nothing read).
+    // `blocks` ≥ 1, so the count-down loop ends. Every VFP register written (s0-s26) is
+    // declared clobbered (`vfp_asm!` names s0-s27); the core registers changed are inout
+    // operands; `subs` changes the flags, which are not declared preserved.
+    unsafe {
+        vfp_asm!(
+            "vldmia {k}, {{s24-s26}}",
+            "2:",
+            "vldmia {pw}, {{s0-s7}}",
+            "vldmia {pg}!, {{s8-s15}}",
+            "vldmia {pv}, {{s16-s23}}",
+            "vmla.f32 s8, s24, s0",
+            "vmla.f32 s9, s24, s1",
+            "vmla.f32 s10, s24, s2",
+            "vmla.f32 s11, s24, s3",
+            "vmla.f32 s12, s24, s4",
+            "vmla.f32 s13, s24, s5",
+            "vmla.f32 s14, s24, s6",
+            "vmla.f32 s15, s24, s7",
+            "vmla.f32 s8, s25, s16",
+            "vmla.f32 s9, s25, s17",
+            "vmla.f32 s10, s25, s18",
+            "vmla.f32 s11, s25, s19",
+            "vmla.f32 s12, s25, s20",
+            "vmla.f32 s13, s25, s21",
+            "vmla.f32 s14, s25, s22",
+            "vmla.f32 s15, s25, s23",
+            "vmls.f32 s0, s26, s8",
+            "vmls.f32 s1, s26, s9",
+            "vmls.f32 s2, s26, s10",
+            "vmls.f32 s3, s26, s11",
+            "vmls.f32 s4, s26, s12",
+            "vmls.f32 s5, s26, s13",
+            "vmls.f32 s6, s26, s14",
+            "vmls.f32 s7, s26, s15",
+            "vstmia {pw}!, {{s0-s7}}",
+            "vstmia {pv}!, {{s8-s15}}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            pw = inout(reg) w.as_mut_ptr() => _,
+            pg = inout(reg) g.as_ptr() => _,
+            pv = inout(reg) velocity.as_mut_ptr() => _,
+            k = in(reg) constants.as_ptr(),
+            n = inout(reg) blocks => _,
+        );
+    }
+    blocks * 8
 }
 
 /// Whether [`outer_block_2x8`]'s slices hold what it reads and writes: eight values of

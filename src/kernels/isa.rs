@@ -196,7 +196,8 @@ macro_rules! public_kernels {
                 lr: f32,
                 momentum: f32,
                 weight_decay: f32,
-            ) = generic::sgd_momentum_update::<V>(w, g, velocity, lr, momentum, weight_decay);
+            ) = generic::sgd_momentum_update::<V>(w, g, velocity, lr, momentum, weight_decay),
+                scalar = scalar::sgd_momentum_update(w, g, velocity, lr, momentum, weight_decay);
 
             /// One Adam step (Kingma & Ba, with L2 weight decay added to the gradient):
             /// `m = β1·m + (1−β1)·g`, `v = β2·v + (1−β2)·g²`,

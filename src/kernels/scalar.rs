@@ -188,6 +188,30 @@ pub fn sgd_update(w: &mut [f32], g: &[f32], lr: f32, weight_decay: f32) {
     super::generic::sgd_update::<f32>(w, g, lr, weight_decay);
 }
 
+/// SGD with momentum, `v = μ·v + (g + λ·w)`, `w −= lr·v`: on Cortex-M with an FPU blocks of
+/// eight in VFP code (the same non-fused operations in the same order), the rest by the
+/// portable body.
+#[inline]
+pub fn sgd_momentum_update(
+    w: &mut [f32],
+    g: &[f32],
+    velocity: &mut [f32],
+    lr: f32,
+    mu: f32,
+    weight_decay: f32,
+) {
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    let (w, g, velocity) = {
+        let done = super::cortex_m::momentum_blocks(w, g, velocity, lr, mu, weight_decay);
+        (
+            w.get_mut(done..).unwrap_or(&mut []),
+            g.get(done..).unwrap_or(&[]),
+            velocity.get_mut(done..).unwrap_or(&mut []),
+        )
+    };
+    super::generic::sgd_momentum_update::<f32>(w, g, velocity, lr, mu, weight_decay);
+}
+
 #[cfg(test)]
 mod tests {
     use super::{dense_backward_input, dense_backward_params, dense_forward};
