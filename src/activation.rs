@@ -21,7 +21,7 @@
 //! assert!(dz[2] > 0.0 && dz[2] == Sigmoid.derivative(40.0)); // 4.2e-18, not a false zero
 //! ```
 
-pub use crate::elementwise::Elementwise;
+pub use crate::elementwise::{Elementwise, Formula};
 use crate::health::LayerHealth;
 use crate::kernels::{self, with_isa, Isa};
 use crate::lanes::Lanes;
@@ -184,7 +184,7 @@ pub struct Identity;
 
 impl Elementwise for Identity {
     const NAME: &'static str = "identity";
-    const IS_IDENTITY: bool = true;
+    const FORMULA: Formula = Formula::Identity;
     scalar_from_lanes!();
     #[inline(always)]
     fn value_lanes<R: Lanes>(&self, x: R) -> R {
@@ -276,6 +276,7 @@ pub struct Relu;
 
 impl Elementwise for Relu {
     const NAME: &'static str = "relu";
+    const FORMULA: Formula = Formula::Relu;
     scalar_from_lanes!();
     #[inline(always)]
     fn value_lanes<R: Lanes>(&self, x: R) -> R {

@@ -4,6 +4,25 @@
 
 use crate::lanes::Lanes;
 
+/// A built-in formula an [`Elementwise`] function may declare (see
+/// [`Elementwise::FORMULA`]).
+///
+/// ```
+/// use gradguard::{Elementwise, Formula, Relu};
+/// assert_eq!(Relu::FORMULA, Formula::Relu);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Formula {
+    /// f(x) = x, f'(x) = 1 (NaN for a NaN x).
+    Identity,
+    /// f(x) = x for x > 0 (and NaN), +0 otherwise; f'(x) = 1 for x > 0, 0 otherwise, NaN
+    /// for a NaN x: [`Relu`](crate::Relu).
+    Relu,
+    /// Any other function: the kernels evaluate its `*_lanes` formulas.
+    Other,
+}
+
 /// An activation applied independently to every element.
 ///
 /// ```
@@ -14,15 +33,19 @@ use crate::lanes::Lanes;
 pub trait Elementwise: Copy {
     /// Short name for reports.
     const NAME: &'static str;
-    /// True only for the identity, f(x) = x: the kernels then compute the forward pass as
-    /// a copy (on a Cortex-M a block copy, eight words per `vldmia`/`vstmia`, where a
-    /// compiled loop calls `memcpy`). Leave the default (`false`) for any other function.
+    /// Which built-in formula this function is, so that the kernels may run a hand-written
+    /// loop for it with the same bits (the identity's forward as a block copy; ReLU's
+    /// compare-and-select in VFP code on a Cortex-M, where compiled code spends two
+    /// instructions moving each comparison's flags). Leave the default,
+    /// [`Formula::Other`], for your own functions: a `Formula` promises exactly that
+    /// formula, NaN behaviour included.
     ///
     /// ```
-    /// use gradguard::{Elementwise, Identity, Relu};
-    /// assert!(Identity::IS_IDENTITY && !Relu::IS_IDENTITY);
+    /// use gradguard::{Elementwise, Formula, Identity, Relu, Sigmoid};
+    /// assert_eq!((Identity::FORMULA, Relu::FORMULA), (Formula::Identity, Formula::Relu));
+    /// assert_eq!(Sigmoid::FORMULA, Formula::Other);
     /// ```
-    const IS_IDENTITY: bool = false;
+    const FORMULA: Formula = Formula::Other;
     /// f(x).
     fn value(&self, x: f32) -> f32;
     /// f'(x), from the pre-activation x.

@@ -122,7 +122,8 @@ mod train;
 mod trainer;
 
 pub use activation::{
-    Activation, Elementwise, Elu, Identity, LeakyRelu, Relu, Sigmoid, Softmax, Softsign, Tanh,
+    Activation, Elementwise, Elu, Formula, Identity, LeakyRelu, Relu, Sigmoid, Softmax, Softsign,
+    Tanh,
 };
 pub use error::Error;
 pub use kernels::GradMode;

@@ -325,8 +325,10 @@ fn kernels_match_naive_loops_at<const IN: usize, const OUT: usize, const B: usiz
     // On a microcontroller the public kernels are the scalar reference (no SIMD backend),
     // whose matrix products fuse their whole blocks in a build for a CPU with Helium.
     use gradguard::kernels::{
-        dense_backward_input, dense_backward_params, dense_forward, sgd_momentum_update, sgd_update,
+        activation_backward, activation_forward, dense_backward_input, dense_backward_params,
+        dense_forward, sgd_momentum_update, sgd_update,
     };
+    use gradguard::Elementwise;
     // The whole blocks: rows in pairs, columns in eights (dW, dX); every output (forward).
     let paired_rows = OUT / 2 * 2;
     let block_columns = if OUT >= 2 { IN / 8 * 8 } else { 0 };
@@ -398,6 +400,19 @@ fn kernels_match_naive_loops_at<const IN: usize, const OUT: usize, const B: usiz
         .zip(w.as_flattened().iter().zip(g.as_flattened()))
     {
         ok &= same(*u, w0 - 0.03 * (g0 + 1e-3 * w0));
+    }
+    // ReLU's forward and backward (VFP compare-and-select on this chip) against the
+    // activation's own scalar formulas, over x (z) and w (dy).
+    let (zs, dys) = (x.as_flattened(), w.as_flattened());
+    let mut a = [[7.0f32; IN]; B];
+    activation_forward(&Relu, zs, a.as_flattened_mut());
+    for (&a, &z) in a.as_flattened().iter().zip(zs) {
+        ok &= same(a, Relu.value(z));
+    }
+    let mut d = [[7.0f32; IN]; B];
+    activation_backward(&Relu, zs, dys, d.as_flattened_mut());
+    for ((&d, &z), &dy) in d.as_flattened().iter().zip(zs).zip(dys) {
+        ok &= same(d, dy * Relu.derivative(z));
     }
     let mut updated = w;
     let mut velocity: [[f32; IN]; OUT] =

@@ -625,3 +625,128 @@ pub(crate) fn copy_blocks(src: &[f32], dst: &mut [f32]) -> usize {
     }
     blocks * 8
 }
+
+/// `$x = +0.0 (s8)` if `$x ≤ 0` (not for NaN): one step of [`relu_forward_blocks`].
+macro_rules! relu_select {
+    ($x:literal) => {
+        concat!(
+            "vcmp.f32 ",
+            $x,
+            ", #0\n",
+            "vmrs APSR_nzcv, fpscr\n",
+            "it ls\n",
+            "vmovls.f32 ",
+            $x,
+            ", s8\n",
+        )
+    };
+}
+
+/// `$dy = $dy · d` with d (s16) = 1 (s17) if `$z > 0`, 0 (s18) if `$z ≤ 0` (`le` also
+/// holds when unordered), `$z` if it is NaN (`vs`): one step of [`relu_backward_blocks`].
+macro_rules! relu_step {
+    ($z:literal, $dy:literal) => {
+        concat!(
+            "vcmp.f32 ",
+            $z,
+            ", #0\n",
+            "vmrs APSR_nzcv, fpscr\n",
+            "ite gt\n",
+            "vmovgt.f32 s16, s17\n",
+            "vmovle.f32 s16, s18\n",
+            "it vs\n",
+            "vmovvs.f32 s16, ",
+            $z,
+            "\n",
+            "vmul.f32 ",
+            $dy,
+            ", ",
+            $dy,
+            ", s16\n",
+        )
+    };
+}
+
+/// ReLU over the whole blocks of eight of `z` into `out` (over their common length): `x`
+/// for x > 0 or NaN, +0.0 otherwise, as `Relu::value_lanes` (`select(x ≤ 0, 0, x)`): one
+/// compare with zero, its flags moved to the core, and a conditional move on `ls` (less,
+/// equal: not unordered, so NaN passes). Returns how many values it wrote (a multiple of 8).
+#[inline(always)]
+pub(crate) fn relu_forward_blocks(z: &[f32], out: &mut [f32]) -> usize {
+    let blocks = z.len().min(out.len()) / 8;
+    if blocks == 0 {
+        return 0;
+    }
+    // SAFETY: `z` and `out` hold at least `8·blocks` f32 each; `out` is the only memory
+    // written and is borrowed mutably (so it overlaps nothing read). `blocks` ≥ 1, so the
+    // count-down loop ends. The VFP registers written (s0-s8) are declared clobbered
+    // (`vfp_asm!` names s0-s27); the core registers changed are inout operands; `vmrs` and
+    // `subs` change the flags, which are not declared preserved.
+    unsafe {
+        vfp_asm!(
+            "vmov s8, {zero}",
+            "2:",
+            "vldmia {pz}!, {{s0-s7}}",
+            relu_select!("s0"),
+            relu_select!("s1"),
+            relu_select!("s2"),
+            relu_select!("s3"),
+            relu_select!("s4"),
+            relu_select!("s5"),
+            relu_select!("s6"),
+            relu_select!("s7"),
+            "vstmia {pa}!, {{s0-s7}}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            zero = in(reg) 0u32,
+            pz = inout(reg) z.as_ptr() => _,
+            pa = inout(reg) out.as_mut_ptr() => _,
+            n = inout(reg) blocks => _,
+        );
+    }
+    blocks * 8
+}
+
+/// ReLU's backward over the whole blocks of eight (over the common length): `dz = dy · d`
+/// with d = 1 for z > 0, 0 for z ≤ 0 and z itself for a NaN z, the multiplication done as
+/// in the generic kernel (`dy · f'(z)`), so the bits are the same (NaN payloads aside).
+/// Per value one compare, its flags moved, three conditional moves and the multiply.
+/// Returns how many values it wrote (a multiple of 8).
+#[inline(always)]
+pub(crate) fn relu_backward_blocks(z: &[f32], dy: &[f32], dz: &mut [f32]) -> usize {
+    let blocks = z.len().min(dy.len()).min(dz.len()) / 8;
+    if blocks == 0 {
+        return 0;
+    }
+    let constants = [1.0f32, 0.0];
+    // SAFETY: `z`, `dy` and `dz` hold at least `8·blocks` f32 each, `constants` two; `dz` is
+    // the only memory written and is borrowed mutably (so it overlaps nothing read).
+    // `blocks` ≥ 1, so the count-down loop ends. The VFP registers written (s0-s18) are
+    // declared clobbered (`vfp_asm!` names s0-s27); the core registers changed are inout
+    // operands; `vmrs` and `subs` change the flags, which are not declared preserved.
+    unsafe {
+        vfp_asm!(
+            "vldmia {k}, {{s17-s18}}",
+            "2:",
+            "vldmia {pz}!, {{s0-s7}}",
+            "vldmia {py}!, {{s8-s15}}",
+            relu_step!("s0", "s8"),
+            relu_step!("s1", "s9"),
+            relu_step!("s2", "s10"),
+            relu_step!("s3", "s11"),
+            relu_step!("s4", "s12"),
+            relu_step!("s5", "s13"),
+            relu_step!("s6", "s14"),
+            relu_step!("s7", "s15"),
+            "vstmia {pd}!, {{s8-s15}}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            k = in(reg) constants.as_ptr(),
+            pz = inout(reg) z.as_ptr() => _,
+            py = inout(reg) dy.as_ptr() => _,
+            pd = inout(reg) dz.as_mut_ptr() => _,
+            n = inout(reg) blocks => _,
+        );
+    }
+    blocks * 8
+}

@@ -32,7 +32,7 @@
 use super::generic::{self, AdamStep, Backward, BatchNormBackward, Derivative, ExpShifted, Value};
 use super::generic::{BackwardTally, Moments};
 use super::{scalar, Backend, GradMode};
-use crate::elementwise::Elementwise;
+use crate::elementwise::{Elementwise, Formula};
 
 /// The kernels users call: the three matrix products of a dense layer, the elementwise
 /// activations and the optimiser updates. Calls `$callback!` with the table.
@@ -117,10 +117,14 @@ macro_rules! public_kernels {
             /// assert_eq!(a, [1.0, 0.0, 3.0]);
             /// ```
             fn activation_forward[A: Elementwise](activation: &A, z: &[f32], out: &mut [f32])
-                = if A::IS_IDENTITY {
-                    super::copy_values(z, out)
-                } else {
-                    generic::map::<V, _>(&Value(activation), z, &[], &[], out)
+                = match A::FORMULA {
+                    Formula::Identity => super::copy_values(z, out),
+                    Formula::Relu => {
+                        let done = super::relu_forward_blocks(z, out);
+                        let (z, out) = (z.get(done..).unwrap_or(&[]), out.get_mut(done..).unwrap_or(&mut []));
+                        generic::map::<V, _>(&Value(activation), z, &[], &[], out)
+                    }
+                    _ => generic::map::<V, _>(&Value(activation), z, &[], &[], out),
                 };
 
             /// `out[k] = f(z[k])` and `d[k] = f'(z[k])` in one pass, through
@@ -155,7 +159,15 @@ macro_rules! public_kernels {
                 z: &[f32],
                 dy: &[f32],
                 dz: &mut [f32],
-            ) = generic::map::<V, _>(&Backward(activation), z, dy, &[], dz);
+            ) = {
+                let done = match A::FORMULA {
+                    Formula::Relu => super::relu_backward_blocks(z, dy, dz),
+                    _ => 0,
+                };
+                let (z, dy) = (z.get(done..).unwrap_or(&[]), dy.get(done..).unwrap_or(&[]));
+                let dz = dz.get_mut(done..).unwrap_or(&mut []);
+                generic::map::<V, _>(&Backward(activation), z, dy, &[], dz)
+            };
 
             /// `d[k] = f'(z[k])` for an elementwise activation (bit-identical on every
             /// backend).

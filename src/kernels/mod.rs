@@ -137,6 +137,34 @@ pub fn matrix_error_bound(terms: usize, sum_abs: f64) -> f64 {
 
 pub(crate) use generic::BatchNormBackward;
 
+/// ReLU's forward on the whole blocks of eight of `z` and `out` in VFP code on a Cortex-M
+/// with an FPU (the same bits as `Relu::value_lanes`); returns the values done (0
+/// elsewhere, where the generic kernel does them all).
+#[inline(always)]
+pub(crate) fn relu_forward_blocks(z: &[f32], out: &mut [f32]) -> usize {
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    return cortex_m::relu_forward_blocks(z, out);
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    {
+        let _ = (z, out);
+        0
+    }
+}
+
+/// ReLU's backward, `dz = dy · f'(z)`, on the whole blocks of eight in VFP code on a
+/// Cortex-M with an FPU (the same bits as the generic kernel); returns the values done (0
+/// elsewhere).
+#[inline(always)]
+pub(crate) fn relu_backward_blocks(z: &[f32], dy: &[f32], dz: &mut [f32]) -> usize {
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    return cortex_m::relu_backward_blocks(z, dy, dz);
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    {
+        let _ = (z, dy, dz);
+        0
+    }
+}
+
 /// `out[k] = z[k]` over the common length, bit for bit: the identity's forward pass. On a
 /// Cortex-M with an FPU the blocks of eight are a VFP block copy (`kernels::cortex_m`).
 #[inline]
