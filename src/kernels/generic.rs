@@ -1968,6 +1968,7 @@ pub(crate) fn batch_norm_backward<V: Vector>(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)] // tests index with literal, in-range positions
 mod relu_tests {
     use super::{backward_one_lane, relu_backward_one_lane, BackwardTally, Magnitudes};
     use crate::Relu;
@@ -2016,7 +2017,7 @@ mod relu_tests {
             let pick = |k: usize| {
                 let h =
                     (k as u32).wrapping_mul(2_654_435_761).rotate_left(7) ^ seed.wrapping_mul(97);
-                if h % 3 == 0 {
+                if h.is_multiple_of(3) {
                     SPECIAL[(h / 3 % 10) as usize]
                 } else {
                     (h % 1001) as f32 / 250.0 - 2.0
