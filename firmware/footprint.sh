@@ -26,7 +26,7 @@ if [ "$(cd .. && pwd)" != "$canonical" ]; then
   tar -C .. --exclude=./.git --exclude=./target --exclude=./firmware/target \
     --exclude='./firmware/examples/*/target' --exclude='./checks/*/target' \
     --exclude=./fuzz/target --exclude=./fuzz/corpus --exclude=./fuzz/artifacts -cf - . |
-    tar -C "$canonical" -xf -
+    tar -C "$canonical" -xmf - # -m: files dated now, so cargo never trusts an older build here
   "$canonical/firmware/footprint.sh" "$@"
   cp "$canonical/firmware/FOOTPRINT.md" FOOTPRINT.md
   exit 0

@@ -208,10 +208,11 @@ fn kernels_match_naive_loops(t: &mut Tally) {
     } else {
         Expect::Plain
     };
-    // Blocks with a tail and an odd row; the footprint net's second layer; pairs of rows
-    // only; a single row (no pair: all portable); fewer than eight columns.
+    // Blocks with a tail and an odd row; the footprint net's second layer (batch 3: this
+    // firmware leaves the M55 18 KB of stack); pairs of rows only; a single row (no pair:
+    // all portable); fewer than eight columns.
     let ok = kernels_match_naive_loops_at::<19, 5, 3>(mixed, expect)
-        & kernels_match_naive_loops_at::<32, 10, 8>(mixed, expect)
+        & kernels_match_naive_loops_at::<32, 10, 3>(mixed, expect)
         & kernels_match_naive_loops_at::<24, 4, 1>(mixed, expect)
         & kernels_match_naive_loops_at::<16, 1, 2>(mixed, expect)
         & kernels_match_naive_loops_at::<7, 3, 2>(mixed, expect)
@@ -235,9 +236,9 @@ fn helium_blocks_fuse_in_reference_order(t: &mut Tally) {
     let fuses = backend().fuses_multiply_add();
     let expect = if fuses { Expect::Fused } else { Expect::Plain };
     let clear = !flush_flags_set();
-    let ok = kernels_match_naive_loops_at::<32, 10, 8>(ordinary, expect)
+    let ok = kernels_match_naive_loops_at::<32, 10, 3>(ordinary, expect)
         & kernels_match_naive_loops_at::<19, 5, 3>(ordinary, expect)
-        & kernels_match_naive_loops_at::<40, 12, 2>(ordinary, expect);
+        & kernels_match_naive_loops_at::<33, 9, 1>(ordinary, expect);
     let still_clear = !flush_flags_set();
     // The program's first flush, in dW's only block: the product 3e38 × −3e-39 = −0.9, which
     // a flushed input would make 0. The block must decline after computing and take the VFP
@@ -318,6 +319,9 @@ fn step(fused: bool, acc: f32, a: f32, b: f32) -> f32 {
     }
 }
 
+// Out of line: inlined, the instances' arrays would share one frame, too large for the M55's
+// stack.
+#[inline(never)]
 fn kernels_match_naive_loops_at<const IN: usize, const OUT: usize, const B: usize>(
     value: fn(usize) -> f32,
     expect: Expect,

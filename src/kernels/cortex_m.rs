@@ -642,8 +642,9 @@ macro_rules! relu_select {
     };
 }
 
-/// `$dy = $dy · d` with d (s16) = 1 (s17) if `$z > 0`, 0 (s18) if `$z ≤ 0` (`le` also
-/// holds when unordered), `$z` if it is NaN (`vs`): one step of [`relu_backward_blocks`].
+/// `$dy = $dy · d` with d = 1 (s8) if `$z > 0` (`gt`), 0 (s9) if `$z ≤ 0` (`ls`: less or
+/// equal, not unordered) and `$z` itself if it is NaN (neither), built in `$z`'s register:
+/// one step of [`relu_backward_blocks`].
 macro_rules! relu_step {
     ($z:literal, $dy:literal) => {
         concat!(
@@ -651,18 +652,21 @@ macro_rules! relu_step {
             $z,
             ", #0\n",
             "vmrs APSR_nzcv, fpscr\n",
-            "ite gt\n",
-            "vmovgt.f32 s16, s17\n",
-            "vmovle.f32 s16, s18\n",
-            "it vs\n",
-            "vmovvs.f32 s16, ",
+            "it gt\n",
+            "vmovgt.f32 ",
             $z,
-            "\n",
+            ", s8\n",
+            "it ls\n",
+            "vmovls.f32 ",
+            $z,
+            ", s9\n",
             "vmul.f32 ",
             $dy,
             ", ",
             $dy,
-            ", s16\n",
+            ", ",
+            $z,
+            "\n",
         )
     };
 }
@@ -707,38 +711,35 @@ pub(crate) fn relu_forward_blocks(z: &[f32], out: &mut [f32]) -> usize {
     blocks * 8
 }
 
-/// ReLU's backward over the whole blocks of eight (over the common length): `dz = dy · d`
+/// ReLU's backward over the whole blocks of four (over the common length): `dz = dy · d`
 /// with d = 1 for z > 0, 0 for z ≤ 0 and z itself for a NaN z, the multiplication done as
 /// in the generic kernel (`dy · f'(z)`), so the bits are the same (NaN payloads aside).
-/// Per value one compare, its flags moved, three conditional moves and the multiply.
-/// Returns how many values it wrote (a multiple of 8).
-#[inline(always)]
+/// Per value one compare, its flags moved, two conditional moves and the multiply; only
+/// s0-s9, no callee-saved register, so one out-of-line copy serves the tracked and the
+/// untracked backward. Returns how many values it wrote (a multiple of 4).
+#[inline(never)]
 pub(crate) fn relu_backward_blocks(z: &[f32], dy: &[f32], dz: &mut [f32]) -> usize {
-    let blocks = z.len().min(dy.len()).min(dz.len()) / 8;
+    let blocks = z.len().min(dy.len()).min(dz.len()) / 4;
     if blocks == 0 {
         return 0;
     }
     let constants = [1.0f32, 0.0];
-    // SAFETY: `z`, `dy` and `dz` hold at least `8·blocks` f32 each, `constants` two; `dz` is
+    // SAFETY: `z`, `dy` and `dz` hold at least `4·blocks` f32 each, `constants` two; `dz` is
     // the only memory written and is borrowed mutably (so it overlaps nothing read).
-    // `blocks` ≥ 1, so the count-down loop ends. The VFP registers written (s0-s18) are
+    // `blocks` ≥ 1, so the count-down loop ends. The VFP registers written (s0-s9) are
     // declared clobbered (`vfp_asm!` names s0-s27); the core registers changed are inout
     // operands; `vmrs` and `subs` change the flags, which are not declared preserved.
     unsafe {
         vfp_asm!(
-            "vldmia {k}, {{s17-s18}}",
+            "vldmia {k}, {{s8-s9}}",
             "2:",
-            "vldmia {pz}!, {{s0-s7}}",
-            "vldmia {py}!, {{s8-s15}}",
-            relu_step!("s0", "s8"),
-            relu_step!("s1", "s9"),
-            relu_step!("s2", "s10"),
-            relu_step!("s3", "s11"),
-            relu_step!("s4", "s12"),
-            relu_step!("s5", "s13"),
-            relu_step!("s6", "s14"),
-            relu_step!("s7", "s15"),
-            "vstmia {pd}!, {{s8-s15}}",
+            "vldmia {pz}!, {{s0-s3}}",
+            "vldmia {py}!, {{s4-s7}}",
+            relu_step!("s0", "s4"),
+            relu_step!("s1", "s5"),
+            relu_step!("s2", "s6"),
+            relu_step!("s3", "s7"),
+            "vstmia {pd}!, {{s4-s7}}",
             "subs {n}, {n}, #1",
             "bne 2b",
             k = in(reg) constants.as_ptr(),
@@ -748,5 +749,5 @@ pub(crate) fn relu_backward_blocks(z: &[f32], dy: &[f32], dz: &mut [f32]) -> usi
             n = inout(reg) blocks => _,
         );
     }
-    blocks * 8
+    blocks * 4
 }

@@ -151,7 +151,7 @@ pub(crate) fn relu_forward_blocks(z: &[f32], out: &mut [f32]) -> usize {
     }
 }
 
-/// ReLU's backward, `dz = dy · f'(z)`, on the whole blocks of eight in VFP code on a
+/// ReLU's backward, `dz = dy · f'(z)`, on the whole blocks of four in VFP code on a
 /// Cortex-M with an FPU (the same bits as the generic kernel); returns the values done (0
 /// elsewhere).
 #[inline(always)]
