@@ -1283,7 +1283,7 @@ pub(crate) fn activation_backward_observed<V: Vector, A: Elementwise>(
 /// sample) by a column scan that stops at a unit's first z that is not ≤ 0. ReLU neither
 /// saturates nor has a never-zero derivative, so those counts stay 0.
 #[inline(always)]
-fn relu_backward_one_lane<A: Elementwise>(
+pub(super) fn relu_backward_one_lane<A: Elementwise>(
     activation: &A,
     z: &[f32],
     dy: &[f32],
@@ -1335,7 +1335,7 @@ fn relu_backward_one_lane<A: Elementwise>(
 /// zero and is left out of the extremes, as in the vector bodies).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn backward_one_lane<A: Elementwise>(
+pub(super) fn backward_one_lane<A: Elementwise>(
     activation: &A,
     z: &[f32],
     dy: &[f32],
@@ -1964,97 +1964,5 @@ pub(crate) fn batch_norm_backward<V: Vector>(
         let c = feature_constants::<f32>(mean, variance, gamma, p.epsilon, j);
         backward_columns(x, dz, rows, &c, p, dgamma, dbeta, dx, j);
         j += 1;
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::indexing_slicing)] // tests index with literal, in-range positions
-mod relu_tests {
-    use super::{backward_one_lane, relu_backward_one_lane, BackwardTally, Magnitudes};
-    use crate::Relu;
-
-    const UNITS: usize = 7;
-    const ROWS: usize = 9;
-    const N: usize = UNITS * ROWS;
-
-    fn empty() -> BackwardTally {
-        BackwardTally {
-            magnitudes: Magnitudes::EMPTY,
-            dead: 0,
-            saturated: 0,
-            derivative_tiny: 0,
-            unscaled_sums: [f32::NAN; 2],
-        }
-    }
-
-    fn canonical(v: &[f32; N]) -> [u32; N] {
-        core::array::from_fn(|k| {
-            if v[k].is_nan() {
-                0x7fc0_0000
-            } else {
-                v[k].to_bits()
-            }
-        })
-    }
-
-    /// The ReLU path of the one-lane observed backward gives the general path's dz bits and
-    /// tally, with dead units, NaN (both signs), ±0, ±∞, subnormals and a subnormal dz.
-    #[test]
-    fn relu_one_lane_matches_the_general_one_lane_path() {
-        const SPECIAL: [f32; 10] = [
-            0.0,
-            -0.0,
-            f32::NAN,
-            -f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            1e-40,
-            -3e-39,
-            2.5,
-            -1.25,
-        ];
-        for seed in 0..50u32 {
-            let pick = |k: usize| {
-                let h =
-                    (k as u32).wrapping_mul(2_654_435_761).rotate_left(7) ^ seed.wrapping_mul(97);
-                if h.is_multiple_of(3) {
-                    SPECIAL[(h / 3 % 10) as usize]
-                } else {
-                    (h % 1001) as f32 / 250.0 - 2.0
-                }
-            };
-            let mut z: [f32; N] = core::array::from_fn(pick);
-            let dy: [f32; N] = core::array::from_fn(|k| pick(1000 + k));
-            // Unit 0 dead (every z ≤ 0, one of them −0), unit 1 dead but for one NaN.
-            for r in 0..ROWS {
-                z[r * UNITS] = if r == 3 { -0.0 } else { -1.0 - r as f32 };
-                z[r * UNITS + 1] = if r == 5 { f32::NAN } else { -2.0 };
-            }
-            let (mut general, mut relu) = (empty(), empty());
-            let (mut dz_general, mut dz_relu) = ([7.0; N], [7.0; N]);
-            backward_one_lane(
-                &Relu,
-                &z,
-                &dy,
-                &mut dz_general,
-                UNITS,
-                ROWS,
-                0.1,
-                &mut general,
-            );
-            relu_backward_one_lane(&Relu, &z, &dy, &mut dz_relu, UNITS, ROWS, &mut relu);
-            assert_eq!(canonical(&dz_general), canonical(&dz_relu), "seed {seed}");
-            assert_eq!(general.magnitudes, relu.magnitudes, "seed {seed}");
-            assert_eq!(
-                (general.dead, general.saturated, general.derivative_tiny),
-                (relu.dead, relu.saturated, relu.derivative_tiny),
-                "seed {seed}"
-            );
-            assert_eq!(
-                general.unscaled_sums.map(f32::to_bits),
-                relu.unscaled_sums.map(f32::to_bits)
-            );
-            assert!(relu.dead >= 1, "seed {seed}");
-        }
     }
 }

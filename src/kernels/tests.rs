@@ -4,7 +4,10 @@
 //! behaviour. Small awkward shapes, adversarial values, naive references.
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)]
 
-use super::generic::{self, AdamStep, Backward, ExpShifted, Value, Vector};
+use super::generic::{
+    self, AdamStep, Backward, BackwardTally, ExpShifted, Magnitudes, Value, Vector,
+};
+use super::generic::{backward_one_lane, relu_backward_one_lane};
 use super::{scalar, GradMode};
 use crate::health::TensorStats;
 use crate::{Elementwise, Relu, Sigmoid, Tanh};
@@ -383,4 +386,100 @@ fn norm_statistics_are_right_on_the_scalar_path_and_sse2() {
     norm_statistics::<f32>();
     #[cfg(gradguard_sse2)]
     norm_statistics::<super::x86::Sse2>();
+}
+
+const RELU_UNITS: usize = 7;
+const RELU_ROWS: usize = 9;
+const RELU_N: usize = RELU_UNITS * RELU_ROWS;
+
+fn empty_tally() -> BackwardTally {
+    BackwardTally {
+        magnitudes: Magnitudes::EMPTY,
+        dead: 0,
+        saturated: 0,
+        derivative_tiny: 0,
+        unscaled_sums: [f32::NAN; 2],
+    }
+}
+
+fn canonical_relu(v: &[f32; RELU_N]) -> [u32; RELU_N] {
+    core::array::from_fn(|k| {
+        if v[k].is_nan() {
+            0x7fc0_0000
+        } else {
+            v[k].to_bits()
+        }
+    })
+}
+
+/// The ReLU path of the one-lane observed backward gives the general path's dz bits and
+/// tally, with dead units, NaN (both signs), ±0, ±∞, subnormals and a subnormal dz.
+#[test]
+fn relu_one_lane_matches_the_general_one_lane_path() {
+    const SPECIAL: [f32; 10] = [
+        0.0,
+        -0.0,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e-40,
+        -3e-39,
+        2.5,
+        -1.25,
+    ];
+    for seed in 0..50u32 {
+        let pick = |k: usize| {
+            let h = (k as u32).wrapping_mul(2_654_435_761).rotate_left(7) ^ seed.wrapping_mul(97);
+            if h.is_multiple_of(3) {
+                SPECIAL[(h / 3 % 10) as usize]
+            } else {
+                (h % 1001) as f32 / 250.0 - 2.0
+            }
+        };
+        let mut z: [f32; RELU_N] = core::array::from_fn(pick);
+        let dy: [f32; RELU_N] = core::array::from_fn(|k| pick(1000 + k));
+        // Unit 0 dead (every z ≤ 0, one of them −0), unit 1 dead but for one NaN.
+        for r in 0..RELU_ROWS {
+            z[r * RELU_UNITS] = if r == 3 { -0.0 } else { -1.0 - r as f32 };
+            z[r * RELU_UNITS + 1] = if r == 5 { f32::NAN } else { -2.0 };
+        }
+        let (mut general, mut relu) = (empty_tally(), empty_tally());
+        let (mut dz_general, mut dz_relu) = ([7.0; RELU_N], [7.0; RELU_N]);
+        backward_one_lane(
+            &Relu,
+            &z,
+            &dy,
+            &mut dz_general,
+            RELU_UNITS,
+            RELU_ROWS,
+            0.1,
+            &mut general,
+        );
+        relu_backward_one_lane(
+            &Relu,
+            &z,
+            &dy,
+            &mut dz_relu,
+            RELU_UNITS,
+            RELU_ROWS,
+            &mut relu,
+        );
+        assert_eq!(
+            canonical_relu(&dz_general),
+            canonical_relu(&dz_relu),
+            "seed {seed}"
+        );
+        assert_eq!(general.magnitudes, relu.magnitudes, "seed {seed}");
+        assert_eq!(
+            (general.dead, general.saturated, general.derivative_tiny),
+            (relu.dead, relu.saturated, relu.derivative_tiny),
+            "seed {seed}"
+        );
+        assert_eq!(
+            general.unscaled_sums.map(f32::to_bits),
+            relu.unscaled_sums.map(f32::to_bits)
+        );
+        assert!(relu.dead >= 1, "seed {seed}");
+    }
 }
