@@ -162,7 +162,7 @@ pub fn health_stats(h: &LayerHealth) -> [TensorStats; 3] {
 }
 
 /// Counts and extremes identical; norm and mean (sums in one partial sum per lane) within
-/// the error bound of a sum of n positive terms, 2·γ(n) relative.
+/// the error bound of a sum of n positive terms, 2·γ(n) relative, plus one subnormal step.
 pub fn stats_agree(got: &TensorStats, reference: &TensorStats, name: &str) -> Result<(), String> {
     ensure!(got.counts == reference.counts, "counts on {name}");
     ensure!(
@@ -173,6 +173,10 @@ pub fn stats_agree(got: &TensorStats, reference: &TensorStats, name: &str) -> Re
     ensure!(min.0.to_bits() == min.1.to_bits(), "min on {name}");
     let n = got.len() as f64;
     let tolerance = 2.0 * (n + 2.0) * f64::from(f32::EPSILON) / 2.0 + 1e-12;
+    // A result below 2^-126 is rounded to a multiple of 2^-149 when it becomes an f32, where
+    // no relative bound holds: the two may differ by one such step more (a fuzzer-found case:
+    // a mean |dW| of 3.09124e-40 against 3.09125e-40).
+    let subnormal_step = f64::from(f32::from_bits(1));
     for (g, r) in [
         (got.l2_norm(), reference.l2_norm()),
         (got.mean_abs(), reference.mean_abs()),
@@ -180,7 +184,7 @@ pub fn stats_agree(got: &TensorStats, reference: &TensorStats, name: &str) -> Re
         let (g, r) = (f64::from(g), f64::from(r));
         let same = g == r || (g.is_nan() && r.is_nan());
         ensure!(
-            same || (g - r).abs() <= tolerance * r.abs(),
+            same || (g - r).abs() <= tolerance * r.abs() + subnormal_step,
             "{g:e} vs {r:e} on {name}"
         );
     }
