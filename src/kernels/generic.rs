@@ -1299,34 +1299,69 @@ pub(super) fn relu_backward_one_lane<A: Elementwise>(
     let rest = dz.get_mut(done..).unwrap_or(&mut []);
     let (z_rest, dy_rest) = (z.get(done..).unwrap_or(&[]), dy.get(done..).unwrap_or(&[]));
     map::<f32, _>(&Backward(activation), z_rest, dy_rest, &[], rest);
-    let (mut max_bits, mut min_less_one) = (0u32, u32::MAX);
-    let (mut nonzero, mut nan) = (0usize, 0usize);
+    let mut bits = BitTally::EMPTY;
     for &p in dz.iter() {
-        let bits = p.to_bits() & 0x7fff_ffff;
-        if bits <= 0x7f80_0000 {
-            max_bits = max_bits.max(bits);
-            min_less_one = min_less_one.min(bits.wrapping_sub(1));
-            nonzero += usize::from(bits != 0);
-        } else {
-            nan += 1;
-        }
+        bits.add(p);
     }
     for u in 0..units {
         let column = z.iter().skip(u).step_by(units.max(1));
         tally.dead += u64::from(column.into_iter().all(|&v| v <= 0.0));
     }
-    let zero = n - nonzero;
-    let tiny = if min_less_one < 0x007f_ffff {
-        count_tiny(dz)
-    } else {
-        (zero - nan) as u64
+    tally.magnitudes = bits.finish(dz);
+}
+
+/// Counts and extremes of |v| by integer tests on the bits, value by value: the one-lane
+/// observed backward's statistics of dz (NaN counts as a zero and is left out of the
+/// extremes, as in the vector bodies).
+#[derive(Clone, Copy)]
+struct BitTally {
+    max_bits: u32,
+    /// The smallest nonzero magnitude's bits − 1 (zero wraps to u32::MAX, so it never wins).
+    min_less_one: u32,
+    // usize counters: they count elements of a slice, so they cannot wrap, and on a 32-bit
+    // microcontroller they take one register and one instruction each (u64: two of each).
+    nonzero: usize,
+    nan: usize,
+}
+
+impl BitTally {
+    const EMPTY: Self = BitTally {
+        max_bits: 0,
+        min_less_one: u32::MAX,
+        nonzero: 0,
+        nan: 0,
     };
-    tally.magnitudes = Magnitudes {
-        zero: zero as u64,
-        tiny,
-        max_abs: f32::from_bits(max_bits),
-        min_nonzero_abs: smallest_nonzero(min_less_one),
-    };
+
+    #[inline(always)]
+    fn add(&mut self, v: f32) {
+        let bits = v.to_bits() & 0x7fff_ffff;
+        if bits <= 0x7f80_0000 {
+            self.max_bits = self.max_bits.max(bits);
+            self.min_less_one = self.min_less_one.min(bits.wrapping_sub(1));
+            self.nonzero += usize::from(bits != 0);
+        } else {
+            self.nan += 1;
+        }
+    }
+
+    /// The magnitudes of `written`, the values added. Tiny values are true zeros (NaN
+    /// counts as a zero, not as tiny) and subnormals, which exist only if the smallest
+    /// nonzero magnitude is one (then they are counted again).
+    #[inline(always)]
+    fn finish(self, written: &[f32]) -> Magnitudes {
+        let zero = written.len() - self.nonzero;
+        let tiny = if self.min_less_one < 0x007f_ffff {
+            count_tiny(written)
+        } else {
+            (zero - self.nan) as u64
+        };
+        Magnitudes {
+            zero: zero as u64,
+            tiny,
+            max_abs: f32::from_bits(self.max_bits),
+            min_nonzero_abs: smallest_nonzero(self.min_less_one),
+        }
+    }
 }
 
 /// [`activation_backward_observed`] on the one-lane path (scalar backend,
@@ -1347,10 +1382,8 @@ pub(super) fn backward_one_lane<A: Elementwise>(
 ) {
     let (can_die, saturates) = (activation.can_die(), activation.saturates());
     let never_zero = activation.derivative_never_zero();
-    let (mut max_bits, mut min_less_one) = (0u32, u32::MAX);
-    // usize counters: they count elements of a slice, so they cannot wrap, and on a 32-bit
-    // microcontroller they take one register and one instruction each (u64: two of each).
-    let (mut nonzero, mut nan, mut derivative_tiny) = (0usize, 0usize, 0usize);
+    let mut bits = BitTally::EMPTY;
+    let mut derivative_tiny = 0usize; // (usize: see `BitTally`)
     for u in 0..units {
         let (mut all_zero, mut all_below) = (true, true);
         let mut k = u;
@@ -1361,14 +1394,7 @@ pub(super) fn backward_one_lane<A: Elementwise>(
             if let Some(out) = dz.get_mut(k) {
                 *out = p;
             }
-            let bits = p.to_bits() & 0x7fff_ffff;
-            if bits <= 0x7f80_0000 {
-                max_bits = max_bits.max(bits);
-                min_less_one = min_less_one.min(bits.wrapping_sub(1));
-                nonzero += usize::from(bits != 0);
-            } else {
-                nan += 1;
-            }
+            bits.add(p);
             all_zero &= d.abs() <= 0.0;
             all_below &= d < threshold;
             if never_zero {
@@ -1379,21 +1405,8 @@ pub(super) fn backward_one_lane<A: Elementwise>(
         tally.dead += u64::from(can_die && all_zero);
         tally.saturated += u64::from(saturates && all_below);
     }
-    let zero = (rows * units) - nonzero;
-    // Tiny values are true zeros (NaN counts as a zero, not as tiny) and subnormals, which
-    // exist only if the smallest nonzero magnitude is one (then they are counted again).
-    let tiny = if min_less_one < 0x007f_ffff {
-        count_tiny(dz.get(..rows * units).unwrap_or(&[]))
-    } else {
-        (zero - nan) as u64
-    };
     tally.derivative_tiny += derivative_tiny as u64;
-    tally.magnitudes = Magnitudes {
-        zero: zero as u64,
-        tiny,
-        max_abs: f32::from_bits(max_bits),
-        min_nonzero_abs: smallest_nonzero(min_less_one),
-    };
+    tally.magnitudes = bits.finish(dz.get(..rows * units).unwrap_or(&[]));
 }
 
 /// The operands of [`activation_backward_observed`]: `[rows][units]` blocks, flattened.
