@@ -130,6 +130,13 @@ dense_shapes! {
     // ≥ 16 full vectors of inputs on every backend (AVX-512: 16 × 16 + 7): the forward's
     // long-loop path, with its register barrier, and an input tail.
     dense_263x17_batch_5: 263 x 17, batch 5, 16;
+    // The batch-lanes forward (whole blocks of 16 samples on AVX-512, 8 elsewhere) and
+    // the dot-product kernel for the samples left over; units past a block (33 = 2·16 + 1,
+    // 20); inputs in chunks of 256 reloaded from the output (300 = 256 + 44, 520 = 2·256
+    // + 8) with an input tail inside the transposed blocks.
+    dense_17x33_batch_19: 17 x 33, batch 19, 32;
+    dense_300x20_batch_17: 300 x 20, batch 17, 16;
+    dense_520x9_batch_16: 520 x 9, batch 16, 8;
 }
 
 /// Forward, backward and derivative rows of one activation on one backend.

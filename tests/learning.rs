@@ -415,9 +415,13 @@ mod guards {
         assert!(all.iter().any(|v| v.abs() == 1e-3));
     }
 
-    /// Four micro-batches of 8 give the gradient of one batch of 32, bit for bit (powers of
-    /// two: the 1/4 scaling is exact and samples are added in the same order), and their
-    /// loss shares add up to the full batch's mean loss.
+    /// Four micro-batches of 8 give the gradient of one batch of 32, bit for bit on a
+    /// backend without FMA (powers of two: the 1/4 scaling is exact and samples are added
+    /// in the same order), and their loss shares add up to the full batch's mean loss. With
+    /// FMA the forward pass of a sample may round differently in a batch of 8 than in one of
+    /// 32 (AVX2 and AVX-512 sum whole blocks of 8 or 16 samples in another order than the
+    /// samples left over), within `matrix_error_bound` per product: then every gradient is
+    /// within 2^-16 of its tensor's largest one.
     #[test]
     fn micro_batches_give_the_full_batch_gradient() {
         let net = Net::default();
@@ -466,7 +470,17 @@ mod guards {
         ] {
             assert!(part(bad, &[[0.0; 8]; 8], &[0; 8]).is_err());
         }
-        assert_eq!(bits(&parts), bits(&full));
+        if gradguard::kernels::backend().fuses_multiply_add() {
+            for t in 0..P::TENSORS {
+                let (a, b) = (parts.tensor(t), full.tensor(t));
+                let largest = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() <= largest / 65536.0, "tensor {t}: {x} vs {y}");
+                }
+            }
+        } else {
+            assert_eq!(bits(&parts), bits(&full));
+        }
         assert!(
             (loss - full_loss).abs() <= 1e-6 * full_loss,
             "{loss} vs {full_loss}"

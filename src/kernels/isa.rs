@@ -42,11 +42,13 @@ macro_rules! public_kernels {
             /// Dense forward for a batch: `z[s][o] = Σ_i w[o][i]·x[s][i] + b[o]` (W is
             /// `OUT × IN`, row-major).
             ///
-            /// On a SIMD backend each dot product is summed as partial sums along the inputs,
-            /// with fused multiply-adds where the instruction set has them, so the result may
-            /// differ from the scalar reference ([`Backend::Scalar`]: each dot product summed
-            /// from `i = 0` upwards starting at +0.0, then the bias added) by up to
-            /// [`matrix_error_bound`](crate::kernels::matrix_error_bound)`(IN, Σ|w·x| + |b|)`.
+            /// On a SIMD backend the result may differ from the scalar reference
+            /// ([`Backend::Scalar`]: each dot product summed from `i = 0` upwards starting at
+            /// +0.0, then the bias added) by up to
+            /// [`matrix_error_bound`](crate::kernels::matrix_error_bound)`(IN, Σ|w·x| + |b|)`:
+            /// AVX2 and AVX-512 sum whole blocks of 8 or 16 samples in the reference order
+            /// with fused multiply-adds (the samples are the vector lanes); the other samples,
+            /// and the other backends, sum partial sums along the inputs.
             ///
             /// ```
             /// let mut z = [[0.0; 1]; 2];

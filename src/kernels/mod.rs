@@ -6,7 +6,8 @@
 //! [`set_backend`] and the build-time variable `GRADGUARD_BACKEND`.
 //!
 //! What a backend may change: only the three matrix products. [`dense_forward`] sums its dot
-//! products in a different order, and on backends with FMA ([`Backend::fuses_multiply_add`])
+//! products in a different order (or, on AVX2 and AVX-512 for whole blocks of 8 or 16
+//! samples, in the reference order with fused multiply-adds), and on backends with FMA ([`Backend::fuses_multiply_add`])
 //! [`dense_backward_input`] and [`dense_backward_params`] fuse their multiply-adds (in the
 //! reference order); all three stay within [`matrix_error_bound`] of the scalar
 //! reference (the [`Backend::Scalar`] kernels, in the order each function documents), and the backward ones are bit-identical to it on SSE2 and simd128. (In a build for a Cortex-M with Helium, such as `-C target-cpu=cortex-m55`, the `Scalar` kernels' matrix products themselves run as MVE code that fuses its multiply-adds in the reference order: [`Backend::fuses_multiply_add`].) Every other

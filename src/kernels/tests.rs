@@ -116,6 +116,25 @@ fn generic_bodies_agree<V: Vector>(fuses: bool) {
         let exact: f32 = (0..V::LANES).map(|l| (j * 100 + l * 3) as f32).sum();
         assert_eq!(sum, exact, "reduce_sum16, vector {j}");
     }
+    // The transpose moves lane c of vector r to lane r of vector c (distinct integers, so
+    // any misplaced lane fails); a slice of another length is left alone.
+    let lanes = |block: &[V]| -> std::vec::Vec<f32> {
+        let mut all = std::vec![0.0; block.len() * V::LANES];
+        for (v, out) in block.iter().zip(all.chunks_mut(V::LANES)) {
+            v.store(out);
+        }
+        all
+    };
+    let mut block: [V; 16] =
+        core::array::from_fn(|r| V::load(&collect(V::LANES, &|c| (r * 16 + c) as f32)));
+    V::transpose(&mut block[..V::LANES]);
+    let expected: std::vec::Vec<f32> = (0..V::LANES)
+        .flat_map(|r| collect(V::LANES, &|c| (c * 16 + r) as f32))
+        .collect();
+    assert_eq!(lanes(&block[..V::LANES]), expected, "transpose");
+    let before = lanes(&block);
+    V::transpose(&mut block[..V::LANES.saturating_sub(1)]);
+    assert_eq!(lanes(&block), before, "a short slice is not transposed");
     for n in [0, 1, 3, 4, 5, 7, 9, 17] {
         let (z, dy) = (values(n, 2), values(n, 3));
         let mut a = std::vec![0.0; n];

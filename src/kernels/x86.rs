@@ -358,6 +358,43 @@ fn avx2_first_lanes(n: usize) -> __m256i {
 }
 
 impl Vector for Avx2 {
+    const REGISTER_TRANSPOSE: bool = true;
+    /// 24 shuffles: pairs and quadruples within 128-bit lanes, then the halves.
+    #[inline(always)]
+    fn transpose(rows: &mut [Self]) {
+        if let Ok(
+            [Avx2(r0), Avx2(r1), Avx2(r2), Avx2(r3), Avx2(r4), Avx2(r5), Avx2(r6), Avx2(r7)],
+        ) = <&mut [Self; 8]>::try_from(rows)
+        {
+            // SAFETY: AVX exists (module invariant); registers only.
+            unsafe {
+                let t0 = _mm256_unpacklo_ps(*r0, *r1);
+                let t1 = _mm256_unpackhi_ps(*r0, *r1);
+                let t2 = _mm256_unpacklo_ps(*r2, *r3);
+                let t3 = _mm256_unpackhi_ps(*r2, *r3);
+                let t4 = _mm256_unpacklo_ps(*r4, *r5);
+                let t5 = _mm256_unpackhi_ps(*r4, *r5);
+                let t6 = _mm256_unpacklo_ps(*r6, *r7);
+                let t7 = _mm256_unpackhi_ps(*r6, *r7);
+                let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                *r0 = _mm256_permute2f128_ps::<0x20>(s0, s4);
+                *r1 = _mm256_permute2f128_ps::<0x20>(s1, s5);
+                *r2 = _mm256_permute2f128_ps::<0x20>(s2, s6);
+                *r3 = _mm256_permute2f128_ps::<0x20>(s3, s7);
+                *r4 = _mm256_permute2f128_ps::<0x31>(s0, s4);
+                *r5 = _mm256_permute2f128_ps::<0x31>(s1, s5);
+                *r6 = _mm256_permute2f128_ps::<0x31>(s2, s6);
+                *r7 = _mm256_permute2f128_ps::<0x31>(s3, s7);
+            }
+        }
+    }
     const LANES: usize = 8;
     #[inline(always)]
     fn load_partial(s: &[f32], n: usize) -> Self {
@@ -518,6 +555,89 @@ impl Lanes for Avx512 {
 impl Vector for Avx512 {
     const LANES: usize = 16;
     const MANY_REGISTERS: bool = true;
+    const REGISTER_TRANSPOSE: bool = true;
+    /// 64 shuffles: pairs and quadruples within 128-bit lanes (`unpack` of singles and of
+    /// pairs), then two levels over 128-bit lanes.
+    #[inline(always)]
+    fn transpose(rows: &mut [Self]) {
+        let Ok(rows) = <&mut [Self; 16]>::try_from(rows) else {
+            return;
+        };
+        // (Destructured, not `array::map`, which LLVM left out of line as a 1 KiB copy; and
+        // macros, not closures: a closure LLVM does not inline would run without AVX-512.)
+        let [Avx512(r0), Avx512(r1), Avx512(r2), Avx512(r3), Avx512(r4), Avx512(r5), Avx512(r6), Avx512(r7), Avx512(r8), Avx512(r9), Avx512(r10), Avx512(r11), Avx512(r12), Avx512(r13), Avx512(r14), Avx512(r15)] =
+            *rows;
+        macro_rules! pairs {
+            ($f:ident, $a:expr, $b:expr) => {
+                _mm512_castpd_ps($f(_mm512_castps_pd($a), _mm512_castps_pd($b)))
+            };
+        }
+        // SAFETY: AVX-512F exists (module invariant); registers only.
+        let out = unsafe {
+            let (t0, t1) = (_mm512_unpacklo_ps(r0, r1), _mm512_unpackhi_ps(r0, r1));
+            let (t2, t3) = (_mm512_unpacklo_ps(r2, r3), _mm512_unpackhi_ps(r2, r3));
+            let (t4, t5) = (_mm512_unpacklo_ps(r4, r5), _mm512_unpackhi_ps(r4, r5));
+            let (t6, t7) = (_mm512_unpacklo_ps(r6, r7), _mm512_unpackhi_ps(r6, r7));
+            let (t8, t9) = (_mm512_unpacklo_ps(r8, r9), _mm512_unpackhi_ps(r8, r9));
+            let (t10, t11) = (_mm512_unpacklo_ps(r10, r11), _mm512_unpackhi_ps(r10, r11));
+            let (t12, t13) = (_mm512_unpacklo_ps(r12, r13), _mm512_unpackhi_ps(r12, r13));
+            let (t14, t15) = (_mm512_unpacklo_ps(r14, r15), _mm512_unpackhi_ps(r14, r15));
+            let u0 = pairs!(_mm512_unpacklo_pd, t0, t2);
+            let u1 = pairs!(_mm512_unpackhi_pd, t0, t2);
+            let u2 = pairs!(_mm512_unpacklo_pd, t1, t3);
+            let u3 = pairs!(_mm512_unpackhi_pd, t1, t3);
+            let u4 = pairs!(_mm512_unpacklo_pd, t4, t6);
+            let u5 = pairs!(_mm512_unpackhi_pd, t4, t6);
+            let u6 = pairs!(_mm512_unpacklo_pd, t5, t7);
+            let u7 = pairs!(_mm512_unpackhi_pd, t5, t7);
+            let u8 = pairs!(_mm512_unpacklo_pd, t8, t10);
+            let u9 = pairs!(_mm512_unpackhi_pd, t8, t10);
+            let u10 = pairs!(_mm512_unpacklo_pd, t9, t11);
+            let u11 = pairs!(_mm512_unpackhi_pd, t9, t11);
+            let u12 = pairs!(_mm512_unpacklo_pd, t12, t14);
+            let u13 = pairs!(_mm512_unpackhi_pd, t12, t14);
+            let u14 = pairs!(_mm512_unpacklo_pd, t13, t15);
+            let u15 = pairs!(_mm512_unpackhi_pd, t13, t15);
+            // 128-bit lanes: 0x88 takes lanes 0 and 2 of each operand, 0xDD lanes 1 and 3.
+            let v0 = _mm512_shuffle_f32x4::<0x88>(u0, u4);
+            let v1 = _mm512_shuffle_f32x4::<0x88>(u1, u5);
+            let v2 = _mm512_shuffle_f32x4::<0x88>(u2, u6);
+            let v3 = _mm512_shuffle_f32x4::<0x88>(u3, u7);
+            let v4 = _mm512_shuffle_f32x4::<0xDD>(u0, u4);
+            let v5 = _mm512_shuffle_f32x4::<0xDD>(u1, u5);
+            let v6 = _mm512_shuffle_f32x4::<0xDD>(u2, u6);
+            let v7 = _mm512_shuffle_f32x4::<0xDD>(u3, u7);
+            let v8 = _mm512_shuffle_f32x4::<0x88>(u8, u12);
+            let v9 = _mm512_shuffle_f32x4::<0x88>(u9, u13);
+            let v10 = _mm512_shuffle_f32x4::<0x88>(u10, u14);
+            let v11 = _mm512_shuffle_f32x4::<0x88>(u11, u15);
+            let v12 = _mm512_shuffle_f32x4::<0xDD>(u8, u12);
+            let v13 = _mm512_shuffle_f32x4::<0xDD>(u9, u13);
+            let v14 = _mm512_shuffle_f32x4::<0xDD>(u10, u14);
+            let v15 = _mm512_shuffle_f32x4::<0xDD>(u11, u15);
+            [
+                _mm512_shuffle_f32x4::<0x88>(v0, v8),
+                _mm512_shuffle_f32x4::<0x88>(v1, v9),
+                _mm512_shuffle_f32x4::<0x88>(v2, v10),
+                _mm512_shuffle_f32x4::<0x88>(v3, v11),
+                _mm512_shuffle_f32x4::<0x88>(v4, v12),
+                _mm512_shuffle_f32x4::<0x88>(v5, v13),
+                _mm512_shuffle_f32x4::<0x88>(v6, v14),
+                _mm512_shuffle_f32x4::<0x88>(v7, v15),
+                _mm512_shuffle_f32x4::<0xDD>(v0, v8),
+                _mm512_shuffle_f32x4::<0xDD>(v1, v9),
+                _mm512_shuffle_f32x4::<0xDD>(v2, v10),
+                _mm512_shuffle_f32x4::<0xDD>(v3, v11),
+                _mm512_shuffle_f32x4::<0xDD>(v4, v12),
+                _mm512_shuffle_f32x4::<0xDD>(v5, v13),
+                _mm512_shuffle_f32x4::<0xDD>(v6, v14),
+                _mm512_shuffle_f32x4::<0xDD>(v7, v15),
+            ]
+        };
+        for (d, v) in rows.iter_mut().zip(out) {
+            *d = Avx512(v);
+        }
+    }
     #[inline(always)]
     fn load_partial(s: &[f32], n: usize) -> Self {
         let n = n.min(s.len()).min(15);
