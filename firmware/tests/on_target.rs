@@ -223,6 +223,46 @@ fn kernels_match_naive_loops(t: &mut Tally) {
     );
 }
 
+/// ReLU's forward and backward kernels (VFP compare-and-select, or integer MVE code on a
+/// Helium build) against `Relu.value(z)` and `dy · Relu.derivative(z)` for every pair of 17
+/// bit patterns (both zeros, subnormals, the extremes, both infinities, NaNs of both signs
+/// and a signalling one), on 289 values: whole blocks and a tail.
+#[inline(never)] // 4.6 KB of arrays: its own frame, not main's (the M55 firmware has 18 KB of stack)
+fn relu_kernels_match_formulas_on_special_values(t: &mut Tally) {
+    use gradguard::kernels::{activation_backward, activation_forward};
+    use gradguard::Elementwise;
+    const BITS: [u32; 17] = [
+        0x0000_0000,
+        0x8000_0000,
+        0x0000_0001,
+        0x8000_0001,
+        0x007F_FFFF,
+        0x8080_0000,
+        0x3F80_0000,
+        0xBF80_0000,
+        0x7F7F_FFFF,
+        0xFF7F_FFFF,
+        0x7F80_0000,
+        0xFF80_0000,
+        0x7FC0_0000,
+        0xFFC0_0000,
+        0x7F80_0001,
+        0xFF80_0001,
+        0x0080_0000,
+    ];
+    const N: usize = BITS.len() * BITS.len();
+    let z: [f32; N] = core::array::from_fn(|k| f32::from_bits(BITS[k / BITS.len()]));
+    let dy: [f32; N] = core::array::from_fn(|k| f32::from_bits(BITS[k % BITS.len()]));
+    let (mut a, mut d) = ([7.0f32; N], [7.0f32; N]);
+    activation_forward(&Relu, &z, &mut a);
+    activation_backward(&Relu, &z, &dy, &mut d);
+    let mut ok = true;
+    for k in 0..N {
+        ok &= same(a[k], Relu.value(z[k])) && same(d[k], dy[k] * Relu.derivative(z[k]));
+    }
+    t.check("relu_kernels_match_formulas_on_special_values", ok);
+}
+
 /// FPSCR's cumulative flags IDC and UFC: once either is set, gradguard's Helium blocks
 /// decline and the VFP code computes (it never clears them).
 fn flush_flags_set() -> bool {
@@ -565,6 +605,7 @@ fn main() -> ! {
 
     host_trained_then_fine_tuned(&mut t);
     kernels_match_naive_loops(&mut t);
+    relu_kernels_match_formulas_on_special_values(&mut t);
 
     let bad_label = SoftmaxCrossEntropy.loss_and_gradient(&[[0.0f32; 3]], &[7], &mut [[0.0f32; 3]]);
     t.check("bad_label_is_an_error_value", bad_label.is_err());

@@ -676,6 +676,7 @@ macro_rules! relu_step {
 /// compare with zero, its flags moved to the core, and a conditional move on `ls` (less,
 /// equal: not unordered, so NaN passes). Returns how many values it wrote (a multiple of 8).
 #[inline(always)]
+#[cfg_attr(gradguard_mve, allow(dead_code))] // Helium builds run `helium::relu_forward_blocks`.
 pub(crate) fn relu_forward_blocks(z: &[f32], out: &mut [f32]) -> usize {
     let blocks = z.len().min(out.len()) / 8;
     if blocks == 0 {
@@ -718,6 +719,7 @@ pub(crate) fn relu_forward_blocks(z: &[f32], out: &mut [f32]) -> usize {
 /// s0-s9, no callee-saved register, so one out-of-line copy serves the tracked and the
 /// untracked backward. Returns how many values it wrote (a multiple of 4).
 #[inline(never)]
+#[cfg_attr(gradguard_mve, allow(dead_code))] // Helium builds run `helium::relu_backward_blocks`.
 pub(crate) fn relu_backward_blocks(z: &[f32], dy: &[f32], dz: &mut [f32]) -> usize {
     let blocks = z.len().min(dy.len()).min(dz.len()) / 4;
     if blocks == 0 {

@@ -250,9 +250,13 @@ pub(crate) fn value_and_derivative<V: Vector, A: Elementwise>(
         v.store(o);
         dv.store(dk);
     }
-    let tail = outs.into_remainder().iter_mut().zip(ds.into_remainder());
-    for ((o, dk), &zk) in tail.zip(zs.remainder()) {
-        (*o, *dk) = activation.value_and_derivative_lanes(zk);
+    let (o, dk, zk) = (outs.into_remainder(), ds.into_remainder(), zs.remainder());
+    if !zk.is_empty() {
+        // The tail as one partial vector (the same operations per lane, so the same bits
+        // as at f32, and one evaluation instead of up to LANES − 1).
+        let (v, dv) = activation.value_and_derivative_lanes(V::load_partial(zk, zk.len()));
+        v.store_partial(o, zk.len());
+        dv.store_partial(dk, zk.len());
     }
 }
 
@@ -272,10 +276,19 @@ pub(crate) fn map<V: Vector, F: LaneMap>(f: &F, a: &[f32], b: &[f32], c: &[f32],
         f.apply(inputs).store(o);
         k += V::LANES;
     }
-    for o in chunks.into_remainder() {
-        let at = |s: &[f32]| s.get(k).copied().unwrap_or(0.0);
-        *o = f.apply([at(a), at(b), at(c)]);
-        k += 1;
+    let rest = chunks.into_remainder();
+    let n = rest.len();
+    if n > 0 {
+        // The tail as one partial vector (zeros past each input's end, as `load` gives for
+        // a short input): the same operations per lane, so the same bits as at f32, and
+        // one evaluation instead of up to LANES − 1 (a softmax row of 10 classes on
+        // AVX-512 is all tail).
+        let partial = |s: &[f32]| {
+            let s = lane(s, k);
+            V::load_partial(s, n.min(s.len()))
+        };
+        f.apply([partial(a), partial(b), partial(c)])
+            .store_partial(rest, n);
     }
 }
 

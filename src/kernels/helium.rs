@@ -433,3 +433,137 @@ pub(crate) fn axpy_rows_2x8(
     }
     flags == 0
 }
+
+/// Constants of the ReLU kernels, one q register each: |x| mask, the sign bit, ones, the
+/// default NaN.
+static RELU_CONSTANTS: [u32; 16] = [
+    0x7FFF_FFFF,
+    0x7FFF_FFFF,
+    0x7FFF_FFFF,
+    0x7FFF_FFFF,
+    0x8000_0000,
+    0x8000_0000,
+    0x8000_0000,
+    0x8000_0000,
+    1,
+    1,
+    1,
+    1,
+    0x7FC0_0000,
+    0x7FC0_0000,
+    0x7FC0_0000,
+    0x7FC0_0000,
+];
+
+/// ReLU over the whole blocks of four of `z` into `out` (over their common length), in
+/// **integer** MVE code, so nothing is flushed: `Relu::value_lanes` is `select(x ≤ 0, +0,
+/// x)`, and x ≤ 0 (not NaN) holds exactly for the bit patterns u with
+/// `u ⊕ 0x8000_0000 ≤ 0x7F80_0000` (−0 … −∞; +0 maps to itself, which the select's +0.0
+/// equals). Per four values: `veor`, a saturating subtract of the limit (0 exactly where
+/// the value goes), `vmin` with 1 and `vneg` (a mask of ones where it stays), `vand`; no
+/// predicates (stable `asm!` cannot declare VPR clobbered). Returns how many values it
+/// wrote (a multiple of 4).
+#[inline(always)]
+pub(crate) fn relu_forward_blocks(z: &[f32], out: &mut [f32]) -> usize {
+    let blocks = z.len().min(out.len()) / 4;
+    if blocks == 0 {
+        return 0;
+    }
+    // SAFETY: `z` and `out` hold at least `4·blocks` f32 each and `RELU_CONSTANTS` 16 u32;
+    // `out` is the only memory written and is borrowed mutably (so it overlaps nothing
+    // read). The loop is a `wls`/`le` loop of `blocks` iterations. Registers written: q0-q7
+    // and lr (declared by `mve_asm!`) and the pointers (inout). Integer vector operations
+    // only: no floating-point flag or mode is read or changed.
+    unsafe {
+        mve_asm!(
+            "vldrw.u32 q5, [{k}, #16]",
+            "vldrw.u32 q6, [{k}, #32]",
+            "wls lr, {n}, 3f",
+            "2:",
+            "vldrw.u32 q0, [{pz}], #16",
+            "veor q1, q0, q5",
+            "vqsub.u32 q1, q1, {limit}",
+            "vmin.u32 q1, q1, q6",
+            "vneg.s32 q1, q1",
+            "vand q0, q0, q1",
+            "vstrw.32 q0, [{pa}], #16",
+            "le lr, 2b",
+            "3:",
+            k = in(reg) RELU_CONSTANTS.as_ptr(),
+            limit = in(reg) 0x7F80_0000u32,
+            n = in(reg) blocks,
+            pz = inout(reg) z.as_ptr() => _,
+            pa = inout(reg) out.as_mut_ptr() => _,
+        );
+    }
+    blocks * 4
+}
+
+/// ReLU's backward over the whole blocks of four (over the common length) in **integer**
+/// MVE code, the bits of the generic kernel's `dy · f'(z)` with f'(z) = 1 for z > 0, +0 for
+/// z ≤ 0 and z for a NaN z (NaN payloads aside):
+/// * 0 < z ≤ +∞ (bit patterns 1 … 0x7F80_0000): dy · 1 = dy, unchanged (a subnormal too);
+/// * z NaN, or z ≤ 0 with dy = ±∞ or NaN: NaN;
+/// * otherwise dy · (+0) = ±0 with dy's sign.
+///
+/// Per four values 16 integer operations (saturating subtracts against limits give 0
+/// exactly where a condition fails; `vmin` with 1 and `vneg` turn the rest into masks);
+/// nothing is flushed. Out of line, like the VFP version: one copy serves the tracked and
+/// the untracked backward. Returns how many values it wrote (a multiple of 4).
+#[inline(never)]
+pub(crate) fn relu_backward_blocks(z: &[f32], dy: &[f32], dz: &mut [f32]) -> usize {
+    let blocks = z.len().min(dy.len()).min(dz.len()) / 4;
+    if blocks == 0 {
+        return 0;
+    }
+    // SAFETY: `z`, `dy` and `dz` hold at least `4·blocks` f32 each and `RELU_CONSTANTS` 16
+    // u32; `dz` is the only memory written and is borrowed mutably (so it overlaps nothing
+    // read). The loop is a `wls`/`le` loop of `blocks` iterations. Registers written: q0-q7
+    // and lr (declared by `mve_asm!`) and the pointers (inout). Integer vector operations
+    // only: no floating-point flag or mode is read or changed.
+    unsafe {
+        mve_asm!(
+            "vldrw.u32 q4, [{k}]",
+            "vldrw.u32 q5, [{k}, #16]",
+            "vldrw.u32 q6, [{k}, #32]",
+            "vldrw.u32 q7, [{k}, #48]",
+            "wls lr, {n}, 3f",
+            "2:",
+            "vldrw.u32 q0, [{pz}], #16",
+            "vldrw.u32 q1, [{py}], #16",
+            // q2 = ones where z is not in 1 … 0x7F80_0000 (f'(z) is not 1).
+            "vsub.i32 q2, q0, {one}",
+            "vqsub.u32 q2, q2, {below_inf}",
+            "vmin.u32 q2, q2, q6",
+            "vneg.s32 q2, q2",
+            // q0 = nonzero where z is NaN; q3 = nonzero where dy is ±∞ or NaN.
+            "vand q0, q0, q4",
+            "vqsub.u32 q0, q0, {inf}",
+            "vand q3, q1, q4",
+            "vqsub.u32 q3, q3, {below_inf}",
+            "vorr q0, q0, q3",
+            // q0 = the default NaN where either, else +0; then dy's sign: the z ≤ 0 result.
+            "vmin.u32 q0, q0, q6",
+            "vneg.s32 q0, q0",
+            "vand q0, q0, q7",
+            "vand q3, q1, q5",
+            "vorr q0, q0, q3",
+            // dy where f'(z) = 1, the z ≤ 0 result elsewhere.
+            "vbic q1, q1, q2",
+            "vand q0, q0, q2",
+            "vorr q1, q1, q0",
+            "vstrw.32 q1, [{pd}], #16",
+            "le lr, 2b",
+            "3:",
+            k = in(reg) RELU_CONSTANTS.as_ptr(),
+            one = in(reg) 1u32,
+            below_inf = in(reg) 0x7F7F_FFFFu32,
+            inf = in(reg) 0x7F80_0000u32,
+            n = in(reg) blocks,
+            pz = inout(reg) z.as_ptr() => _,
+            py = inout(reg) dy.as_ptr() => _,
+            pd = inout(reg) dz.as_mut_ptr() => _,
+        );
+    }
+    blocks * 4
+}

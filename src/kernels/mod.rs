@@ -139,11 +139,14 @@ pub fn matrix_error_bound(terms: usize, sum_abs: f64) -> f64 {
 pub(crate) use generic::BatchNormBackward;
 
 /// ReLU's forward on the whole blocks of eight of `z` and `out` in VFP code on a Cortex-M
-/// with an FPU (the same bits as `Relu::value_lanes`); returns the values done (0
-/// elsewhere, where the generic kernel does them all).
+/// with an FPU, or of four in integer Helium code on one with MVE (the same bits as
+/// `Relu::value_lanes`); returns the values done (0 elsewhere, where the generic kernel
+/// does them all).
 #[inline(always)]
 pub(crate) fn relu_forward_blocks(z: &[f32], out: &mut [f32]) -> usize {
-    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    #[cfg(gradguard_mve)]
+    return helium::relu_forward_blocks(z, out);
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf", not(gradguard_mve)))]
     return cortex_m::relu_forward_blocks(z, out);
     #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
     {
@@ -153,11 +156,13 @@ pub(crate) fn relu_forward_blocks(z: &[f32], out: &mut [f32]) -> usize {
 }
 
 /// ReLU's backward, `dz = dy · f'(z)`, on the whole blocks of four in VFP code on a
-/// Cortex-M with an FPU (the same bits as the generic kernel); returns the values done (0
-/// elsewhere).
+/// Cortex-M with an FPU, or integer Helium code on one with MVE (the same bits as the
+/// generic kernel); returns the values done (0 elsewhere).
 #[inline(always)]
 pub(crate) fn relu_backward_blocks(z: &[f32], dy: &[f32], dz: &mut [f32]) -> usize {
-    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    #[cfg(gradguard_mve)]
+    return helium::relu_backward_blocks(z, dy, dz);
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf", not(gradguard_mve)))]
     return cortex_m::relu_backward_blocks(z, dy, dz);
     #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
     {
