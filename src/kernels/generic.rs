@@ -578,8 +578,8 @@ pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const 
     // accumulators on AVX-512 and 8 on AVX2. (Four-lane vectors keep the dot products: on
     // SSE2, without FMA, the batch-lanes kernel was half as fast.)
     let (samples, units) = match (V::REGISTER_TRANSPOSE, V::LANES) {
-        (true, 16) => lanes_forward::<V, IN, OUT, 16, 1>(w, b, x, z),
-        (true, 8) => lanes_forward::<V, IN, OUT, 8, 1>(w, b, x, z),
+        (true, 16) => lanes_forward_sized::<V, IN, OUT, 16, 1>(w, b, x, z),
+        (true, 8) => lanes_forward_sized::<V, IN, OUT, 8, 1>(w, b, x, z),
         _ => (0, 0),
     };
     let (x_lanes, x_rest) = x.split_at(samples.min(B));
@@ -592,12 +592,37 @@ pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const 
 /// transposed inputs, which stay in L1 while every block of units passes over them.
 const PACKED_INPUTS: usize = 256;
 
+/// [`lanes_forward`] with a transpose buffer of 64, 128 or [`PACKED_INPUTS`] inputs, the
+/// smallest that holds IN (safe Rust zeroes the buffer at every call: 0.8 % of a
+/// 64-128-128-10 training step with 16 KiB for every layer).
+#[inline(always)]
+fn lanes_forward_sized<
+    V: Vector,
+    const IN: usize,
+    const OUT: usize,
+    const NU: usize,
+    const NV: usize,
+>(
+    w: &[[f32; IN]; OUT],
+    b: &[f32; OUT],
+    x: &[[f32; IN]],
+    z: &mut [[f32; OUT]],
+) -> (usize, usize) {
+    if IN <= 64 {
+        lanes_forward::<V, IN, OUT, NU, NV, 64>(w, b, x, z)
+    } else if IN <= 128 {
+        lanes_forward::<V, IN, OUT, NU, NV, 128>(w, b, x, z)
+    } else {
+        lanes_forward::<V, IN, OUT, NU, NV, PACKED_INPUTS>(w, b, x, z)
+    }
+}
+
 /// The batch-lanes forward over the whole blocks of `NV · LANES` samples and the whole
 /// blocks of `NU` units (and the last, partial block where it holds at least three quarters of `NU`
 /// units); returns how many samples and units it wrote, the rest is [`dot_forward`]'s.
 ///
-/// Per block of samples and chunk of at most [`PACKED_INPUTS`] inputs (chunks of equal
-/// length), the inputs are transposed into a buffer (`xt[i]` = input `i` of every sample
+/// Per block of samples and chunk of at most `P` ≤ [`PACKED_INPUTS`] inputs (chunks of
+/// equal length), the inputs are transposed into a buffer (`xt[i]` = input `i` of every sample
 /// of the block: the samples become the lanes); then for each block of `NU` units,
 /// `NU · NV` accumulators take one broadcast weight times one vector of `xt` per input and
 /// unit, in input order (fused where the instruction set has FMA), and are transposed back
@@ -606,7 +631,14 @@ const PACKED_INPUTS: usize = 256;
 /// this is the reference order (+0.0, then `i = 0, 1, …`, then the bias) up to fusion:
 /// within `matrix_error_bound`.
 #[inline(always)]
-fn lanes_forward<V: Vector, const IN: usize, const OUT: usize, const NU: usize, const NV: usize>(
+fn lanes_forward<
+    V: Vector,
+    const IN: usize,
+    const OUT: usize,
+    const NU: usize,
+    const NV: usize,
+    const P: usize,
+>(
     w: &[[f32; IN]; OUT],
     b: &[f32; OUT],
     x: &[[f32; IN]],
@@ -627,9 +659,9 @@ fn lanes_forward<V: Vector, const IN: usize, const OUT: usize, const NU: usize, 
     if samples == 0 || units == 0 {
         return (0, 0);
     }
-    let chunks = IN.div_ceil(PACKED_INPUTS);
+    let chunks = IN.div_ceil(P);
     let chunk = IN.div_ceil(chunks);
-    let mut xt = [[0.0f32; 16]; PACKED_INPUTS];
+    let mut xt = [[0.0f32; 16]; P];
     for (xs, zs) in x.chunks_exact(block).zip(z.chunks_exact_mut(block)) {
         let mut c0 = 0;
         while c0 < IN {
