@@ -574,12 +574,12 @@ pub(crate) fn dense_forward<V: Vector, const IN: usize, const OUT: usize, const 
     x: &[[f32; IN]; B],
     z: &mut [[f32; OUT]; B],
 ) {
-    // The register block of the batch-lanes kernel: NU units × NV vectors of samples, 16
+    // The register block of the batch-lanes kernel: LANES units × LANES samples, 16
     // accumulators on AVX-512 and 8 on AVX2. (Four-lane vectors keep the dot products: on
     // SSE2, without FMA, the batch-lanes kernel was half as fast.)
     let (samples, units) = match (V::REGISTER_TRANSPOSE, V::LANES) {
-        (true, 16) => lanes_forward_sized::<V, IN, OUT, 16, 1>(w, b, x, z),
-        (true, 8) => lanes_forward_sized::<V, IN, OUT, 8, 1>(w, b, x, z),
+        (true, 16) => lanes_forward_sized::<V, IN, OUT, 16>(w, b, x, z),
+        (true, 8) => lanes_forward_sized::<V, IN, OUT, 8>(w, b, x, z),
         _ => (0, 0),
     };
     let (x_lanes, x_rest) = x.split_at(samples.min(B));
@@ -596,65 +596,52 @@ const PACKED_INPUTS: usize = 256;
 /// smallest that holds IN (safe Rust zeroes the buffer at every call: 0.8 % of a
 /// 64-128-128-10 training step with 16 KiB for every layer).
 #[inline(always)]
-fn lanes_forward_sized<
-    V: Vector,
-    const IN: usize,
-    const OUT: usize,
-    const NU: usize,
-    const NV: usize,
->(
+fn lanes_forward_sized<V: Vector, const IN: usize, const OUT: usize, const L: usize>(
     w: &[[f32; IN]; OUT],
     b: &[f32; OUT],
     x: &[[f32; IN]],
     z: &mut [[f32; OUT]],
 ) -> (usize, usize) {
     if IN <= 64 {
-        lanes_forward::<V, IN, OUT, NU, NV, 64>(w, b, x, z)
+        lanes_forward::<V, IN, OUT, L, 64>(w, b, x, z)
     } else if IN <= 128 {
-        lanes_forward::<V, IN, OUT, NU, NV, 128>(w, b, x, z)
+        lanes_forward::<V, IN, OUT, L, 128>(w, b, x, z)
     } else {
-        lanes_forward::<V, IN, OUT, NU, NV, PACKED_INPUTS>(w, b, x, z)
+        lanes_forward::<V, IN, OUT, L, PACKED_INPUTS>(w, b, x, z)
     }
 }
 
-/// The batch-lanes forward over the whole blocks of `NV · LANES` samples and the whole
-/// blocks of `NU` units (and the last, partial block where it holds at least three quarters of `NU`
-/// units); returns how many samples and units it wrote, the rest is [`dot_forward`]'s.
+/// The batch-lanes forward over the whole blocks of `L` samples and the whole blocks of `L`
+/// units (`L` = the vector's lanes), and the last, partial block of units where it holds at
+/// least three quarters of `L`; returns how many samples and units it wrote, the rest is
+/// [`dot_forward`]'s.
 ///
 /// Per block of samples and chunk of at most `P` ≤ [`PACKED_INPUTS`] inputs (chunks of
-/// equal length), the inputs are transposed into a buffer (`xt[i]` = input `i` of every sample
-/// of the block: the samples become the lanes); then for each block of `NU` units,
-/// `NU · NV` accumulators take one broadcast weight times one vector of `xt` per input and
-/// unit, in input order (fused where the instruction set has FMA), and are transposed back
-/// into `z` (where the next chunk reloads them, or the bias is added after the last).
-/// Units past OUT in the last block repeat the last row and are not stored. Per output
-/// this is the reference order (+0.0, then `i = 0, 1, …`, then the bias) up to fusion:
-/// within `matrix_error_bound`.
+/// equal length), the inputs are transposed into a buffer (`xt[i]` = input `i` of every
+/// sample of the block: the samples become the lanes); then for each block of `L` units,
+/// `L` accumulators take one broadcast weight times the vector `xt[i]` per input and unit,
+/// in input order (fused where the instruction set has FMA), and are transposed back into
+/// `z` (where the next chunk reloads them, or the bias is added after the last). Units past
+/// OUT in the last block repeat the last row and are not stored. Per output this is the
+/// reference order (+0.0, then `i = 0, 1, …`, then the bias) up to fusion: within
+/// `matrix_error_bound`.
 #[inline(always)]
-fn lanes_forward<
-    V: Vector,
-    const IN: usize,
-    const OUT: usize,
-    const NU: usize,
-    const NV: usize,
-    const P: usize,
->(
+fn lanes_forward<V: Vector, const IN: usize, const OUT: usize, const L: usize, const P: usize>(
     w: &[[f32; IN]; OUT],
     b: &[f32; OUT],
     x: &[[f32; IN]],
     z: &mut [[f32; OUT]],
 ) -> (usize, usize) {
-    let block = NV * V::LANES;
     // (Every arm of `dense_forward`'s match is instantiated for every vector type; only
     // the one for this vector's lane count runs.)
-    if !NU.is_multiple_of(V::LANES) || NU > 16 || block > 16 || V::LANES == 1 || IN == 0 {
+    if L != V::LANES || L > 16 || L == 1 || IN == 0 {
         return (0, 0);
     }
-    let samples = x.len().min(z.len()) / block * block;
-    let units = if 4 * (OUT % NU) >= 3 * NU {
+    let samples = x.len().min(z.len()) / L * L;
+    let units = if 4 * (OUT % L) >= 3 * L {
         OUT
     } else {
-        OUT - OUT % NU
+        OUT - OUT % L
     };
     if samples == 0 || units == 0 {
         return (0, 0);
@@ -662,7 +649,7 @@ fn lanes_forward<
     let chunks = IN.div_ceil(P);
     let chunk = IN.div_ceil(chunks);
     let mut xt = [[0.0f32; 16]; P];
-    for (xs, zs) in x.chunks_exact(block).zip(z.chunks_exact_mut(block)) {
+    for (xs, zs) in x.chunks_exact(L).zip(z.chunks_exact_mut(L)) {
         let mut c0 = 0;
         while c0 < IN {
             let kc = (IN - c0).min(chunk);
@@ -671,14 +658,14 @@ fn lanes_forward<
             let (first, last) = (c0 == 0, c0 + kc == IN);
             let mut o0 = 0;
             while o0 < units {
-                let n = (units - o0).min(NU);
-                let rows: [&[f32]; NU] = core::array::from_fn(|u| {
+                let n = (units - o0).min(L);
+                let rows: [&[f32]; L] = core::array::from_fn(|u| {
                     let row = w.get((o0 + u).min(OUT - 1)).map_or(&[][..], |r| &r[..]);
                     row.get(c0..c0 + kc).unwrap_or(&[])
                 });
                 let bias = if last { b.get(o0..o0 + n) } else { None };
-                units_tile::<V, OUT, NU, NV>(rows, bias, xt, zs, o0, n, first);
-                o0 += NU;
+                units_tile::<V, OUT, L>(rows, bias, xt, zs, o0, n, first);
+                o0 += L;
             }
             c0 += kc;
         }
@@ -686,7 +673,7 @@ fn lanes_forward<
     (samples, units)
 }
 
-/// `xt[t][s] = xs[s][c0 + t]` for the `NV · LANES` samples of `xs` and `xt.len()` inputs:
+/// `xt[t][s] = xs[s][c0 + t]` for the `LANES` samples of `xs` and `xt.len()` inputs:
 /// `LANES × LANES` blocks through [`Vector::transpose`], the last inputs one at a time.
 #[inline(always)]
 fn pack_transposed<V: Vector, const IN: usize>(xs: &[[f32; IN]], c0: usize, xt: &mut [[f32; 16]]) {
@@ -694,16 +681,14 @@ fn pack_transposed<V: Vector, const IN: usize>(xs: &[[f32; IN]], c0: usize, xt: 
     let lanes = V::LANES;
     let mut t = 0;
     while t + lanes <= kc {
-        for (v, rows) in xs.chunks_exact(lanes).enumerate() {
-            let mut block = [V::splat(0.0); 16];
-            for (r, row) in block.iter_mut().zip(rows) {
-                *r = V::load(row.get(c0 + t..).unwrap_or(&[]));
-            }
-            let block = block.get_mut(..lanes).unwrap_or(&mut []);
-            V::transpose(block);
-            for (r, out) in block.iter().zip(xt.iter_mut().skip(t)) {
-                r.store(out.get_mut(v * lanes..).unwrap_or(&mut []));
-            }
+        let mut block = [V::splat(0.0); 16];
+        for (r, row) in block.iter_mut().zip(xs) {
+            *r = V::load(row.get(c0 + t..).unwrap_or(&[]));
+        }
+        let block = block.get_mut(..lanes).unwrap_or(&mut []);
+        V::transpose(block);
+        for (r, out) in block.iter().zip(xt.iter_mut().skip(t)) {
+            r.store(out);
         }
         t += lanes;
     }
@@ -714,12 +699,12 @@ fn pack_transposed<V: Vector, const IN: usize>(xs: &[[f32; IN]], c0: usize, xt: 
     }
 }
 
-/// One block of `NU` units (`rows`: their weights over this chunk) for the `NV · LANES`
+/// One block of `L` = LANES units (`rows`: their weights over this chunk) for the `L`
 /// samples of `z`, whose outputs `o0..o0 + units` it writes; `first`: start at +0.0 (else
 /// continue from `z`); `bias`: add it (the last chunk).
 #[inline(always)]
-fn units_tile<V: Vector, const OUT: usize, const NU: usize, const NV: usize>(
-    rows: [&[f32]; NU],
+fn units_tile<V: Vector, const OUT: usize, const L: usize>(
+    rows: [&[f32]; L],
     bias: Option<&[f32]>,
     xt: &[[f32; 16]],
     z: &mut [[f32; OUT]],
@@ -727,73 +712,38 @@ fn units_tile<V: Vector, const OUT: usize, const NU: usize, const NV: usize>(
     units: usize,
     first: bool,
 ) {
-    let lanes = V::LANES;
-    let mut acc = [[V::splat(0.0); NV]; NU];
+    let mut acc = [V::splat(0.0); L];
     if !first {
-        // Reload the partial sums: rows of z, transposed back into unit-major vectors.
-        for (v, zs) in z.chunks_exact(lanes).enumerate().take(NV) {
-            for (g, group) in acc.chunks_exact_mut(lanes).enumerate() {
-                let from = o0 + g * lanes;
-                let n = units.saturating_sub(g * lanes).min(lanes);
-                let mut block = [V::splat(0.0); 16];
-                for (r, zr) in block.iter_mut().zip(zs) {
-                    let zr = zr.get(from..).unwrap_or(&[]);
-                    *r = if n == lanes {
-                        V::load(zr)
-                    } else {
-                        V::load_partial(zr, n)
-                    };
-                }
-                let block = block.get_mut(..lanes).unwrap_or(&mut []);
-                V::transpose(block);
-                for (a, r) in group.iter_mut().zip(block.iter()) {
-                    if let Some(a) = a.get_mut(v) {
-                        *a = *r;
-                    }
-                }
-            }
+        // Reload the partial sums: rows of z (sample-major), transposed back into one
+        // vector per unit.
+        for (a, zr) in acc.iter_mut().zip(z.iter()) {
+            let zr = zr.get(o0..).unwrap_or(&[]);
+            *a = if units == L {
+                V::load(zr)
+            } else {
+                V::load_partial(zr, units)
+            };
         }
+        V::transpose(&mut acc);
     }
     for (t, xr) in xt.iter().enumerate() {
-        let mut xv = [V::splat(0.0); NV];
-        for (v, xv) in xv.iter_mut().enumerate() {
-            *xv = V::load(xr.get(v * lanes..).unwrap_or(&[]));
-        }
+        let xv = V::load(xr);
         for (a, row) in acc.iter_mut().zip(rows.iter()) {
-            let w = V::splat(row.get(t).copied().unwrap_or(0.0));
-            for (a, &xv) in a.iter_mut().zip(xv.iter()) {
-                *a = w.mul_add(xv, *a);
-            }
+            *a = V::splat(row.get(t).copied().unwrap_or(0.0)).mul_add(xv, *a);
         }
     }
     if let Some(bias) = bias {
         for (a, &bias) in acc.iter_mut().zip(bias) {
-            for a in a.iter_mut() {
-                *a = *a + V::splat(bias);
-            }
+            *a = *a + V::splat(bias);
         }
     }
-    for (v, zs) in z.chunks_exact_mut(lanes).enumerate().take(NV) {
-        for (g, group) in acc.chunks_exact(lanes).enumerate() {
-            let to = o0 + g * lanes;
-            let n = units.saturating_sub(g * lanes).min(lanes);
-            if n == 0 {
-                continue;
-            }
-            let mut block = [V::splat(0.0); 16];
-            for (r, a) in block.iter_mut().zip(group) {
-                *r = a.get(v).copied().unwrap_or(V::splat(0.0));
-            }
-            let block = block.get_mut(..lanes).unwrap_or(&mut []);
-            V::transpose(block);
-            for (r, zr) in block.iter().zip(zs.iter_mut()) {
-                let zr = zr.get_mut(to..).unwrap_or(&mut []);
-                if n == lanes {
-                    r.store(zr);
-                } else {
-                    r.store_partial(zr, n);
-                }
-            }
+    V::transpose(&mut acc);
+    for (r, zr) in acc.iter().zip(z.iter_mut()) {
+        let zr = zr.get_mut(o0..).unwrap_or(&mut []);
+        if units == L {
+            r.store(zr);
+        } else {
+            r.store_partial(zr, units);
         }
     }
 }
