@@ -19,7 +19,7 @@
 
 use super::GradMode;
 use crate::elementwise::Elementwise;
-use crate::lanes::Lanes;
+use crate::lanes::{Lanes, Pair};
 
 /// A SIMD vector of f32 lanes (or `f32` itself): [`Lanes`] plus memory access and the
 /// operations whose rounding is allowed to differ between instruction sets.
@@ -28,9 +28,12 @@ pub(crate) trait Vector: Lanes {
     const LANES: usize;
     /// 32 vector registers (AVX-512, NEON) rather than 16: room for bigger register blocks.
     const MANY_REGISTERS: bool = false;
-    /// Independent accumulators (at most 4) of the reduction kernels: 4 hide the latency
-    /// of a vector max/min/add chain; plain `f32` (the microcontroller path) keeps 1, which
-    /// its in-order pipeline does not need more of, and which keeps its code small.
+    /// Independent dependency chains the kernels keep side by side (1 or 4): the
+    /// reduction kernels' accumulators (4 hide the latency of a vector max/min/add chain)
+    /// and the vectors the elementwise kernels evaluate interleaved as a
+    /// [`Pair`]`<`[`Pair`]`<V>>` (an exponential is a chain of about 30 dependent
+    /// operations). Plain `f32` (the microcontroller path) keeps 1, which its in-order
+    /// pipeline does not need more of, and which keeps its code small.
     const UNROLL: usize = 4;
     /// The first `LANES` elements of `s` (zeros if `s` is shorter, which no kernel does).
     fn load(s: &[f32]) -> Self;
@@ -242,6 +245,19 @@ pub(crate) fn value_and_derivative<V: Vector, A: Elementwise>(
 ) {
     let n = z.len().min(out.len()).min(d.len());
     let (z, out, d) = (head(z, n), head_mut(out, n), head_mut(d, n));
+    let whole = n - n % (4 * V::LANES);
+    let (z4, z) = z.split_at(if V::UNROLL == 4 { whole } else { 0 });
+    let (out4, out) = out.split_at_mut(z4.len());
+    let (d4, d) = d.split_at_mut(z4.len());
+    let groups = out4
+        .chunks_exact_mut(4 * V::LANES)
+        .zip(d4.chunks_exact_mut(4 * V::LANES))
+        .zip(z4.chunks_exact(4 * V::LANES));
+    for ((o, dk), zk) in groups {
+        let (v, dv) = activation.value_and_derivative_lanes(load_four::<V>(zk));
+        store_four(v, o);
+        store_four(dv, dk);
+    }
     let mut outs = out.chunks_exact_mut(V::LANES);
     let mut ds = d.chunks_exact_mut(V::LANES);
     let mut zs = z.chunks_exact(V::LANES);
@@ -260,13 +276,50 @@ pub(crate) fn value_and_derivative<V: Vector, A: Elementwise>(
     }
 }
 
+/// Four consecutive vectors of `s` (zeros past its end) as one [`Pair`] of pairs, whose
+/// formulas then run interleaved (see [`Pair`]).
+#[inline(always)]
+fn load_four<V: Vector>(s: &[f32]) -> Pair<Pair<V>> {
+    let l = V::LANES;
+    Pair(
+        Pair(V::load(lane(s, 0)), V::load(lane(s, l))),
+        Pair(V::load(lane(s, 2 * l)), V::load(lane(s, 3 * l))),
+    )
+}
+
+/// Writes [`load_four`]'s four vectors back (nothing past the end of `s`).
+#[inline(always)]
+fn store_four<V: Vector>(v: Pair<Pair<V>>, s: &mut [f32]) {
+    let l = V::LANES;
+    for (k, part) in [v.0 .0, v.0 .1, v.1 .0, v.1 .1].into_iter().enumerate() {
+        if let Some(out) = s.get_mut(k * l..) {
+            part.store(out);
+        }
+    }
+}
+
 /// `out[k] = f(a[k], b[k], c[k])` over the common length; unused inputs may be empty.
 #[inline(always)]
 pub(crate) fn map<V: Vector, F: LaneMap>(f: &F, a: &[f32], b: &[f32], c: &[f32], out: &mut [f32]) {
     let n = out.len().min(a.len());
     let (a, out) = (head(a, n), head_mut(out, n));
-    let mut chunks = out.chunks_exact_mut(V::LANES);
+    let whole = if V::UNROLL == 4 {
+        n - n % (4 * V::LANES)
+    } else {
+        0
+    };
+    let (out4, out) = out.split_at_mut(whole);
     let mut k = 0;
+    for o in out4.chunks_exact_mut(4 * V::LANES) {
+        let inputs = [
+            load_four::<V>(lane(a, k)),
+            load_four::<V>(lane(b, k)),
+            load_four::<V>(lane(c, k)),
+        ];
+        store_four(f.apply(inputs), o);
+        k += 4 * V::LANES;
+    }
+    let mut chunks = out.chunks_exact_mut(V::LANES);
     for o in &mut chunks {
         let inputs = [
             V::load(lane(a, k)),

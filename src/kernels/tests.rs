@@ -135,13 +135,35 @@ fn generic_bodies_agree<V: Vector>(fuses: bool) {
     let before = lanes(&block);
     V::transpose(&mut block[..V::LANES.saturating_sub(1)]);
     assert_eq!(lanes(&block), before, "a short slice is not transposed");
-    for n in [0, 1, 3, 4, 5, 7, 9, 17] {
+    // Past four vectors the elementwise bodies evaluate groups of four interleaved.
+    let l = V::LANES;
+    for n in [
+        0,
+        1,
+        3,
+        4,
+        5,
+        7,
+        9,
+        17,
+        4 * l - 1,
+        4 * l,
+        5 * l + 3,
+        8 * l + 2 * l + 1,
+    ] {
         let (z, dy) = (values(n, 2), values(n, 3));
         let mut a = std::vec![0.0; n];
         generic::map::<V, _>(&Value(&Sigmoid), &z, &[], &[], &mut a);
         assert!(
             same_bits(&a, &collect(n, &|k| Sigmoid.value(z[k]))),
             "sigmoid, n = {n}"
+        );
+        let mut d = std::vec![0.0; n];
+        generic::value_and_derivative::<V, _>(&Tanh, &z, &mut a, &mut d);
+        assert!(
+            same_bits(&a, &collect(n, &|k| Tanh.value(z[k])))
+                && same_bits(&d, &collect(n, &|k| Tanh.derivative(z[k]))),
+            "tanh and tanh', n = {n}"
         );
         generic::map::<V, _>(&Backward(&Tanh), &z, &dy, &[], &mut a);
         let expected = collect(n, &|k| dy[k] * Tanh.derivative(z[k]));
