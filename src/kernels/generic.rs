@@ -1742,10 +1742,20 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
     let (mut sum_abs, mut sum_squares) = (zero, zero);
     let (mut all_zero, mut all_below) = ([one; W], [one; W]);
     let mut smallest_derivative = infinity;
+    // A row's four vectors of f' evaluated interleaved (see `Pair`), as the plain kernels
+    // do: the same bits.
+    const { assert!(W <= 4, "a column block is at most four vectors wide") };
+    let interleaved = W == 4 && R::UNROLL == 4 && !partial;
     let mut k = c;
     for _ in 0..rows {
-        let units_of_row = all_zero.iter_mut().zip(all_below.iter_mut());
-        for (j, (zero_j, below_j)) in units_of_row.enumerate() {
+        let four = if interleaved {
+            let d = activation.derivative_lanes(load_four::<R>(lane(z, k)));
+            [d.0 .0, d.0 .1, d.1 .0, d.1 .1]
+        } else {
+            [zero; 4]
+        };
+        let units_of_row = all_zero.iter_mut().zip(all_below.iter_mut()).zip(four);
+        for (j, ((zero_j, below_j), ahead)) in units_of_row.enumerate() {
             let at = k + j * R::LANES;
             let (d, p) = if partial {
                 let d = activation.derivative_lanes(R::load_partial(lane(z, at), valid));
@@ -1753,7 +1763,11 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
                 p.store_partial(dz.get_mut(at..).unwrap_or(&mut []), valid);
                 (d, p)
             } else {
-                let d = activation.derivative_lanes(R::load(lane(z, at)));
+                let d = if interleaved {
+                    ahead
+                } else {
+                    activation.derivative_lanes(R::load(lane(z, at)))
+                };
                 let p = R::load(lane(dy, at)) * d;
                 p.store(dz.get_mut(at..).unwrap_or(&mut []));
                 (d, p)
