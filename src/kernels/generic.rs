@@ -245,8 +245,7 @@ pub(crate) fn value_and_derivative<V: Vector, A: Elementwise>(
 ) {
     let n = z.len().min(out.len()).min(d.len());
     let (z, out, d) = (head(z, n), head_mut(out, n), head_mut(d, n));
-    let whole = n - n % (4 * V::LANES);
-    let (z4, z) = z.split_at(if V::UNROLL == 4 { whole } else { 0 });
+    let (z4, z) = z.split_at(interleaved_len::<V>(n));
     let (out4, out) = out.split_at_mut(z4.len());
     let (d4, d) = d.split_at_mut(z4.len());
     let groups = out4
@@ -276,6 +275,23 @@ pub(crate) fn value_and_derivative<V: Vector, A: Elementwise>(
     }
 }
 
+/// The first elements of a length-`n` slice that the elementwise kernels evaluate four
+/// vectors at a time (whole groups of four; none on the one-lane path).
+#[inline(always)]
+fn interleaved_len<V: Vector>(n: usize) -> usize {
+    if V::UNROLL == 4 {
+        n - n % (4 * V::LANES)
+    } else {
+        0
+    }
+}
+
+/// The four vectors of a [`load_four`] group, in memory order.
+#[inline(always)]
+fn four_of<V: Vector>(v: Pair<Pair<V>>) -> [V; 4] {
+    [v.0 .0, v.0 .1, v.1 .0, v.1 .1]
+}
+
 /// Four consecutive vectors of `s` (zeros past its end) as one [`Pair`] of pairs, whose
 /// formulas then run interleaved (see [`Pair`]).
 #[inline(always)]
@@ -291,7 +307,7 @@ fn load_four<V: Vector>(s: &[f32]) -> Pair<Pair<V>> {
 #[inline(always)]
 fn store_four<V: Vector>(v: Pair<Pair<V>>, s: &mut [f32]) {
     let l = V::LANES;
-    for (k, part) in [v.0 .0, v.0 .1, v.1 .0, v.1 .1].into_iter().enumerate() {
+    for (k, part) in four_of(v).into_iter().enumerate() {
         if let Some(out) = s.get_mut(k * l..) {
             part.store(out);
         }
@@ -303,12 +319,7 @@ fn store_four<V: Vector>(v: Pair<Pair<V>>, s: &mut [f32]) {
 pub(crate) fn map<V: Vector, F: LaneMap>(f: &F, a: &[f32], b: &[f32], c: &[f32], out: &mut [f32]) {
     let n = out.len().min(a.len());
     let (a, out) = (head(a, n), head_mut(out, n));
-    let whole = if V::UNROLL == 4 {
-        n - n % (4 * V::LANES)
-    } else {
-        0
-    };
-    let (out4, out) = out.split_at_mut(whole);
+    let (out4, out) = out.split_at_mut(interleaved_len::<V>(n));
     let mut k = 0;
     for o in out4.chunks_exact_mut(4 * V::LANES) {
         let inputs = [
@@ -1749,8 +1760,7 @@ fn column_block<R: Vector, A: Elementwise, const W: usize>(
     let mut k = c;
     for _ in 0..rows {
         let four = if interleaved {
-            let d = activation.derivative_lanes(load_four::<R>(lane(z, k)));
-            [d.0 .0, d.0 .1, d.1 .0, d.1 .1]
+            four_of(activation.derivative_lanes(load_four::<R>(lane(z, k))))
         } else {
             [zero; 4]
         };
